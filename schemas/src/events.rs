@@ -1,0 +1,476 @@
+//! The events on the `traces` topic and their Avro encoding.
+//!
+//! Framing is Avro **single-object encoding** (see `schemas/README.md`): the two marker bytes
+//! `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's
+//! Parsing Canonical Form, then the Avro binary datum. A consumer in any language looks the
+//! fingerprint up among the `.avsc` files in `schemas/avro/` and decodes with that schema.
+//!
+//! Every `.avsc` the repo ever shipped stays registered here as a *writer* schema, so events written
+//! by older producers keep decoding; they are resolved to the current *reader* schema of their kind.
+
+use std::io::{Cursor, Read};
+use std::sync::LazyLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::ValidationErrors;
+use crate::trace::{Step, Trace, TraceParts};
+
+/// Kafka header that names the event type, so consumers can route without decoding the value.
+pub const HEADER_EVENT_TYPE: &str = "tunix-event";
+/// [`HEADER_EVENT_TYPE`] value for [`TraceSubmitted`].
+pub const EVENT_TRACE_SUBMITTED: &str = "trace.submitted";
+/// [`HEADER_EVENT_TYPE`] value for [`TraceDeleted`].
+pub const EVENT_TRACE_DELETED: &str = "trace.deleted";
+
+/// The marker that starts every Avro single-object encoded value.
+pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
+/// Bytes before the Avro datum: marker plus fingerprint.
+pub const HEADER_LEN: usize = 10;
+
+/// Largest string, byte array or collection length the decoder will allocate for. Events are
+/// bounded by the ingest size limit (at most [`crate::MAX_TRACE_BYTES_LIMIT`]), so anything larger
+/// is corrupt; refusing it keeps a poison record from exhausting memory.
+const MAX_DECODE_ALLOCATION: usize = crate::MAX_TRACE_BYTES_LIMIT + 1024 * 1024;
+
+/// The kind of an event, independent of its schema version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// `ai.tunix.events.TraceSubmitted`.
+    Submitted,
+    /// `ai.tunix.events.TraceDeleted`.
+    Deleted,
+}
+
+impl EventKind {
+    /// The value of the [`HEADER_EVENT_TYPE`] header.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            EventKind::Submitted => EVENT_TRACE_SUBMITTED,
+            EventKind::Deleted => EVENT_TRACE_DELETED,
+        }
+    }
+}
+
+/// A schema file this crate ships.
+#[derive(Debug)]
+pub struct SchemaFile {
+    /// The file name under `schemas/avro/`.
+    pub file: &'static str,
+    /// The file's text.
+    pub text: &'static str,
+    /// What the schema describes.
+    pub kind: EventKind,
+    /// Its version within the kind; the highest is the one producers write.
+    pub version: u32,
+}
+
+/// Every `.avsc` in `schemas/avro/`, oldest first within each kind. Never remove an entry: old
+/// events stay in the topic for as long as its retention allows.
+pub const SCHEMA_FILES: &[SchemaFile] = &[
+    SchemaFile {
+        file: "trace_submitted.v1.avsc",
+        text: include_str!("../avro/trace_submitted.v1.avsc"),
+        kind: EventKind::Submitted,
+        version: 1,
+    },
+    SchemaFile {
+        file: "trace_submitted.v2.avsc",
+        text: include_str!("../avro/trace_submitted.v2.avsc"),
+        kind: EventKind::Submitted,
+        version: 2,
+    },
+    SchemaFile {
+        file: "trace_deleted.v1.avsc",
+        text: include_str!("../avro/trace_deleted.v1.avsc"),
+        kind: EventKind::Deleted,
+        version: 1,
+    },
+];
+
+struct Registered {
+    file: &'static SchemaFile,
+    schema: Schema,
+    fingerprint: [u8; 8],
+}
+
+struct Registry {
+    all: Vec<Registered>,
+    /// Index into `all` of the current (highest-version) schema for submitted events.
+    current_submitted: usize,
+    /// Index into `all` of the current schema for deleted events.
+    current_deleted: usize,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    apache_avro::util::max_allocation_bytes(MAX_DECODE_ALLOCATION);
+    let all: Vec<Registered> = SCHEMA_FILES
+        .iter()
+        .map(|file| {
+            let schema = Schema::parse_str(file.text)
+                .unwrap_or_else(|e| panic!("{} is not a valid Avro schema: {e}", file.file));
+            let fingerprint = fingerprint_of(&schema);
+            Registered {
+                file,
+                schema,
+                fingerprint,
+            }
+        })
+        .collect();
+    let current = |kind: EventKind| {
+        all.iter()
+            .enumerate()
+            .filter(|(_, r)| r.file.kind == kind)
+            .max_by_key(|(_, r)| r.file.version)
+            .map(|(n, _)| n)
+            .expect("every event kind has a schema")
+    };
+    Registry {
+        current_submitted: current(EventKind::Submitted),
+        current_deleted: current(EventKind::Deleted),
+        all,
+    }
+});
+
+fn fingerprint_of(schema: &Schema) -> [u8; 8] {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes[..8]);
+    out
+}
+
+/// The fingerprint (little-endian, as framed on the wire) of every shipped schema file.
+pub fn schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
+    REGISTRY
+        .all
+        .iter()
+        .map(|r| (r.file.file, r.fingerprint))
+        .collect()
+}
+
+/// The schema producers write for `kind` today, with its file name and fingerprint.
+pub fn current_schema(kind: EventKind) -> (&'static str, &'static Schema, [u8; 8]) {
+    let r = &REGISTRY.all[match kind {
+        EventKind::Submitted => REGISTRY.current_submitted,
+        EventKind::Deleted => REGISTRY.current_deleted,
+    }];
+    (r.file.file, &r.schema, r.fingerprint)
+}
+
+/// A trace accepted by ingest-api.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSubmitted {
+    /// The trace id; also the Kafka key.
+    pub id: Uuid,
+    /// Acceptance time, truncated to microseconds (the precision of the event and of Postgres).
+    pub created_at: DateTime<Utc>,
+    /// The validated trace.
+    pub trace: Trace,
+    /// The producer's `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// A tombstone for one trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceDeleted {
+    /// The deleted trace's id; also the Kafka key.
+    pub id: Uuid,
+    /// When the delete was accepted, truncated to microseconds.
+    pub deleted_at: DateTime<Utc>,
+    /// Free text from the operator.
+    pub reason: Option<String>,
+}
+
+/// Any event on the `traces` topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceEvent {
+    /// See [`TraceSubmitted`].
+    Submitted(TraceSubmitted),
+    /// See [`TraceDeleted`].
+    Deleted(TraceDeleted),
+}
+
+/// Why a record could not be turned into an event. Each variant is a reason label in the writer's
+/// dead-letter headers and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the single-object header.
+    #[error("value is {0} bytes, shorter than the 10-byte single-object header")]
+    TooShort(usize),
+    /// The first two bytes are not `C3 01`.
+    #[error("value does not start with the Avro single-object marker C3 01")]
+    BadMagic,
+    /// The fingerprint matches no schema this build knows.
+    #[error("unknown writer schema fingerprint {0}")]
+    UnknownSchema(String),
+    /// The datum does not match its writer schema, or cannot be resolved to the reader schema.
+    #[error("avro: {0}")]
+    Avro(String),
+    /// Bytes left over after the datum: a framing bug or corruption.
+    #[error("{0} trailing bytes after the Avro datum")]
+    TrailingBytes(usize),
+    /// The datum decodes but breaks a trace rule (an old or foreign producer).
+    #[error("event breaks the trace rules: {0}")]
+    Invalid(ValidationErrors),
+}
+
+impl DecodeError {
+    /// A short, stable label for metrics and dead-letter headers.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::TooShort(_) => "too_short",
+            DecodeError::BadMagic => "bad_magic",
+            DecodeError::UnknownSchema(_) => "unknown_schema",
+            DecodeError::Avro(_) => "avro",
+            DecodeError::TrailingBytes(_) => "trailing_bytes",
+            DecodeError::Invalid(_) => "invalid_trace",
+        }
+    }
+}
+
+/// Microseconds since the epoch, as Avro `timestamp-micros` stores them.
+pub fn to_micros(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// The inverse of [`to_micros`]; out-of-range values clamp instead of panicking.
+pub fn from_micros(micros: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(micros)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t` truncated to whole microseconds.
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    from_micros(to_micros(&t))
+}
+
+#[derive(Serialize)]
+struct SubmittedWire<'a> {
+    id: &'a str,
+    created_at: i64,
+    trace_version: &'a str,
+    prompt: &'a str,
+    final_answer: &'a str,
+    steps: &'a [Step],
+    meta: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct DeletedWire<'a> {
+    id: &'a str,
+    deleted_at: i64,
+    reason: Option<&'a str>,
+}
+
+impl TraceEvent {
+    /// The trace this event is about (the Kafka key).
+    pub fn id(&self) -> Uuid {
+        match self {
+            TraceEvent::Submitted(e) => e.id,
+            TraceEvent::Deleted(e) => e.id,
+        }
+    }
+
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            TraceEvent::Submitted(_) => EventKind::Submitted,
+            TraceEvent::Deleted(_) => EventKind::Deleted,
+        }
+    }
+
+    /// Encodes with the current schema of the event's kind, single-object framed.
+    pub fn encode(&self) -> Vec<u8> {
+        let (_, schema, fingerprint) = current_schema(self.kind());
+        let mut id_buf = Uuid::encode_buffer();
+        let id = self.id().hyphenated().encode_lower(&mut id_buf);
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+        out.extend_from_slice(&fingerprint);
+        let written = match self {
+            TraceEvent::Submitted(e) => apache_avro::write_avro_datum_ref(
+                schema,
+                &SubmittedWire {
+                    id,
+                    created_at: to_micros(&e.created_at),
+                    trace_version: e.trace.trace_version(),
+                    prompt: e.trace.prompt(),
+                    final_answer: e.trace.final_answer(),
+                    steps: e.trace.steps(),
+                    meta: e.trace.meta().map(|m| m.as_str()),
+                    idempotency_key: e.idempotency_key.as_deref(),
+                },
+                &mut out,
+            ),
+            TraceEvent::Deleted(e) => apache_avro::write_avro_datum_ref(
+                schema,
+                &DeletedWire {
+                    id,
+                    deleted_at: to_micros(&e.deleted_at),
+                    reason: e.reason.as_deref(),
+                },
+                &mut out,
+            ),
+        };
+        // The wire structs mirror the shipped schemas field by field (pinned by the round-trip
+        // tests), so serialization cannot fail at run time.
+        written.expect("event matches its schema");
+        out
+    }
+
+    /// Decodes a single-object framed event written with any shipped schema version.
+    pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(DecodeError::TooShort(bytes.len()));
+        }
+        if bytes[..2] != SINGLE_OBJECT_MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let fingerprint = &bytes[2..HEADER_LEN];
+        let registry = &*REGISTRY;
+        let writer = registry
+            .all
+            .iter()
+            .find(|r| r.fingerprint == fingerprint)
+            .ok_or_else(|| DecodeError::UnknownSchema(hex(fingerprint)))?;
+        let reader_idx = match writer.file.kind {
+            EventKind::Submitted => registry.current_submitted,
+            EventKind::Deleted => registry.current_deleted,
+        };
+        let reader = &registry.all[reader_idx];
+        // apache-avro reads a string or union cut off by end-of-input as null instead of failing,
+        // so a truncated datum could decode "successfully" with fields missing. One sentinel byte
+        // after the datum exposes that: a complete datum leaves it unread, a truncated one eats it.
+        let datum = &bytes[HEADER_LEN..];
+        let mut input = Cursor::new(datum).chain(&[0u8][..]);
+        let reader_schema = (reader.fingerprint != writer.fingerprint).then_some(&reader.schema);
+        let value = apache_avro::from_avro_datum(&writer.schema, &mut input, reader_schema)
+            .map_err(|e| DecodeError::Avro(e.to_string()))?;
+        let (cursor, sentinel) = input.into_inner();
+        let unread = datum.len() - cursor.position() as usize + sentinel.len();
+        match unread {
+            0 => return Err(DecodeError::Avro("datum is truncated".to_owned())),
+            1 => {}
+            n => return Err(DecodeError::TrailingBytes(n - 1)),
+        }
+        match writer.file.kind {
+            EventKind::Submitted => submitted_from_value(value).map(TraceEvent::Submitted),
+            EventKind::Deleted => deleted_from_value(value).map(TraceEvent::Deleted),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn shape(msg: impl Into<String>) -> DecodeError {
+    DecodeError::Avro(msg.into())
+}
+
+/// Takes the named field out of a record's field list.
+fn take(fields: &mut [(String, Value)], name: &str) -> Result<Value, DecodeError> {
+    fields
+        .iter_mut()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| std::mem::replace(v, Value::Null))
+        .ok_or_else(|| shape(format!("missing field {name}")))
+}
+
+fn record(value: Value) -> Result<Vec<(String, Value)>, DecodeError> {
+    match value {
+        Value::Record(fields) => Ok(fields),
+        other => Err(shape(format!("expected a record, got {other:?}"))),
+    }
+}
+
+fn string(value: Value, name: &str) -> Result<String, DecodeError> {
+    match value {
+        Value::String(s) => Ok(s),
+        _ => Err(shape(format!("field {name} is not a string"))),
+    }
+}
+
+fn optional_string(value: Value, name: &str) -> Result<Option<String>, DecodeError> {
+    match value {
+        Value::Union(_, inner) => match *inner {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            _ => Err(shape(format!("field {name} is not a string or null"))),
+        },
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(shape(format!("field {name} is not a string or null"))),
+    }
+}
+
+fn uuid(value: Value) -> Result<Uuid, DecodeError> {
+    match value {
+        Value::Uuid(u) => Ok(u),
+        Value::String(s) => Uuid::parse_str(&s).map_err(|e| shape(format!("bad uuid: {e}"))),
+        _ => Err(shape("field id is not a uuid")),
+    }
+}
+
+fn micros(value: Value, name: &str) -> Result<DateTime<Utc>, DecodeError> {
+    match value {
+        Value::TimestampMicros(m) | Value::Long(m) => Ok(from_micros(m)),
+        _ => Err(shape(format!("field {name} is not a timestamp"))),
+    }
+}
+
+fn submitted_from_value(value: Value) -> Result<TraceSubmitted, DecodeError> {
+    let mut fields = record(value)?;
+    let id = uuid(take(&mut fields, "id")?)?;
+    let created_at = micros(take(&mut fields, "created_at")?, "created_at")?;
+    let steps = match take(&mut fields, "steps")? {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| {
+                let mut f = record(item)?;
+                let i = match take(&mut f, "i")? {
+                    Value::Long(i) => i,
+                    _ => return Err(shape("field steps[].i is not a long")),
+                };
+                Ok(Step {
+                    i,
+                    kind: string(take(&mut f, "type")?, "steps[].type")?,
+                    content: string(take(&mut f, "content")?, "steps[].content")?,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(shape("field steps is not an array")),
+    };
+    let parts = TraceParts {
+        trace_version: string(take(&mut fields, "trace_version")?, "trace_version")?,
+        prompt: string(take(&mut fields, "prompt")?, "prompt")?,
+        final_answer: string(take(&mut fields, "final_answer")?, "final_answer")?,
+        steps,
+        meta: optional_string(take(&mut fields, "meta")?, "meta")?,
+    };
+    let idempotency_key =
+        optional_string(take(&mut fields, "idempotency_key")?, "idempotency_key")?;
+    let trace = Trace::from_parts(parts).map_err(DecodeError::Invalid)?;
+    Ok(TraceSubmitted {
+        id,
+        created_at,
+        trace,
+        idempotency_key,
+    })
+}
+
+fn deleted_from_value(value: Value) -> Result<TraceDeleted, DecodeError> {
+    let mut fields = record(value)?;
+    Ok(TraceDeleted {
+        id: uuid(take(&mut fields, "id")?)?,
+        deleted_at: micros(take(&mut fields, "deleted_at")?, "deleted_at")?,
+        reason: optional_string(take(&mut fields, "reason")?, "reason")?,
+    })
+}

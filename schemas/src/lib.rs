@@ -1,0 +1,38 @@
+//! # tunix-schemas
+//!
+//! Owns the contracts every other tunix-rt crate and every downstream consumer depends on, and does
+//! no I/O:
+//!
+//! - [`Trace`]: the reasoning-trace model and its validation rules (the seed API's contract), with
+//!   FastAPI-shaped errors that carry full paths ([`ValidationErrors`]);
+//! - [`parse_batch`]: batch bodies (JSON array or NDJSON), all-or-nothing;
+//! - [`TraceEvent`]: the Avro events on the `traces` topic, single-object encoded with the schemas
+//!   in `schemas/avro/`;
+//! - [`ids`]: how trace ids are chosen and derived from idempotency keys.
+
+mod batch;
+mod error;
+mod events;
+pub mod ids;
+mod meta;
+mod trace;
+
+pub use batch::{parse_batch, BatchError, BatchFormat, BATCH_MAX_ITEMS};
+pub use error::{ErrorKind, Loc, LocPart, ValidationError, ValidationErrors};
+pub use events::{
+    current_schema, from_micros, schema_fingerprints, to_micros, truncate_to_micros, DecodeError,
+    EventKind, SchemaFile, TraceDeleted, TraceEvent, TraceSubmitted, EVENT_TRACE_DELETED,
+    EVENT_TRACE_SUBMITTED, HEADER_EVENT_TYPE, HEADER_LEN, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
+};
+pub use meta::{META_MAX_DEPTH, META_MAX_NUMBER_CHARS};
+pub use trace::{
+    Meta, Step, Trace, TraceParts, STEPS_MAX, STEP_CONTENT_MAX_CHARS, STEP_TYPE_MAX_CHARS,
+    TEXT_MAX_CHARS, TRACE_VERSION_MAX_CHARS,
+};
+
+/// The default request-body limit for one trace (`TRACE_MAX_BYTES`), as in the seed: 1 MiB.
+pub const DEFAULT_TRACE_MAX_BYTES: usize = 1024 * 1024;
+
+/// The largest `TRACE_MAX_BYTES` a deployment may configure. Decoders refuse larger allocations,
+/// so this bound keeps every acknowledged trace decodable downstream.
+pub const MAX_TRACE_BYTES_LIMIT: usize = 16 * 1024 * 1024;

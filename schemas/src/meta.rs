@@ -1,0 +1,310 @@
+//! Rules for the free-form `meta` object.
+//!
+//! `meta` is kept as the exact JSON text the producer sent (no float rounding, no key reordering),
+//! so downstream consumers see what was submitted. Every trace we acknowledge must also be storable
+//! as PostgreSQL `jsonb` by the writer; if it were not, an acknowledged trace would end in the
+//! dead-letter topic instead of the database. This module rejects up front what `jsonb` (or common
+//! JSON parsers downstream) cannot hold:
+//!
+//! - nesting deeper than [`META_MAX_DEPTH`] (also bounds the stack of every recursive consumer);
+//! - duplicate keys in one object (RFC 8259 leaves their meaning undefined);
+//! - the NUL character (`\u0000`), which PostgreSQL text cannot store;
+//! - numbers outside the IEEE-754 double range, numbers that underflow to zero, and number
+//!   literals longer than [`META_MAX_NUMBER_CHARS`] characters.
+//!
+//! The scanner is iterative, so a 100,000-level document is refused without recursion.
+
+use std::collections::HashSet;
+
+use crate::error::{ErrorKind, Loc, ValidationErrors};
+
+/// Deepest allowed nesting of objects and arrays inside `meta` (`meta` itself is level 1).
+pub const META_MAX_DEPTH: usize = 64;
+
+/// Longest allowed number literal inside `meta`, in characters.
+pub const META_MAX_NUMBER_CHARS: usize = 256;
+
+/// Stop scanning after this many problems: the client has enough to fix, and the answer stays small.
+const MAX_ERRORS: usize = 10;
+
+enum Frame {
+    Object {
+        keys: HashSet<String>,
+        /// The key whose value is being read; used for error paths.
+        key: Option<String>,
+        expect_key: bool,
+    },
+    Array {
+        index: usize,
+    },
+}
+
+/// Checks `text`, which must be syntactically valid JSON, against the `meta` rules. Errors are
+/// appended to `errs` with paths under `base`.
+pub(crate) fn check_meta(text: &str, base: &Loc, errs: &mut ValidationErrors) {
+    let bytes = text.as_bytes();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut pos = 0;
+    let mut found = 0;
+
+    let path = |stack: &[Frame]| -> Loc {
+        let mut loc = base.clone();
+        for frame in stack {
+            match frame {
+                Frame::Object { key: Some(k), .. } => loc = loc.child(k.as_str()),
+                Frame::Object { key: None, .. } => {}
+                Frame::Array { index } => loc = loc.child(*index),
+            }
+        }
+        loc
+    };
+
+    while pos < bytes.len() {
+        match bytes[pos] {
+            b' ' | b'\t' | b'\n' | b'\r' | b':' => pos += 1,
+            b'{' | b'[' => {
+                if stack.len() >= META_MAX_DEPTH {
+                    errs.push(
+                        path(&stack),
+                        ErrorKind::ValueError,
+                        format!(
+                            "Value error, meta is nested more than {META_MAX_DEPTH} levels deep"
+                        ),
+                    );
+                    return;
+                }
+                stack.push(if bytes[pos] == b'{' {
+                    Frame::Object {
+                        keys: HashSet::new(),
+                        key: None,
+                        expect_key: true,
+                    }
+                } else {
+                    Frame::Array { index: 0 }
+                });
+                pos += 1;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                pos += 1;
+            }
+            b',' => {
+                match stack.last_mut() {
+                    Some(Frame::Object { expect_key, .. }) => *expect_key = true,
+                    Some(Frame::Array { index }) => *index += 1,
+                    None => {}
+                }
+                pos += 1;
+            }
+            b'"' => {
+                let end = string_end(bytes, pos);
+                let raw = &text[pos..end];
+                let decoded: std::borrow::Cow<'_, str> = if raw.contains('\\') {
+                    // The caller checked the syntax but not the escapes: a lone surrogate
+                    // (`"\ud800"`) is refused here, as `jsonb` would refuse it.
+                    match serde_json::from_str::<String>(raw) {
+                        Ok(s) => std::borrow::Cow::Owned(s),
+                        Err(e) => {
+                            errs.push(
+                                path(&stack),
+                                ErrorKind::JsonInvalid,
+                                format!("JSON decode error: {e}"),
+                            );
+                            return;
+                        }
+                    }
+                } else {
+                    std::borrow::Cow::Borrowed(&raw[1..raw.len() - 1])
+                };
+                let is_key = matches!(
+                    stack.last(),
+                    Some(Frame::Object {
+                        expect_key: true,
+                        ..
+                    })
+                );
+                if decoded.contains('\0') {
+                    found += 1;
+                    let mut loc = path(&stack);
+                    if is_key {
+                        loc = loc.child(decoded.replace('\0', "\\u0000").as_str());
+                    }
+                    errs.push(loc, ErrorKind::ValueError, NUL_MSG);
+                }
+                if is_key {
+                    let k = decoded.into_owned();
+                    let mut duplicate = false;
+                    if let Some(Frame::Object {
+                        keys,
+                        key,
+                        expect_key,
+                    }) = stack.last_mut()
+                    {
+                        *expect_key = false;
+                        duplicate = !keys.insert(k.clone());
+                        *key = Some(k.clone());
+                    }
+                    if duplicate {
+                        found += 1;
+                        errs.push(
+                            path(&stack),
+                            ErrorKind::ValueError,
+                            format!("Value error, duplicate key {k:?} in meta"),
+                        );
+                    }
+                }
+                pos = end;
+            }
+            b't' => pos += 4,
+            b'f' => pos += 5,
+            b'n' => pos += 4,
+            _ => {
+                let start = pos;
+                while pos < bytes.len()
+                    && matches!(bytes[pos], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    pos += 1;
+                }
+                if pos == start {
+                    // Not reachable for valid JSON; never loop forever on anything else.
+                    pos += 1;
+                    continue;
+                }
+                if let Some(msg) = number_problem(&text[start..pos]) {
+                    found += 1;
+                    errs.push(path(&stack), ErrorKind::ValueError, msg);
+                }
+            }
+        }
+        if found >= MAX_ERRORS {
+            return;
+        }
+    }
+}
+
+/// The message for NUL characters, shared with the top-level string rules.
+pub(crate) const NUL_MSG: &str =
+    "Value error, string must not contain the NUL character (\\u0000); PostgreSQL cannot store it";
+
+/// Index one past the closing quote of the string starting at `start` (which is a `"`).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+fn number_problem(literal: &str) -> Option<String> {
+    if literal.len() > META_MAX_NUMBER_CHARS {
+        return Some(format!(
+            "Value error, number literal longer than {META_MAX_NUMBER_CHARS} characters"
+        ));
+    }
+    let value: f64 = literal.parse().ok()?;
+    if !value.is_finite() {
+        return Some(format!(
+            "Value error, number {literal} is outside the range of a 64-bit float"
+        ));
+    }
+    let mantissa = literal.split(['e', 'E']).next().unwrap_or(literal);
+    if value == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return Some(format!(
+            "Value error, number {literal} is too small for a 64-bit float (it underflows to 0)"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Vec<(String, String)> {
+        let mut errs = ValidationErrors::default();
+        check_meta(text, &Loc::body().child("meta"), &mut errs);
+        errs.0
+            .into_iter()
+            .map(|e| (e.loc.to_string(), e.msg))
+            .collect()
+    }
+
+    #[test]
+    fn accepts_ordinary_objects() {
+        assert!(
+            check(r#"{"a": 1, "b": [1, 2.5, -3e10, {"c": null}], "d": "x\"y", "e": true}"#)
+                .is_empty()
+        );
+        assert!(check("{}").is_empty());
+        assert!(
+            check(r#"{"big": 1.7976931348623157e308, "small": 2.2250738585072014e-308}"#)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn depth_limit_is_exact() {
+        let ok = format!(
+            "{}{}",
+            "{\"a\":".repeat(63),
+            "{}".to_owned() + &"}".repeat(63)
+        );
+        assert!(check(&ok).is_empty(), "64 levels must pass");
+        let too_deep = format!(
+            "{}{}",
+            "{\"a\":".repeat(64),
+            "{}".to_owned() + &"}".repeat(64)
+        );
+        let errs = check(&too_deep);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].1.contains("nested more than 64"), "{errs:?}");
+    }
+
+    #[test]
+    fn very_deep_nesting_does_not_recurse() {
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let errs = check(&deep);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].0.starts_with("body.meta.x.0.0"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_with_their_path() {
+        let errs = check(r#"{"a": {"k": 1, "k": 2}}"#);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].0, "body.meta.a.k");
+        // An escaped spelling of the same key is the same key.
+        let errs = check(r#"{"k": 1, "\u006b": 2}"#);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+    }
+
+    #[test]
+    fn nul_is_refused_in_values_and_keys() {
+        assert_eq!(check(r#"{"a": "x\u0000y"}"#).len(), 1);
+        assert_eq!(check(r#"{"a\u0000": 1}"#).len(), 1);
+        assert_eq!(check(r#"{"a": ["ok", "\u0000"]}"#)[0].0, "body.meta.a.1");
+    }
+
+    #[test]
+    fn numbers_outside_double_range_are_refused() {
+        assert_eq!(check(r#"{"n": 1e400}"#).len(), 1);
+        assert_eq!(check(r#"{"n": -1e400}"#).len(), 1);
+        assert_eq!(check(r#"{"n": 1e-400}"#).len(), 1);
+        assert!(check(r#"{"n": 0e-400, "z": 0.000}"#).is_empty());
+        let long = format!("{{\"n\": 1.{}}}", "0".repeat(300));
+        assert_eq!(check(&long).len(), 1);
+        // Integers beyond 2^64 are kept verbatim: they fit a double's range.
+        assert!(check(r#"{"n": 123456789012345678901234567890}"#).is_empty());
+    }
+
+    #[test]
+    fn error_count_is_capped() {
+        let many: Vec<String> = (0..50).map(|_| "\"k\": 1".to_owned()).collect();
+        let errs = check(&format!("{{{}}}", many.join(",")));
+        assert_eq!(errs.len(), MAX_ERRORS);
+    }
+}

@@ -1,0 +1,7 @@
+//! Contract tests for tunix-schemas: every seed validation rule, the shared datasets, and the Avro
+//! event format (round trips, schema evolution, pinned fingerprints, hostile input).
+
+mod events;
+mod fuzz;
+mod helpers;
+mod validation;
