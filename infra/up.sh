@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Brings up tunix-rt on this machine and runs the pipeline:
+#   Postgres (private cluster) + Tansu broker (durable sqlite storage) + topics + migrations,
+#   then ingest-api, writer and projector, built in release mode.
+# Idempotent: running it again starts only what is not running. Stop with infra/down.sh.
+#
+# Options:
+#   --infra-only        start Postgres and the broker only (no services)
+#   --storage KIND      broker storage: sqlite (default, survives restarts) or memory
+#   --stack-dir DIR     where data, logs and pids live (default: .stack)
+#   --profile P         cargo profile for the services: release (default) or dev
+# Environment:
+#   DATABASE_URL        use this Postgres instead of starting one
+#   KAFKA_BROKERS       use these brokers instead of starting Tansu
+#   PG_PORT (55432), KAFKA_PORT (19092), API_ADDR (127.0.0.1:8080),
+#   WRITER_OPS_ADDR (127.0.0.1:9101), PROJECTOR_OPS_ADDR (127.0.0.1:9102)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+INFRA_ONLY=0
+BROKER_STORAGE="${BROKER_STORAGE:-sqlite}"
+STACK_DIR="${STACK_DIR:-$REPO_ROOT/.stack}"
+PROFILE="${PROFILE:-release}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --infra-only) INFRA_ONLY=1 ;;
+    --storage) BROKER_STORAGE="$2"; shift ;;
+    --stack-dir) STACK_DIR="$2"; shift ;;
+    --profile) PROFILE="$2"; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+  shift
+done
+
+PG_PORT="${PG_PORT:-55432}"
+KAFKA_PORT="${KAFKA_PORT:-19092}"
+PG_OS_USER="${PG_OS_USER:-nobody}"
+PG_FSYNC="${PG_FSYNC:-on}"
+API_ADDR="${API_ADDR:-127.0.0.1:8080}"
+WRITER_OPS_ADDR="${WRITER_OPS_ADDR:-127.0.0.1:9101}"
+PROJECTOR_OPS_ADDR="${PROJECTOR_OPS_ADDR:-127.0.0.1:9102}"
+NEED_PG=1; [ -n "${DATABASE_URL:-}" ] && NEED_PG=0
+NEED_BROKER=1; [ -n "${KAFKA_BROKERS:-}" ] && NEED_BROKER=0
+
+prepare_stack_dir
+echo "$STACK_DIR" >"$REPO_ROOT/.stack-last" 2>/dev/null || true
+
+# 1. Install what is missing.
+[ "$NEED_PG" = 1 ] && ensure_postgres_binaries
+[ "$NEED_BROKER" = 1 ] && ensure_tansu
+command -v cargo >/dev/null || die "cargo is required (install Rust with rustup)"
+
+# 2-3. Start Postgres and the broker, unless pointed at existing ones.
+if [ "$NEED_PG" = 1 ]; then
+  start_postgres
+  ensure_database
+  export DATABASE_URL="postgres://tunix@127.0.0.1:$PG_PORT/tunix"
+else
+  log "using DATABASE_URL from the environment; not starting Postgres"
+fi
+if [ "$NEED_BROKER" = 1 ]; then
+  start_broker
+  export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+else
+  log "using KAFKA_BROKERS=$KAFKA_BROKERS from the environment; not starting a broker"
+fi
+
+# 4. Topics and migrations, with the admin tool built in the same profile as the services.
+case "$PROFILE" in
+  release) TARGET_DIR="$REPO_ROOT/target/release"; CARGO_PROFILE_ARGS=(--release) ;;
+  dev|debug) TARGET_DIR="$REPO_ROOT/target/debug"; CARGO_PROFILE_ARGS=() ;;
+  *) die "--profile must be release or dev" ;;
+esac
+if [ "$INFRA_ONLY" = 1 ]; then
+  log "building tunix-admin"
+  (cd "$REPO_ROOT" && cargo build -q "${CARGO_PROFILE_ARGS[@]}" -p tunix-pipeline --bin tunix-admin)
+else
+  log "building the services (cargo build ${CARGO_PROFILE_ARGS[*]:-}; the first build takes a few minutes)"
+  (cd "$REPO_ROOT" && cargo build -q "${CARGO_PROFILE_ARGS[@]}" --bins \
+    -p tunix-pipeline -p tunix-ingest-api -p tunix-writer -p tunix-projector)
+fi
+"$TARGET_DIR/tunix-admin" wait --timeout 60 >&2
+"$TARGET_DIR/tunix-admin" create-topics >&2
+"$TARGET_DIR/tunix-admin" migrate >&2
+
+# Service environment, recorded so down.sh and humans can see what ran.
+cat >"$STACK_DIR/env" <<ENV
+export DATABASE_URL='$DATABASE_URL'
+export KAFKA_BROKERS='$KAFKA_BROKERS'
+ENV
+
+start_service() { # name binary ready-url
+  local name="$1" bin="$2" url="$3" pidfile="$STACK_DIR/pids/$1.pid" i
+  if pid_alive "$pidfile"; then
+    log "$name already running (pid $(cat "$pidfile"))"
+    return
+  fi
+  log "starting $name"
+  nohup "$TARGET_DIR/$bin" >>"$STACK_DIR/logs/$name.log" 2>&1 &
+  echo $! >"$pidfile"
+  for ((i = 0; i < 300; i++)); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    pid_alive "$pidfile" || { tail -n 30 "$STACK_DIR/logs/$name.log" >&2; die "$name exited (log: $STACK_DIR/logs/$name.log)"; }
+    sleep 0.1
+  done
+  warn "$name is running but not ready yet; see $STACK_DIR/logs/$name.log"
+}
+
+if [ "$INFRA_ONLY" = 0 ]; then
+  export API_ADDR WRITER_OPS_ADDR PROJECTOR_OPS_ADDR
+  start_service writer tunix-writer "http://$WRITER_OPS_ADDR/readyz"
+  start_service projector tunix-projector "http://$PROJECTOR_OPS_ADDR/readyz"
+  start_service ingest-api tunix-ingest-api "http://$API_ADDR/readyz"
+fi
+
+# 5. Where everything is.
+cat <<INFO
+
+tunix-rt is up.
+  Postgres        $DATABASE_URL
+  Kafka brokers   $KAFKA_BROKERS   (topic traces, dead letters traces.dlq, broker storage: ${BROKER_STORAGE})
+INFO
+if [ "$INFRA_ONLY" = 0 ]; then
+cat <<INFO
+  Web UI + API    http://$API_ADDR/           (OpenAPI: http://$API_ADDR/openapi.json)
+  ingest metrics  http://$API_ADDR/metrics
+  writer          http://$WRITER_OPS_ADDR/readyz   /metrics
+  projector       http://$PROJECTOR_OPS_ADDR/readyz   /metrics
+INFO
+fi
+cat <<INFO
+  logs            $STACK_DIR/logs/
+  stop            infra/down.sh
+INFO
