@@ -1,0 +1,124 @@
+//! PostgreSQL settings, pools and migrations.
+//!
+//! Pool variables keep the seed's names and meaning (SQLAlchemy's): `DB_POOL_SIZE` connections are
+//! kept open, up to `DB_MAX_OVERFLOW` more are opened under load, and `DB_POOL_TIMEOUT` bounds the
+//! wait for a connection. TLS follows `DATABASE_URL` (`?sslmode=require`, `verify-full`, ...).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::{redact_url, Env, Secret};
+
+/// The local stack's database (see `infra/up.sh`).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://tunix@127.0.0.1:55432/tunix";
+
+/// The migrations in the repository's `migrations/` folder, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// How to reach Postgres.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    /// `DATABASE_URL`.
+    pub url: Secret,
+    /// `DB_POOL_SIZE`: connections kept open.
+    pub pool_size: u32,
+    /// `DB_MAX_OVERFLOW`: extra connections allowed under load.
+    pub max_overflow: u32,
+    /// `DB_POOL_TIMEOUT`: longest wait for a connection before the caller gets an error.
+    pub pool_timeout: Duration,
+}
+
+impl DbSettings {
+    /// Reads `DATABASE_URL`, `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`, `DB_POOL_TIMEOUT`.
+    pub fn from_env(env: &mut Env) -> DbSettings {
+        let url = env.string("DATABASE_URL", DEFAULT_DATABASE_URL);
+        if let Err(e) = PgConnectOptions::from_str(&url) {
+            env.error(format!("DATABASE_URL={}: {e}", redact_url(&url)));
+        }
+        DbSettings {
+            url: Secret::new(url),
+            pool_size: env.bounded("DB_POOL_SIZE", 5, 1, 1000),
+            max_overflow: env.bounded("DB_MAX_OVERFLOW", 10, 0, 1000),
+            pool_timeout: env.seconds("DB_POOL_TIMEOUT", 5.0),
+        }
+    }
+
+    /// Settings for `url` with the defaults (tests and tools).
+    pub fn for_url(url: &str) -> DbSettings {
+        DbSettings {
+            url: Secret::new(url),
+            pool_size: 2,
+            max_overflow: 8,
+            pool_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The URL with its password masked, for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose())
+    }
+
+    /// A pool that connects lazily, so a service starts (and reports not-ready) while Postgres is
+    /// down instead of crashing.
+    pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
+        let options = PgConnectOptions::from_str(self.url.expose())?.application_name("tunix-rt");
+        Ok(PgPoolOptions::new()
+            .min_connections(0)
+            .max_connections(self.pool_size + self.max_overflow)
+            .acquire_timeout(self.pool_timeout)
+            // Connections above the pool size are closed when idle, like SQLAlchemy's overflow.
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .test_before_acquire(false)
+            .connect_lazy_with(options))
+    }
+}
+
+/// Applies pending migrations. Safe to run concurrently from several processes: sqlx serializes
+/// them with an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Whether an error means "the database is unreachable or overloaded" (retry later) rather than
+/// "this statement or data is wrong".
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => match db.code() {
+            // 08: connection exception, 53: insufficient resources, 57: operator intervention
+            // (admin shutdown, crash shutdown, cannot connect now), 40: serialization/deadlock,
+            // 55P03: lock not available, 58: system error (I/O).
+            Some(code) => {
+                let code = code.as_ref();
+                ["08", "53", "57", "40", "58"]
+                    .iter()
+                    .any(|c| code.starts_with(c))
+                    || code == "55P03"
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether a database error is about the data of a statement (a row Postgres refuses), so that
+/// retrying the same rows can never succeed.
+pub fn is_data_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            let code = code.as_ref();
+            // 22: data exception, 23: integrity violation, 54: program limit exceeded.
+            code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
+        }),
+        _ => false,
+    }
+}

@@ -1,0 +1,174 @@
+//! Kafka settings shared by every client, and topic administration.
+//!
+//! The `traces` topic is the system of record: every Postgres table is derived from it and can be
+//! rebuilt by replaying it, so it is created with unlimited retention (`retention.ms=-1`) unless
+//! told otherwise.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::config::Env;
+
+/// The local stack's broker (see `infra/up.sh`).
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:19092";
+/// The topic ingest-api appends to.
+pub const DEFAULT_TOPIC: &str = "traces";
+/// Largest record the topics accept: the largest configurable trace plus Avro and batch overhead.
+pub const TOPIC_MAX_MESSAGE_BYTES: usize = tunix_schemas::MAX_TRACE_BYTES_LIMIT + 1024 * 1024;
+
+/// Where the topic lives and how clients reach it.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `KAFKA_BROKERS`: bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// `KAFKA_TOPIC`: the event topic.
+    pub topic: String,
+    /// `KAFKA_DLQ_TOPIC`: where undecodable records go (default `<topic>.dlq`).
+    pub dlq_topic: String,
+    /// `KAFKA_TOPIC_PARTITIONS`: partitions when the topic is created.
+    pub partitions: i32,
+    /// `KAFKA_REPLICATION_FACTOR`: replicas when the topic is created.
+    pub replication: i32,
+    /// `KAFKA_TOPIC_RETENTION_MS`: `-1` keeps events forever (the topic is the system of record).
+    pub retention_ms: i64,
+    /// `KAFKA_PROPERTIES`: extra librdkafka properties for every client, `k=v` pairs separated by
+    /// commas (e.g. `socket.keepalive.enable=true,client.rack=eu1a`).
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    /// Reads the `KAFKA_*` variables.
+    pub fn from_env(env: &mut Env) -> KafkaSettings {
+        let topic = env.string("KAFKA_TOPIC", DEFAULT_TOPIC);
+        let dlq_default = format!("{topic}.dlq");
+        let properties = env
+            .optional("KAFKA_PROPERTIES")
+            .map(|raw| parse_properties(&raw, env))
+            .unwrap_or_default();
+        KafkaSettings {
+            brokers: env.string("KAFKA_BROKERS", DEFAULT_BROKERS),
+            dlq_topic: env.string("KAFKA_DLQ_TOPIC", &dlq_default),
+            topic,
+            partitions: env.bounded("KAFKA_TOPIC_PARTITIONS", 6, 1, 10_000),
+            replication: env.bounded("KAFKA_REPLICATION_FACTOR", 1, 1, 16),
+            retention_ms: env.parse("KAFKA_TOPIC_RETENTION_MS", -1),
+            properties,
+        }
+    }
+
+    /// Settings for tests and tools: given brokers and topic, defaults elsewhere.
+    pub fn new(brokers: &str, topic: &str) -> KafkaSettings {
+        KafkaSettings {
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            dlq_topic: format!("{topic}.dlq"),
+            partitions: 6,
+            replication: 1,
+            retention_ms: -1,
+            properties: Vec::new(),
+        }
+    }
+
+    /// A client config with the brokers and the extra properties set.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    /// Creates the event topic and the dead-letter topic if they do not exist.
+    pub async fn ensure_topics(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let max_bytes = TOPIC_MAX_MESSAGE_BYTES.to_string();
+        let retention = self.retention_ms.to_string();
+        let topics = [
+            NewTopic::new(
+                &self.topic,
+                self.partitions,
+                TopicReplication::Fixed(self.replication),
+            )
+            .set("retention.ms", &retention)
+            .set("max.message.bytes", &max_bytes),
+            NewTopic::new(
+                &self.dlq_topic,
+                1,
+                TopicReplication::Fixed(self.replication),
+            )
+            .set("retention.ms", &retention)
+            .set("max.message.bytes", &max_bytes),
+        ];
+        let options = AdminOptions::new().operation_timeout(Some(timeout));
+        let results = admin.create_topics(&topics, &options).await?;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                        tracing::error!(topic = %name, error = %code, "topic creation failed");
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of partitions of `topic`, from broker metadata.
+    pub fn partition_count(&self, topic: &str, timeout: Duration) -> Result<i32, KafkaError> {
+        let consumer: BaseConsumer = self.client_config().create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let t = metadata.topics().iter().find(|t| t.name() == topic).ok_or(
+            KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
+        )?;
+        if let Some(err) = t.error() {
+            return Err(KafkaError::MetadataFetch(err.into()));
+        }
+        if t.partitions().is_empty() {
+            return Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        Ok(t.partitions().len() as i32)
+    }
+}
+
+fn parse_properties(raw: &str, env: &mut Env) -> Vec<(String, String)> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Some((k.trim().to_owned(), v.trim().to_owned()))
+            }
+            _ => {
+                env.error(format!("KAFKA_PROPERTIES: {pair:?} is not key=value"));
+                None
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_parse_and_report_errors() {
+        let mut env = Env::from_map([("KAFKA_PROPERTIES", "a=1, b = two ,broken")]);
+        let s = KafkaSettings::from_env(&mut env);
+        assert_eq!(
+            s.properties,
+            vec![("a".into(), "1".into()), ("b".into(), "two".into())]
+        );
+        assert_eq!(s.dlq_topic, "traces.dlq");
+        assert!(env.finish().is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! # tunix-pipeline
+//!
+//! What every tunix-rt service shares, so that it exists once:
+//!
+//! - [`config`]: typed configuration from the environment, with every error reported at once;
+//! - [`telemetry`]: `tracing` logs and the Prometheus recorder;
+//! - [`shutdown`]: one cancellation token for SIGTERM/SIGINT;
+//! - [`http`]: serving an axum router with header timeouts and a bounded graceful drain;
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`db`]: Postgres pools (seed pool variables, TLS via `DATABASE_URL`) and migrations;
+//! - [`kafka`]: broker settings and topic creation;
+//! - [`consumer`]: the consumer core the writer and the projector plug their sinks into.
+
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod http;
+pub mod kafka;
+pub mod ops;
+pub mod shutdown;
+pub mod telemetry;
