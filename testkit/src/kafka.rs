@@ -1,0 +1,132 @@
+//! Per-test topics and direct produce/consume against the real broker.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+use tunix_pipeline::kafka::KafkaSettings;
+use tunix_schemas::TraceEvent;
+
+/// A topic (plus `<name>.dlq`) created for one test.
+pub struct TestTopic {
+    /// Settings pointing at the test broker and this topic.
+    pub settings: KafkaSettings,
+}
+
+impl TestTopic {
+    /// Creates a uniquely named topic with `partitions` partitions on the suite's broker.
+    pub async fn new(partitions: i32) -> TestTopic {
+        TestTopic::on(&crate::kafka_brokers(), partitions).await
+    }
+
+    /// Creates a uniquely named topic on the broker at `brokers`.
+    pub async fn on(brokers: &str, partitions: i32) -> TestTopic {
+        let name = crate::unique("traces");
+        let mut settings = KafkaSettings::new(brokers, &name);
+        settings.partitions = partitions;
+        settings
+            .ensure_topics(Duration::from_secs(30))
+            .await
+            .expect("create test topics");
+        TestTopic { settings }
+    }
+
+    /// The topic name.
+    pub fn name(&self) -> &str {
+        &self.settings.topic
+    }
+}
+
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "17825792")
+        .create()
+        .expect("test producer")
+}
+
+/// Produces events keyed by trace id, as ingest-api does, and waits for every ack.
+pub async fn produce_events(topic: &TestTopic, events: &[TraceEvent]) {
+    let producer = producer(&topic.settings.brokers);
+    let mut pending = Vec::with_capacity(events.len());
+    for event in events {
+        let key = event.id().to_string();
+        let value = event.encode();
+        let producer = producer.clone();
+        let topic = topic.name().to_owned();
+        pending.push(tokio::spawn(async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&value),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("produce test event");
+        }));
+    }
+    for p in pending {
+        p.await.expect("produce task");
+    }
+}
+
+/// Produces raw bytes (poison records) to a given partition.
+pub async fn produce_raw(topic: &TestTopic, partition: i32, key: &str, value: &[u8]) {
+    producer(&topic.settings.brokers)
+        .send(
+            FutureRecord::to(topic.name())
+                .partition(partition)
+                .key(key)
+                .payload(value),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce raw record");
+}
+
+/// Reads every record currently in `topic` (all partitions, from the beginning), waiting up to
+/// `timeout` for at least `min` records to arrive.
+pub fn consume_all(brokers: &str, topic: &str, min: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", crate::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("test consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut quiet_since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                out.push(m.detach());
+                quiet_since = std::time::Instant::now();
+            }
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => {
+                if out.len() >= min && quiet_since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+            }
+        }
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    out
+}

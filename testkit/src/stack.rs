@@ -1,0 +1,401 @@
+//! Databases, and private Postgres and broker processes for tests that stop and restart them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{}", &base[..host_end], db);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A fresh, migrated database on the test server, dropped when the value is dropped.
+pub struct TestDb {
+    /// A pool on the database.
+    pub pool: PgPool,
+    /// Its name.
+    pub name: String,
+    /// A URL for services (`DATABASE_URL`).
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a database on the suite's server.
+    pub async fn new() -> TestDb {
+        TestDb::on(&crate::database_url()).await
+    }
+
+    /// Creates and migrates a database on the server at `admin_url`.
+    pub async fn on(admin_url: &str) -> TestDb {
+        let name = crate::unique("test");
+        let admin = PgConnectOptions::from_str(admin_url).expect("admin url");
+        let mut conn = admin.connect().await.expect("connect to the test Postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let url = with_database(admin_url, &name);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await
+            .expect("connect to the test database");
+        tunix_pipeline::db::migrate(&pool).await.expect("migrate");
+        TestDb {
+            pool,
+            name,
+            url,
+            admin_url: admin_url.to_owned(),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os("TUNIX_KEEP_TEST_DB").is_some() {
+            eprintln!(
+                "TUNIX_KEEP_TEST_DB: keeping database {} ({})",
+                self.name, self.url
+            );
+            return;
+        }
+        let admin = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop may run inside a runtime; do the cleanup on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnectOptions::from_str(&admin)
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+fn pg_bindir() -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.pop()
+        .expect("no PostgreSQL server binaries: run ./infra/test.sh, which installs them")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a Postgres tool as the unprivileged cluster owner when we are root.
+fn pg_command(tool: &str) -> Command {
+    let bin = pg_bindir().join(tool);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+/// A private Postgres cluster that a test may stop and start.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    tls: bool,
+}
+
+impl PgCluster {
+    /// initdb and start a cluster on a free port.
+    pub fn start() -> PgCluster {
+        PgCluster::create(false)
+    }
+
+    /// Like [`PgCluster::start`], with TLS on (a self-signed certificate), for `sslmode=require`.
+    pub fn start_with_tls() -> PgCluster {
+        PgCluster::create(true)
+    }
+
+    fn create(tls: bool) -> PgCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("tunix-pg-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        if is_root() {
+            Command::new("chown")
+                .args(["-R", "nobody"])
+                .arg(dir.path())
+                .status()
+                .expect("chown cluster dir");
+        }
+        let data = dir.path().join("data");
+        let out = pg_command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "tunix",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ])
+            .stdout(Stdio::null())
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if tls {
+            let status = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=127.0.0.1"])
+                .arg("-keyout")
+                .arg(data.join("server.key"))
+                .arg("-out")
+                .arg(data.join("server.crt"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run openssl");
+            assert!(status.success(), "openssl req failed");
+            Command::new("chmod")
+                .arg("600")
+                .arg(data.join("server.key"))
+                .status()
+                .expect("chmod key");
+            if is_root() {
+                Command::new("chown")
+                    .arg("nobody")
+                    .arg(data.join("server.key"))
+                    .arg(data.join("server.crt"))
+                    .status()
+                    .expect("chown key");
+            }
+        }
+        let cluster = PgCluster {
+            dir,
+            port: crate::free_port(),
+            tls,
+        };
+        cluster.start_again();
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the (stopped) cluster and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let log = self.dir.path().join("postgres.log");
+        let status = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=100{}",
+                self.port,
+                self.data().display(),
+                if self.tls {
+                    " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+                } else {
+                    ""
+                }
+            ))
+            .arg("start")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run pg_ctl start");
+        assert!(
+            status.success(),
+            "pg_ctl start failed; see {}",
+            log.display()
+        );
+    }
+
+    /// Stops the cluster (fast mode: connections are cut, like a crash to clients).
+    pub fn stop(&self) {
+        let status = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run pg_ctl stop");
+        assert!(status.success(), "pg_ctl stop failed");
+    }
+
+    /// Admin URL (database `postgres`).
+    pub fn admin_url(&self) -> String {
+        format!("postgres://tunix@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(bin);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = PathBuf::from(home).join(".cargo/bin/tansu");
+    if cargo_bin.exists() {
+        return cargo_bin;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A private Tansu broker with durable (sqlite) storage, for tests that stop and restart it.
+pub struct Broker {
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    storage: &'static str,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker with sqlite storage (survives restarts) on a free port.
+    pub fn start_durable() -> Broker {
+        Broker::start_with("sqlite://tansu.db")
+    }
+
+    /// Starts a broker with Tansu's memory engine (lost on restart) on a free port.
+    pub fn start_memory() -> Broker {
+        Broker::start_with("memory://tansu/")
+    }
+
+    fn start_with(storage: &'static str) -> Broker {
+        let mut broker = Broker {
+            dir: tempfile::Builder::new()
+                .prefix("tunix-broker-")
+                .tempdir()
+                .expect("tempdir"),
+            port: crate::free_port(),
+            storage,
+            child: None,
+        };
+        broker.start_again();
+        broker
+    }
+
+    /// `KAFKA_BROKERS` for this broker.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the (stopped) broker on the same port and storage, waiting until it listens.
+    pub fn start_again(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .expect("broker log");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_bin())
+            .current_dir(self.dir.path())
+            .args(["broker", "--storage-engine", self.storage])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu (run ./infra/test.sh, which installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "broker did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the broker (SIGTERM, SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_is_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://u@h:5/postgres?sslmode=disable", "x"),
+            "postgres://u@h:5/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
+    }
+}
