@@ -5,6 +5,9 @@
 //! Parsing Canonical Form, then the Avro binary datum. A consumer in any language looks the
 //! fingerprint up among the `.avsc` files in `schemas/avro/` and decodes with that schema.
 //!
+//! Records carry no Kafka headers: the fingerprint already says what a record is, and headers cost
+//! the Tansu broker's sqlite engine a table scan per fetched record.
+//!
 //! Every `.avsc` the repo ever shipped stays registered here as a *writer* schema, so events written
 //! by older producers keep decoding; they are resolved to the current *reader* schema of their kind.
 
@@ -20,13 +23,6 @@ use uuid::Uuid;
 
 use crate::error::ValidationErrors;
 use crate::trace::{Step, Trace, TraceParts};
-
-/// Kafka header that names the event type, so consumers can route without decoding the value.
-pub const HEADER_EVENT_TYPE: &str = "tunix-event";
-/// [`HEADER_EVENT_TYPE`] value for [`TraceSubmitted`].
-pub const EVENT_TRACE_SUBMITTED: &str = "trace.submitted";
-/// [`HEADER_EVENT_TYPE`] value for [`TraceDeleted`].
-pub const EVENT_TRACE_DELETED: &str = "trace.deleted";
 
 /// The marker that starts every Avro single-object encoded value.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -45,16 +41,6 @@ pub enum EventKind {
     Submitted,
     /// `ai.tunix.events.TraceDeleted`.
     Deleted,
-}
-
-impl EventKind {
-    /// The value of the [`HEADER_EVENT_TYPE`] header.
-    pub fn header_value(self) -> &'static str {
-        match self {
-            EventKind::Submitted => EVENT_TRACE_SUBMITTED,
-            EventKind::Deleted => EVENT_TRACE_DELETED,
-        }
-    }
 }
 
 /// A schema file this crate ships.

@@ -21,8 +21,8 @@ pub use batch::{parse_batch, BatchError, BatchFormat, BATCH_MAX_ITEMS};
 pub use error::{ErrorKind, Loc, LocPart, ValidationError, ValidationErrors};
 pub use events::{
     current_schema, from_micros, schema_fingerprints, to_micros, truncate_to_micros, DecodeError,
-    EventKind, SchemaFile, TraceDeleted, TraceEvent, TraceSubmitted, EVENT_TRACE_DELETED,
-    EVENT_TRACE_SUBMITTED, HEADER_EVENT_TYPE, HEADER_LEN, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
+    EventKind, SchemaFile, TraceDeleted, TraceEvent, TraceSubmitted, HEADER_LEN, SCHEMA_FILES,
+    SINGLE_OBJECT_MAGIC,
 };
 pub use meta::{META_MAX_DEPTH, META_MAX_NUMBER_CHARS};
 pub use trace::{

@@ -1,0 +1,399 @@
+//! # tunix-writer
+//!
+//! Owns the `traces` table: every acknowledged trace, durable in Postgres with its full payload,
+//! exactly once in effect.
+//!
+//! The writer is a [`Sink`] for the shared consumer core (`tunix_pipeline::consumer`), which
+//! provides batching, positions stored in Postgres in the same transaction, the zombie fence,
+//! dead-lettering and Postgres-outage backoff. This crate adds what is specific to the table:
+//!
+//! - each batch becomes at most two set-based statements: one `DELETE ... WHERE id = ANY($1)` for
+//!   tombstones and one `INSERT ... SELECT FROM unnest(...) ON CONFLICT (id) DO NOTHING`;
+//! - within a batch the log order decides per id (a submission after a tombstone re-creates the
+//!   trace; a tombstone after a submission removes it), so replaying the topic from any offset
+//!   yields the same final table.
+//!
+//! **Where positions live.** In Postgres (`consumer_offsets`, target `traces`), committed with the
+//! rows; Kafka group commits follow for lag tooling only. Inserts are idempotent anyway, but
+//! keeping the position with the rows means a crash never re-does work and the fence stops a
+//! zombie writer from re-applying a submission after a newer tombstone.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, histogram, Counter, Histogram};
+use sqlx::PgConnection;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tunix_pipeline::config::{ConfigError, Env};
+use tunix_pipeline::consumer::{
+    run_group, Applied, ConsumerDeps, ConsumerMetrics, ConsumerSettings, Record, SettingNames, Sink,
+};
+use tunix_pipeline::db::DbSettings;
+use tunix_pipeline::kafka::KafkaSettings;
+use tunix_pipeline::ops::{ops_router, OpsState, Readiness};
+use tunix_pipeline::telemetry::LogFormat;
+use tunix_schemas::TraceEvent;
+use uuid::Uuid;
+
+/// The positions target of the writer (its table).
+pub const TARGET: &str = "traces";
+
+/// Metric names specific to the writer (the core adds `tunix_writer_*` consumer metrics).
+pub mod metric_names {
+    /// Rows created in `traces`.
+    pub const ROWS_INSERTED: &str = "tunix_writer_rows_inserted_total";
+    /// Submissions whose id already had a row (redeliveries, retries).
+    pub const DUPLICATES_SKIPPED: &str = "tunix_writer_duplicates_skipped_total";
+    /// Rows removed by tombstones.
+    pub const ROWS_DELETED: &str = "tunix_writer_rows_deleted_total";
+    /// Time of the batch INSERT statement.
+    pub const INSERT_LATENCY: &str = "tunix_writer_insert_latency_seconds";
+}
+
+/// Writer configuration, from the environment.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Kafka brokers and topics.
+    pub kafka: KafkaSettings,
+    /// Postgres.
+    pub db: DbSettings,
+    /// Batching and retries.
+    pub consumer: ConsumerSettings,
+    /// `WRITER_OPS_ADDR`: where `/healthz`, `/readyz`, `/metrics` are served.
+    pub ops_addr: SocketAddr,
+    /// `RUN_MIGRATIONS`: apply pending migrations at start-up.
+    pub run_migrations: bool,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+}
+
+/// The writer's consumer setting names.
+pub const SETTING_NAMES: SettingNames = SettingNames {
+    group_id: "WRITER_GROUP_ID",
+    instance_id: "WRITER_INSTANCE_ID",
+    lease_ttl_ms: "WRITER_LEASE_TTL_MS",
+    batch_max_records: "WRITER_BATCH_MAX_RECORDS",
+    batch_max_bytes: "WRITER_BATCH_MAX_BYTES",
+    batch_max_wait_ms: "WRITER_BATCH_MAX_WAIT_MS",
+    backoff_max_ms: "WRITER_BACKOFF_MAX_MS",
+    drain_timeout_ms: "WRITER_DRAIN_TIMEOUT_MS",
+};
+
+impl WriterConfig {
+    /// Reads every variable, reporting all problems at once.
+    pub fn from_env(mut env: Env) -> Result<WriterConfig, ConfigError> {
+        let cfg = WriterConfig::read(&mut env);
+        env.finish()?;
+        Ok(cfg)
+    }
+
+    /// Every environment variable the writer reads (documentation tests check the README).
+    pub fn variables() -> Vec<&'static str> {
+        let mut env = Env::from_map(Vec::<(String, String)>::new());
+        WriterConfig::read(&mut env);
+        env.names_read()
+    }
+
+    fn read(env: &mut Env) -> WriterConfig {
+        WriterConfig {
+            kafka: KafkaSettings::from_env(env),
+            db: DbSettings::from_env(env),
+            consumer: ConsumerSettings::from_env(env, &SETTING_NAMES, "tunix-writer"),
+            ops_addr: env.parse("WRITER_OPS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9101))),
+            run_migrations: env.flag("RUN_MIGRATIONS", true),
+            log_format: env.parse("LOG_FORMAT", LogFormat::Text),
+        }
+    }
+}
+
+/// The `traces` table as a consumer sink.
+pub struct TracesSink {
+    inserted: Counter,
+    duplicates: Counter,
+    deleted: Counter,
+    insert_latency: Histogram,
+}
+
+impl Default for TracesSink {
+    fn default() -> Self {
+        TracesSink {
+            inserted: counter!(metric_names::ROWS_INSERTED),
+            duplicates: counter!(metric_names::DUPLICATES_SKIPPED),
+            deleted: counter!(metric_names::ROWS_DELETED),
+            insert_latency: histogram!(metric_names::INSERT_LATENCY),
+        }
+    }
+}
+
+/// What a batch does to the table, folded per id in log order.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan<'a> {
+    /// Ids to delete first (every id with a tombstone in the batch).
+    pub delete: Vec<Uuid>,
+    /// Submissions to insert afterwards: per id, the first submission after its last tombstone.
+    pub insert: Vec<&'a tunix_schemas::TraceSubmitted>,
+    /// Submissions that cannot create a row (a second submission of an id in the same batch).
+    pub in_batch_duplicates: u64,
+}
+
+/// Folds a batch (in offset order per partition; one id always maps to one partition) into one
+/// delete set and one insert set.
+pub fn plan(records: &[Record]) -> Plan<'_> {
+    // Per id: index into `insert` of its pending submission, if any.
+    let mut pending: HashMap<Uuid, Option<usize>> = HashMap::new();
+    let mut plan = Plan::default();
+    let mut slots: Vec<Option<&tunix_schemas::TraceSubmitted>> = Vec::new();
+    for record in records {
+        match &record.event {
+            TraceEvent::Submitted(s) => match pending.get(&s.id) {
+                Some(Some(_)) => plan.in_batch_duplicates += 1,
+                _ => {
+                    pending.insert(s.id, Some(slots.len()));
+                    slots.push(Some(s));
+                }
+            },
+            TraceEvent::Deleted(d) => {
+                if let Some(Some(slot)) = pending.insert(d.id, None) {
+                    slots[slot] = None;
+                }
+                if !plan.delete.contains(&d.id) {
+                    plan.delete.push(d.id);
+                }
+            }
+        }
+    }
+    plan.insert = slots.into_iter().flatten().collect();
+    plan
+}
+
+impl Sink for TracesSink {
+    async fn target(&self, _conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+        Ok(TARGET.to_owned())
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        _target: &str,
+        records: &[Record],
+    ) -> Result<Applied, sqlx::Error> {
+        let plan = plan(records);
+        let mut applied = Applied::default();
+        if !plan.delete.is_empty() {
+            let result = sqlx::query("DELETE FROM traces WHERE id = ANY($1)")
+                .bind(&plan.delete)
+                .execute(&mut *conn)
+                .await?;
+            applied.deleted = result.rows_affected();
+        }
+        if !plan.insert.is_empty() {
+            let n = plan.insert.len();
+            let mut ids = Vec::with_capacity(n);
+            let mut created = Vec::with_capacity(n);
+            let mut versions = Vec::with_capacity(n);
+            let mut payloads = Vec::with_capacity(n);
+            for s in &plan.insert {
+                ids.push(s.id);
+                created.push(s.created_at);
+                versions.push(s.trace.trace_version());
+                payloads.push(s.trace.to_json());
+            }
+            let started = Instant::now();
+            let result = sqlx::query(
+                "INSERT INTO traces (id, created_at, trace_version, payload)
+                 SELECT id, created_at, trace_version, payload::jsonb
+                 FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])
+                      AS t(id, created_at, trace_version, payload)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&ids)
+            .bind(&created)
+            .bind(&versions)
+            .bind(&payloads)
+            .execute(&mut *conn)
+            .await?;
+            self.insert_latency.record(started.elapsed().as_secs_f64());
+            applied.inserted = result.rows_affected();
+            applied.duplicates = n as u64 - applied.inserted;
+        }
+        applied.duplicates += plan.in_batch_duplicates;
+        // Counted here, before commit: a rolled-back batch is retried and would count again, so
+        // these are "rows written by committed or retried attempts"; the core's
+        // records_applied_total counts committed records only.
+        self.inserted.increment(applied.inserted);
+        self.duplicates.increment(applied.duplicates);
+        self.deleted.increment(applied.deleted);
+        Ok(applied)
+    }
+}
+
+/// Runs the writer until `shutdown` is cancelled: ops endpoints on `ops_listener`, consumer on a
+/// dedicated thread. Returns when both have stopped.
+pub async fn run(
+    cfg: WriterConfig,
+    ops_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = tunix_pipeline::telemetry::init_metrics();
+    let readiness = Readiness::new(&["kafka", "postgres"]);
+    let pool = cfg.db.pool()?;
+    tracing::info!(
+        database = %cfg.db.redacted_url(),
+        brokers = %cfg.kafka.brokers,
+        topic = %cfg.kafka.topic,
+        group = %cfg.consumer.group_id,
+        ops = %ops_listener.local_addr()?,
+        "writer starting"
+    );
+
+    let ops = tokio::spawn(tunix_pipeline::http::serve(
+        ops_listener,
+        ops_router(OpsState {
+            readiness: readiness.clone(),
+            metrics,
+        }),
+        shutdown.clone(),
+        Duration::from_secs(5),
+    ));
+
+    if cfg.run_migrations {
+        migrate_with_retry(&pool, &readiness, &shutdown).await;
+    }
+
+    let deps = ConsumerDeps {
+        kafka: cfg.kafka.clone(),
+        settings: cfg.consumer.clone(),
+        pool,
+        sink: Arc::new(TracesSink::default()),
+        readiness: readiness.clone(),
+        metrics: Arc::new(ConsumerMetrics::new("tunix_writer")),
+        shutdown: shutdown.clone(),
+    };
+    let rt = tokio::runtime::Handle::current();
+    let consumer = tokio::task::spawn_blocking(move || run_group(deps, rt));
+    let result = consumer.await;
+    readiness.start_draining();
+    shutdown.cancel();
+    let _ = ops.await;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("consumer failed: {e}")),
+        Err(e) => Err(anyhow::anyhow!("consumer thread panicked: {e}")),
+    }
+}
+
+/// Applies migrations, waiting for Postgres if it is not up yet.
+pub async fn migrate_with_retry(
+    pool: &sqlx::PgPool,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match tunix_pipeline::db::migrate(pool).await {
+            Ok(()) => return,
+            Err(e) => {
+                readiness.set("postgres", false, format!("migrations: {e}"));
+                tracing::warn!(error = %e, ?delay, "cannot apply migrations yet; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {},
+            _ = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::OwnedMessage;
+    use rdkafka::Timestamp;
+    use tunix_schemas::{TraceDeleted, TraceSubmitted};
+
+    fn rec(event: TraceEvent, offset: i64) -> Record {
+        Record {
+            event,
+            message: OwnedMessage::new(
+                None,
+                None,
+                "t".into(),
+                Timestamp::NotAvailable,
+                0,
+                offset,
+                None,
+            ),
+        }
+    }
+
+    fn sub(id: Uuid, prompt: &str) -> TraceEvent {
+        let trace = tunix_schemas::Trace::parse_json(
+            format!(r#"{{"trace_version":"1","prompt":"{prompt}","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}]}}"#).as_bytes(),
+        )
+        .unwrap();
+        TraceEvent::Submitted(TraceSubmitted {
+            id,
+            created_at: chrono::Utc::now(),
+            trace,
+            idempotency_key: None,
+        })
+    }
+
+    fn del(id: Uuid) -> TraceEvent {
+        TraceEvent::Deleted(TraceDeleted {
+            id,
+            deleted_at: chrono::Utc::now(),
+            reason: None,
+        })
+    }
+
+    fn prompts(plan: &Plan<'_>) -> Vec<String> {
+        plan.insert
+            .iter()
+            .map(|s| s.trace.prompt().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn log_order_decides_per_id() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let records = vec![
+            rec(sub(a, "a1"), 0),
+            rec(sub(b, "b1"), 1),
+            rec(del(a), 2), // a: submitted then deleted -> gone
+            rec(del(c), 3), // c: deleted then re-submitted -> present as c2
+            rec(sub(c, "c2"), 4),
+            rec(sub(b, "b2"), 5), // b: second submission loses to the first
+        ];
+        let plan = plan(&records);
+        assert_eq!(plan.delete, vec![a, c]);
+        assert_eq!(prompts(&plan), vec!["b1", "c2"]);
+        assert_eq!(plan.in_batch_duplicates, 1);
+    }
+
+    #[test]
+    fn submission_after_delete_after_submission_wins() {
+        let a = Uuid::new_v4();
+        let records = vec![rec(sub(a, "x"), 0), rec(del(a), 1), rec(sub(a, "y"), 2)];
+        let plan = plan(&records);
+        assert_eq!(plan.delete, vec![a]);
+        assert_eq!(prompts(&plan), vec!["y"]);
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let cfg = WriterConfig::from_env(Env::from_map(Vec::<(String, String)>::new())).unwrap();
+        assert_eq!(cfg.consumer.group_id, "tunix-writer");
+        assert_eq!(cfg.ops_addr.port(), 9101);
+        let err = WriterConfig::from_env(Env::from_map([
+            ("WRITER_BATCH_MAX_RECORDS", "0"),
+            ("WRITER_OPS_ADDR", "nope"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+}
