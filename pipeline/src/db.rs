@@ -83,6 +83,30 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
+/// Applies migrations at service start-up, waiting for Postgres if it is not up yet (readiness
+/// reports why), until done or shutdown.
+pub async fn migrate_with_retry(
+    pool: &PgPool,
+    readiness: &crate::ops::Readiness,
+    shutdown: &tokio_util::sync::CancellationToken,
+) {
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match migrate(pool).await {
+            Ok(()) => return,
+            Err(e) => {
+                readiness.set("postgres", false, format!("migrations: {e}"));
+                tracing::warn!(error = %e, ?delay, "cannot apply migrations yet; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {},
+            _ = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
 /// Whether an error means "the database is unreachable or overloaded" (retry later) rather than
 /// "this statement or data is wrong".
 pub fn is_transient(e: &sqlx::Error) -> bool {

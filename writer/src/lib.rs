@@ -18,7 +18,6 @@
 //! keeping the position with the rows means a crash never re-does work and the fence stops a
 //! zombie writer from re-applying a submission after a newer tombstone.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,14 +28,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tunix_pipeline::config::{ConfigError, Env};
 use tunix_pipeline::consumer::{
-    run_group, Applied, ConsumerDeps, ConsumerMetrics, ConsumerSettings, Record, SettingNames, Sink,
+    fold, run_group, Applied, ConsumerDeps, ConsumerMetrics, ConsumerSettings, Record,
+    SettingNames, Sink,
 };
 use tunix_pipeline::db::DbSettings;
 use tunix_pipeline::kafka::KafkaSettings;
 use tunix_pipeline::ops::{ops_router, OpsState, Readiness};
 use tunix_pipeline::telemetry::LogFormat;
-use tunix_schemas::TraceEvent;
-use uuid::Uuid;
 
 /// The positions target of the writer (its table).
 pub const TARGET: &str = "traces";
@@ -128,47 +126,6 @@ impl Default for TracesSink {
     }
 }
 
-/// What a batch does to the table, folded per id in log order.
-#[derive(Debug, Default, PartialEq)]
-pub struct Plan<'a> {
-    /// Ids to delete first (every id with a tombstone in the batch).
-    pub delete: Vec<Uuid>,
-    /// Submissions to insert afterwards: per id, the first submission after its last tombstone.
-    pub insert: Vec<&'a tunix_schemas::TraceSubmitted>,
-    /// Submissions that cannot create a row (a second submission of an id in the same batch).
-    pub in_batch_duplicates: u64,
-}
-
-/// Folds a batch (in offset order per partition; one id always maps to one partition) into one
-/// delete set and one insert set.
-pub fn plan(records: &[Record]) -> Plan<'_> {
-    // Per id: index into `insert` of its pending submission, if any.
-    let mut pending: HashMap<Uuid, Option<usize>> = HashMap::new();
-    let mut plan = Plan::default();
-    let mut slots: Vec<Option<&tunix_schemas::TraceSubmitted>> = Vec::new();
-    for record in records {
-        match &record.event {
-            TraceEvent::Submitted(s) => match pending.get(&s.id) {
-                Some(Some(_)) => plan.in_batch_duplicates += 1,
-                _ => {
-                    pending.insert(s.id, Some(slots.len()));
-                    slots.push(Some(s));
-                }
-            },
-            TraceEvent::Deleted(d) => {
-                if let Some(Some(slot)) = pending.insert(d.id, None) {
-                    slots[slot] = None;
-                }
-                if !plan.delete.contains(&d.id) {
-                    plan.delete.push(d.id);
-                }
-            }
-        }
-    }
-    plan.insert = slots.into_iter().flatten().collect();
-    plan
-}
-
 impl Sink for TracesSink {
     async fn target(&self, _conn: &mut PgConnection) -> Result<String, sqlx::Error> {
         Ok(TARGET.to_owned())
@@ -180,7 +137,7 @@ impl Sink for TracesSink {
         _target: &str,
         records: &[Record],
     ) -> Result<Applied, sqlx::Error> {
-        let plan = plan(records);
+        let plan = fold(records);
         let mut applied = Applied::default();
         if !plan.delete.is_empty() {
             let result = sqlx::query("DELETE FROM traces WHERE id = ANY($1)")
@@ -260,7 +217,7 @@ pub async fn run(
     ));
 
     if cfg.run_migrations {
-        migrate_with_retry(&pool, &readiness, &shutdown).await;
+        tunix_pipeline::db::migrate_with_retry(&pool, &readiness, &shutdown).await;
     }
 
     let deps = ConsumerDeps {
@@ -285,104 +242,9 @@ pub async fn run(
     }
 }
 
-/// Applies migrations, waiting for Postgres if it is not up yet.
-pub async fn migrate_with_retry(
-    pool: &sqlx::PgPool,
-    readiness: &Readiness,
-    shutdown: &CancellationToken,
-) {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match tunix_pipeline::db::migrate(pool).await {
-            Ok(()) => return,
-            Err(e) => {
-                readiness.set("postgres", false, format!("migrations: {e}"));
-                tracing::warn!(error = %e, ?delay, "cannot apply migrations yet; retrying");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {},
-            _ = shutdown.cancelled() => return,
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::message::OwnedMessage;
-    use rdkafka::Timestamp;
-    use tunix_schemas::{TraceDeleted, TraceSubmitted};
-
-    fn rec(event: TraceEvent, offset: i64) -> Record {
-        Record {
-            event,
-            message: OwnedMessage::new(
-                None,
-                None,
-                "t".into(),
-                Timestamp::NotAvailable,
-                0,
-                offset,
-                None,
-            ),
-        }
-    }
-
-    fn sub(id: Uuid, prompt: &str) -> TraceEvent {
-        let trace = tunix_schemas::Trace::parse_json(
-            format!(r#"{{"trace_version":"1","prompt":"{prompt}","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}]}}"#).as_bytes(),
-        )
-        .unwrap();
-        TraceEvent::Submitted(TraceSubmitted {
-            id,
-            created_at: chrono::Utc::now(),
-            trace,
-            idempotency_key: None,
-        })
-    }
-
-    fn del(id: Uuid) -> TraceEvent {
-        TraceEvent::Deleted(TraceDeleted {
-            id,
-            deleted_at: chrono::Utc::now(),
-            reason: None,
-        })
-    }
-
-    fn prompts(plan: &Plan<'_>) -> Vec<String> {
-        plan.insert
-            .iter()
-            .map(|s| s.trace.prompt().to_owned())
-            .collect()
-    }
-
-    #[test]
-    fn log_order_decides_per_id() {
-        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let records = vec![
-            rec(sub(a, "a1"), 0),
-            rec(sub(b, "b1"), 1),
-            rec(del(a), 2), // a: submitted then deleted -> gone
-            rec(del(c), 3), // c: deleted then re-submitted -> present as c2
-            rec(sub(c, "c2"), 4),
-            rec(sub(b, "b2"), 5), // b: second submission loses to the first
-        ];
-        let plan = plan(&records);
-        assert_eq!(plan.delete, vec![a, c]);
-        assert_eq!(prompts(&plan), vec!["b1", "c2"]);
-        assert_eq!(plan.in_batch_duplicates, 1);
-    }
-
-    #[test]
-    fn submission_after_delete_after_submission_wins() {
-        let a = Uuid::new_v4();
-        let records = vec![rec(sub(a, "x"), 0), rec(del(a), 1), rec(sub(a, "y"), 2)];
-        let plan = plan(&records);
-        assert_eq!(plan.delete, vec![a]);
-        assert_eq!(prompts(&plan), vec!["y"]);
-    }
 
     #[test]
     fn config_defaults_and_errors() {

@@ -30,6 +30,7 @@
 //! with `Handle::block_on`, so positions are loaded before a partition starts fetching.
 
 mod core;
+mod fold;
 pub mod leases;
 mod metrics;
 mod offsets;
@@ -42,6 +43,7 @@ use sqlx::PgConnection;
 use tunix_schemas::TraceEvent;
 
 pub use self::core::{replay_until_caught_up, run_group, ReplayProgress};
+pub use self::fold::{fold, Plan};
 pub use self::metrics::ConsumerMetrics;
 pub use self::offsets::{load_positions, stored_positions};
 

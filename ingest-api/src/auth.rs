@@ -1,0 +1,264 @@
+//! API keys with scopes.
+//!
+//! Configured with `API_KEYS` (`key:scope+scope,key:scope`) and/or `API_KEYS_FILE` (one
+//! `key scope scope` per line, `#` comments). Scopes: `ingest` (POST traces), `read` (GET), `admin`
+//! (DELETE; includes the other two). Keys are kept only as SHA-256 digests and compared in
+//! constant time against every configured key, so neither timing nor logs reveal them.
+
+use std::fmt;
+
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tunix_pipeline::config::Env;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Submit traces.
+    Ingest,
+    /// Read traces and lists.
+    Read,
+    /// Delete traces; implies the other scopes.
+    Admin,
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "ingest" => Ok(Scope::Ingest),
+            "read" => Ok(Scope::Read),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!(
+                "unknown scope {other:?} (expected ingest, read or admin)"
+            )),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Key {
+    digest: [u8; 32],
+    scopes: Vec<Scope>,
+}
+
+/// The configured keys. Empty means authentication is off.
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    keys: Vec<Key>,
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeys({} keys)", self.keys.len())
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header, or an unknown key: 401.
+    Unauthenticated,
+    /// A valid key without the needed scope: 403.
+    Forbidden(Scope),
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl ApiKeys {
+    /// Reads `API_KEYS` and `API_KEYS_FILE`.
+    pub fn from_env(env: &mut Env) -> ApiKeys {
+        let mut keys = ApiKeys::default();
+        if let Some(list) = env.optional("API_KEYS") {
+            for (n, entry) in list
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .enumerate()
+            {
+                match entry.rsplit_once(':') {
+                    Some((key, scopes)) => keys.add(
+                        key,
+                        scopes.split('+'),
+                        env,
+                        &format!("API_KEYS entry {}", n + 1),
+                    ),
+                    None => env.error(format!(
+                        "API_KEYS entry {} has no scopes (expected key:scope+scope)",
+                        n + 1
+                    )),
+                }
+            }
+        }
+        if let Some(path) = env.optional("API_KEYS_FILE") {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for (n, line) in text.lines().enumerate() {
+                        let line = line.trim();
+                        if line.is_empty() || line.starts_with('#') {
+                            continue;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let key = parts.next().unwrap_or_default();
+                        keys.add(key, parts, env, &format!("{path} line {}", n + 1));
+                    }
+                }
+                Err(e) => env.error(format!("API_KEYS_FILE={path}: {e}")),
+            }
+        }
+        keys
+    }
+
+    fn add<'a>(
+        &mut self,
+        key: &str,
+        scopes: impl Iterator<Item = &'a str>,
+        env: &mut Env,
+        what: &str,
+    ) {
+        let key = key.trim();
+        if key.len() < 16 {
+            env.error(format!("{what}: keys must be at least 16 characters"));
+            return;
+        }
+        let mut parsed = Vec::new();
+        for s in scopes {
+            match s.parse::<Scope>() {
+                Ok(scope) => parsed.push(scope),
+                Err(e) => {
+                    env.error(format!("{what}: {e}"));
+                    return;
+                }
+            }
+        }
+        if parsed.is_empty() {
+            env.error(format!("{what}: at least one scope is required"));
+            return;
+        }
+        self.keys.push(Key {
+            digest: digest(key),
+            scopes: parsed,
+        });
+    }
+
+    /// Keys given directly (tests).
+    pub fn from_pairs(pairs: &[(&str, &[Scope])]) -> ApiKeys {
+        ApiKeys {
+            keys: pairs
+                .iter()
+                .map(|(k, s)| Key {
+                    digest: digest(k),
+                    scopes: s.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether authentication is on.
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Checks the request's bearer token for `needed` (or for any valid key when `None`).
+    pub fn check(&self, headers: &HeaderMap, needed: Option<Scope>) -> Result<(), AuthError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(AuthError::Unauthenticated)?;
+        let presented = digest(token);
+        // Compare against every key, without stopping at a match.
+        let mut matched: Option<&Key> = None;
+        for key in &self.keys {
+            if bool::from(key.digest.ct_eq(&presented)) {
+                matched = Some(key);
+            }
+        }
+        let key = matched.ok_or(AuthError::Unauthenticated)?;
+        match needed {
+            None => Ok(()),
+            Some(scope) if key.scopes.contains(&scope) || key.scopes.contains(&Scope::Admin) => {
+                Ok(())
+            }
+            Some(scope) => Err(AuthError::Forbidden(scope)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn parses_keys_and_checks_scopes() {
+        let mut env = Env::from_map([(
+            "API_KEYS",
+            "ingest-key-0123456789:ingest, reader-key-0123456789:read+ingest,admin-key-0123456789:admin",
+        )]);
+        let keys = ApiKeys::from_env(&mut env);
+        env.finish().unwrap();
+        assert!(keys.enabled());
+        let ingest = headers("Bearer ingest-key-0123456789");
+        assert_eq!(keys.check(&ingest, Some(Scope::Ingest)), Ok(()));
+        assert_eq!(
+            keys.check(&ingest, Some(Scope::Read)),
+            Err(AuthError::Forbidden(Scope::Read))
+        );
+        assert_eq!(
+            keys.check(&headers("bearer reader-key-0123456789"), Some(Scope::Read)),
+            Ok(())
+        );
+        assert_eq!(
+            keys.check(&headers("Bearer admin-key-0123456789"), Some(Scope::Read)),
+            Ok(())
+        );
+        assert_eq!(
+            keys.check(&headers("Bearer nope-nope-nope-nope"), None),
+            Err(AuthError::Unauthenticated)
+        );
+        assert_eq!(
+            keys.check(&headers("Basic abc"), None),
+            Err(AuthError::Unauthenticated)
+        );
+        assert_eq!(
+            keys.check(&HeaderMap::new(), None),
+            Err(AuthError::Unauthenticated)
+        );
+        assert_eq!(format!("{keys:?}"), "ApiKeys(3 keys)", "keys never print");
+    }
+
+    #[test]
+    fn bad_entries_are_reported() {
+        let mut env = Env::from_map([(
+            "API_KEYS",
+            "short:ingest,long-enough-key-123:wizard,noscope-0123456789abc",
+        )]);
+        let _ = ApiKeys::from_env(&mut env);
+        let err = env.finish().unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn no_keys_means_open() {
+        assert_eq!(
+            ApiKeys::default().check(&HeaderMap::new(), Some(Scope::Admin)),
+            Ok(())
+        );
+    }
+}

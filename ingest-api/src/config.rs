@@ -1,0 +1,113 @@
+//! ingest-api configuration, from environment variables (see the README's configuration table).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tunix_pipeline::config::{ConfigError, Env};
+use tunix_pipeline::db::DbSettings;
+use tunix_pipeline::kafka::KafkaSettings;
+use tunix_pipeline::telemetry::LogFormat;
+
+use crate::auth::ApiKeys;
+
+/// Everything ingest-api reads from the environment.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `API_ADDR`: the public address (API, UI, metrics).
+    pub api_addr: SocketAddr,
+    /// `ALLOW_UNAUTHENTICATED_PUBLIC`: listen on a non-loopback address without API keys.
+    pub allow_unauthenticated_public: bool,
+    /// `TRACE_MAX_BYTES`: largest single-trace body, after decompression.
+    pub trace_max_bytes: usize,
+    /// `BATCH_MAX_BYTES`: largest batch body, after decompression.
+    pub batch_max_bytes: usize,
+    /// `BODY_READ_TIMEOUT_MS`: a body not fully received by then gets 408.
+    pub body_read_timeout: Duration,
+    /// `PRODUCE_TIMEOUT_MS`: longest wait for the broker's acknowledgement before 503.
+    pub produce_timeout: Duration,
+    /// `RETRY_AFTER_SECONDS`: the `Retry-After` value on 503 answers.
+    pub retry_after_secs: u64,
+    /// `KAFKA_LINGER_MS`: producer batching delay.
+    pub linger_ms: u64,
+    /// `KAFKA_COMPRESSION`: producer compression codec (`none`, `gzip`, `lz4`, `zstd`, `snappy`).
+    pub compression: String,
+    /// `PRODUCER_QUEUE_MAX_MESSAGES`: events buffered towards the broker before new requests get 503.
+    pub producer_queue_max_messages: u64,
+    /// `WAIT_MAX_MS`: upper bound of the `wait_ms` read-your-writes parameter.
+    pub wait_max: Duration,
+    /// `SHUTDOWN_DELAY_MS`: after SIGTERM, keep accepting (with readiness 503) this long, so load
+    /// balancers notice before connections are refused.
+    pub shutdown_delay: Duration,
+    /// `SHUTDOWN_DRAIN_TIMEOUT_MS`: longest wait for in-flight requests on shutdown.
+    pub drain_timeout: Duration,
+    /// API keys and their scopes (`API_KEYS`, `API_KEYS_FILE`); empty means auth is off.
+    pub api_keys: ApiKeys,
+    /// Kafka settings.
+    pub kafka: KafkaSettings,
+    /// Postgres settings (read endpoints only; ingestion never touches Postgres).
+    pub db: DbSettings,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+}
+
+impl IngestConfig {
+    /// Reads every variable, reporting all problems at once.
+    pub fn from_env(mut env: Env) -> Result<IngestConfig, ConfigError> {
+        let cfg = IngestConfig::read(&mut env);
+        env.finish()?;
+        Ok(cfg)
+    }
+
+    /// Every environment variable ingest-api reads (documentation tests check the README).
+    pub fn variables() -> Vec<&'static str> {
+        let mut env = Env::from_map(Vec::<(String, String)>::new());
+        IngestConfig::read(&mut env);
+        env.names_read()
+    }
+
+    fn read(env: &mut Env) -> IngestConfig {
+        let trace_max_bytes = env.bounded(
+            "TRACE_MAX_BYTES",
+            tunix_schemas::DEFAULT_TRACE_MAX_BYTES,
+            1024,
+            tunix_schemas::MAX_TRACE_BYTES_LIMIT,
+        );
+        let api_keys = ApiKeys::from_env(env);
+        IngestConfig {
+            api_addr: env.parse("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080))),
+            allow_unauthenticated_public: env.flag("ALLOW_UNAUTHENTICATED_PUBLIC", false),
+            trace_max_bytes,
+            batch_max_bytes: env.bounded("BATCH_MAX_BYTES", 32 << 20, 1024, 1 << 30),
+            body_read_timeout: env.millis("BODY_READ_TIMEOUT_MS", 10_000),
+            produce_timeout: env.millis("PRODUCE_TIMEOUT_MS", 5_000),
+            retry_after_secs: env.bounded("RETRY_AFTER_SECONDS", 2, 1, 3600),
+            linger_ms: env.bounded("KAFKA_LINGER_MS", 5, 0, 10_000),
+            compression: env.string("KAFKA_COMPRESSION", "none"),
+            producer_queue_max_messages: env.bounded(
+                "PRODUCER_QUEUE_MAX_MESSAGES",
+                200_000,
+                1,
+                10_000_000,
+            ),
+            wait_max: env.millis("WAIT_MAX_MS", 10_000),
+            shutdown_delay: env.millis("SHUTDOWN_DELAY_MS", 0),
+            drain_timeout: env.millis("SHUTDOWN_DRAIN_TIMEOUT_MS", 30_000),
+            api_keys,
+            kafka: KafkaSettings::from_env(env),
+            db: DbSettings::from_env(env),
+            log_format: env.parse("LOG_FORMAT", LogFormat::Text),
+        }
+    }
+
+    /// Defaults for the given broker, topic and database (tests).
+    pub fn for_tests(brokers: &str, topic: &str, database_url: &str) -> IngestConfig {
+        let mut env = Env::from_map([
+            ("KAFKA_BROKERS", brokers),
+            ("KAFKA_TOPIC", topic),
+            ("DATABASE_URL", database_url),
+        ]);
+        let cfg = IngestConfig::read(&mut env);
+        env.finish().expect("test configuration is valid");
+        cfg
+    }
+}

@@ -1,0 +1,148 @@
+//! The one error type of the HTTP boundary; `IntoResponse` decides the status.
+//!
+//! - 4xx: the request is wrong and retrying it unchanged will fail again. Every body has a
+//!   `detail` (a string, or FastAPI's list of `{loc, msg, type}` for validation).
+//! - 503 + `Retry-After`: operational trouble (broker or database unavailable, producer queue full,
+//!   delivery timed out). Retrying later, with the same `Idempotency-Key`, is safe.
+//! - Never 500 for anything a client or an outage can cause.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tunix_schemas::ValidationErrors;
+
+use crate::auth::{AuthError, Scope};
+
+/// Everything a handler can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 422 with FastAPI-style `detail` entries.
+    #[error("validation failed: {0}")]
+    Validation(ValidationErrors),
+    /// 422 about a query or path parameter, with a message that names it.
+    #[error("invalid parameter {param}: {msg}")]
+    InvalidParam {
+        /// The parameter's name, e.g. `limit`.
+        param: &'static str,
+        /// What is wrong.
+        msg: String,
+        /// Where: `query` or `path`.
+        location: &'static str,
+    },
+    /// 413, with the seed's message.
+    #[error("payload too large")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// 413 with a specific message (batch limits, the broker's message size limit).
+    #[error("{0}")]
+    TooLarge(String),
+    /// 400: a request that cannot be interpreted at all (empty batch, bad header).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 415: wrong or missing `Content-Type`, unsupported `Content-Encoding`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 408: the body did not arrive in time.
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 401.
+    #[error("missing or invalid API key")]
+    Unauthenticated,
+    /// 403.
+    #[error("the API key lacks the {0:?} scope")]
+    Forbidden(Scope),
+    /// 503 + `Retry-After`: try again later.
+    #[error("{detail}")]
+    Unavailable {
+        /// Why, for the client.
+        detail: String,
+        /// Seconds for `Retry-After`.
+        retry_after: u64,
+    },
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated => ApiError::Unauthenticated,
+            AuthError::Forbidden(scope) => ApiError::Forbidden(scope),
+        }
+    }
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::InvalidParam { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::PayloadTooLarge { .. } | ApiError::TooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A 503 with the configured `Retry-After`.
+    pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError::Unavailable {
+            detail: detail.into(),
+            retry_after,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Validation(errs) => json!({ "detail": errs.errors() }),
+            ApiError::InvalidParam {
+                param,
+                msg,
+                location,
+            } => {
+                json!({ "detail": [{ "loc": [location, param], "msg": msg, "type": "value_error" }] })
+            }
+            ApiError::PayloadTooLarge { limit } => {
+                json!({ "detail": format!("Payload size exceeds maximum of {limit} bytes") })
+            }
+            ApiError::Forbidden(scope) => json!({
+                "detail": format!("this API key lacks the '{}' scope", match scope {
+                    Scope::Ingest => "ingest",
+                    Scope::Read => "read",
+                    Scope::Admin => "admin",
+                })
+            }),
+            other => json!({ "detail": other.to_string() }),
+        };
+        let mut resp = (status, Json(body)).into_response();
+        match self {
+            ApiError::Unavailable { retry_after, .. } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::Unauthenticated => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tunix-rt\""),
+                );
+            }
+            _ => {}
+        }
+        resp
+    }
+}

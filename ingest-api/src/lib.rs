@@ -1,0 +1,242 @@
+//! # tunix-ingest-api
+//!
+//! Owns the public HTTP address of tunix-rt:
+//!
+//! - the front door for trace producers (`POST /api/traces`, `POST /api/traces/batch`): bodies
+//!   are read under a byte cap (also after decompression), validated with `tunix-schemas`, given
+//!   ids, appended to Kafka as Avro events, and acknowledged only after the broker's delivery
+//!   report (`acks=all`, idempotent producer);
+//! - the read endpoints over Postgres (`GET /api/traces`, `GET /api/traces/{id}`) and deletes
+//!   (`DELETE /api/traces/{id}`, a tombstone event);
+//! - health, readiness and Prometheus metrics.
+//!
+//! [`app`] builds the router from an [`AppState`]; [`run`] serves it with graceful shutdown.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod producer;
+pub mod read;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tunix_pipeline::ops::{self, Readiness};
+
+pub use config::IngestConfig;
+
+use crate::error::ApiError;
+use crate::producer::{EventProducer, ProducerSettings};
+
+/// What every handler shares.
+pub struct AppState {
+    /// Configuration.
+    pub cfg: IngestConfig,
+    /// Appends events to the topic.
+    pub producer: EventProducer,
+    /// Hot-path metric handles.
+    pub metrics: metrics::IngestMetrics,
+    /// Renders `/metrics`.
+    pub prometheus: PrometheusHandle,
+    /// `/readyz` checks: `broker`; draining once shutdown begins.
+    pub readiness: Arc<Readiness>,
+    /// Read endpoints' pool (lazy: ingestion works while Postgres is down).
+    pub pool: PgPool,
+}
+
+impl AppState {
+    /// Builds the state: producer and pool are created, nothing is connected yet.
+    pub fn new(cfg: IngestConfig) -> anyhow::Result<Arc<AppState>> {
+        let metrics = metrics::IngestMetrics::new();
+        let producer = EventProducer::new(
+            &cfg.kafka,
+            ProducerSettings {
+                timeout: cfg.produce_timeout,
+                linger_ms: cfg.linger_ms,
+                compression: cfg.compression.clone(),
+                queue_max_messages: cfg.producer_queue_max_messages,
+            },
+            metrics.clone(),
+        )?;
+        Ok(Arc::new(AppState {
+            pool: cfg.db.pool()?,
+            producer,
+            metrics,
+            prometheus: tunix_pipeline::telemetry::init_metrics(),
+            readiness: Readiness::new(&["broker"]),
+            cfg,
+        }))
+    }
+}
+
+/// `GET /api/health` (the seed's path): component status, always 200 while serving.
+async fn api_health(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.cfg.api_keys.check(&headers, None)?;
+    let broker = state.readiness.check("broker").unwrap_or(false);
+    let database = tokio::time::timeout(
+        Duration::from_secs(1),
+        sqlx::query("SELECT 1").execute(&state.pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    Ok(Json(json!({
+        "status": if broker && database { "ok" } else { "degraded" },
+        "broker": if broker { "ok" } else { "down" },
+        "database": if database { "ok" } else { "down" },
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+/// The router: every route the public address serves.
+pub fn app(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/api/traces", get(read::list).post(ingest::submit))
+        .route(
+            "/api/traces/batch",
+            axum::routing::post(ingest::submit_batch),
+        )
+        .route("/api/traces/{id}", get(read::get).delete(read::delete))
+        .route("/api/health", get(api_health))
+        .with_state(state.clone());
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route(
+            "/readyz",
+            get(ops::readyz).with_state(state.readiness.clone()),
+        )
+        .route(
+            "/metrics",
+            get(ops::metrics).with_state(state.prometheus.clone()),
+        );
+    api.merge(ops)
+        .layer(axum::middleware::from_fn(metrics::track))
+}
+
+/// Probes the broker every second and reports it as the `broker` readiness check.
+fn spawn_broker_probe(state: Arc<AppState>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {},
+                _ = shutdown.cancelled() => return,
+            }
+            let probe = state.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                probe.producer.broker_reachable(Duration::from_secs(2))
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            let was = state.readiness.check("broker");
+            match result {
+                Ok(()) => {
+                    state.readiness.set("broker", true, "ok");
+                    state.metrics.broker_up.set(1.0);
+                    if was == Some(false) {
+                        tracing::info!("broker reachable");
+                    }
+                }
+                Err(e) => {
+                    if was != Some(false) {
+                        tracing::warn!(error = %e, "broker unreachable");
+                    }
+                    state.readiness.set("broker", false, e);
+                    state.metrics.broker_up.set(0.0);
+                }
+            }
+            state
+                .metrics
+                .queue_depth
+                .set(state.producer.queue_depth() as f64);
+        }
+    });
+}
+
+/// The address to listen on: without API keys, only loopback unless explicitly allowed.
+pub fn effective_addr(cfg: &IngestConfig) -> SocketAddr {
+    let addr = cfg.api_addr;
+    if cfg.api_keys.enabled() {
+        tracing::info!("API key authentication is on");
+        return addr;
+    }
+    if addr.ip().is_loopback() {
+        tracing::warn!(%addr, "no API_KEYS configured: authentication is off, listening on loopback only");
+        return addr;
+    }
+    if cfg.allow_unauthenticated_public {
+        tracing::warn!(%addr, "no API_KEYS configured and ALLOW_UNAUTHENTICATED_PUBLIC=true: the API is open to anyone who can reach this address");
+        return addr;
+    }
+    let loopback = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+    tracing::warn!(
+        requested = %addr,
+        listening = %loopback,
+        "no API_KEYS configured: listening on loopback only; configure API_KEYS, or set ALLOW_UNAUTHENTICATED_PUBLIC=true to listen on {addr} without authentication"
+    );
+    loopback
+}
+
+/// Serves until `shutdown` is cancelled, then: readiness 503, (after `SHUTDOWN_DELAY_MS`) no new
+/// connections, in-flight requests finish (bounded), and the producer is flushed.
+pub async fn run(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let cfg = &state.cfg;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        brokers = %cfg.kafka.brokers,
+        topic = %cfg.kafka.topic,
+        database = %cfg.db.redacted_url(),
+        trace_max_bytes = cfg.trace_max_bytes,
+        "ingest-api serving"
+    );
+    spawn_broker_probe(state.clone(), shutdown.clone());
+
+    let stop_accepting = CancellationToken::new();
+    {
+        let (shutdown, stop, readiness, delay) = (
+            shutdown.clone(),
+            stop_accepting.clone(),
+            state.readiness.clone(),
+            cfg.shutdown_delay,
+        );
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            readiness.start_draining();
+            tokio::time::sleep(delay).await;
+            stop.cancel();
+        });
+    }
+    let drained = tunix_pipeline::http::serve(
+        listener,
+        app(state.clone()),
+        stop_accepting,
+        cfg.drain_timeout,
+    )
+    .await;
+    let producer_state = state.clone();
+    let flushed =
+        tokio::task::spawn_blocking(move || producer_state.producer.flush(Duration::from_secs(5)))
+            .await?;
+    tracing::info!(drained, flushed = flushed.is_ok(), "ingest-api stopped");
+    Ok(())
+}

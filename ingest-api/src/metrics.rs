@@ -1,0 +1,132 @@
+//! ingest-api metrics. Names are constants because dashboards and alerts depend on them; the
+//! README lists them and a test pins the list.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+/// Every metric name ingest-api exports.
+pub mod names {
+    /// Requests by `route` (the path template) and `status`.
+    pub const REQUESTS: &str = "tunix_ingest_requests_total";
+    /// Request duration by `route`.
+    pub const REQUEST_DURATION: &str = "tunix_ingest_request_duration_seconds";
+    /// Requests being served now.
+    pub const IN_FLIGHT: &str = "tunix_ingest_in_flight_requests";
+    /// Validation errors by `reason` (the pydantic-style error type, e.g. `string_too_long`).
+    pub const VALIDATION_FAILURES: &str = "tunix_ingest_validation_failures_total";
+    /// Request body bytes read from the wire on the ingest routes.
+    pub const BYTES_IN: &str = "tunix_ingest_bytes_in_total";
+    /// Traces acknowledged by the broker (2xx answered).
+    pub const TRACES_ACCEPTED: &str = "tunix_ingest_traces_accepted_total";
+    /// Time from handing events to the producer until the broker acknowledged them.
+    pub const PRODUCE_LATENCY: &str = "tunix_ingest_produce_latency_seconds";
+    /// Failed appends by `reason` (`too_large`, `queue_full`, `timeout`, `broker`).
+    pub const PRODUCE_ERRORS: &str = "tunix_ingest_produce_errors_total";
+    /// Events handed to the producer and not yet acknowledged.
+    pub const PRODUCER_QUEUE_DEPTH: &str = "tunix_ingest_producer_queue_depth";
+    /// 1 while the broker answers metadata requests, else 0.
+    pub const BROKER_UP: &str = "tunix_ingest_broker_up";
+
+    /// All of the above, for documentation tests.
+    pub const ALL: &[&str] = &[
+        REQUESTS,
+        REQUEST_DURATION,
+        IN_FLIGHT,
+        VALIDATION_FAILURES,
+        BYTES_IN,
+        TRACES_ACCEPTED,
+        PRODUCE_LATENCY,
+        PRODUCE_ERRORS,
+        PRODUCER_QUEUE_DEPTH,
+        BROKER_UP,
+    ];
+}
+
+/// Handles to the hot-path metrics.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// See [`names::PRODUCE_LATENCY`].
+    pub produce_latency: Histogram,
+    /// See [`names::PRODUCER_QUEUE_DEPTH`].
+    pub queue_depth: Gauge,
+    /// See [`names::BYTES_IN`].
+    pub bytes_in: Counter,
+    /// See [`names::TRACES_ACCEPTED`].
+    pub accepted: Counter,
+    /// See [`names::BROKER_UP`].
+    pub broker_up: Gauge,
+}
+
+impl IngestMetrics {
+    /// Registers the metrics, exporting zeros for every labelled series known up front.
+    pub fn new() -> IngestMetrics {
+        for kind in tunix_schemas::ErrorKind::ALL {
+            counter!(names::VALIDATION_FAILURES, "reason" => kind.as_str()).absolute(0);
+        }
+        for reason in ["too_large", "queue_full", "timeout", "broker"] {
+            counter!(names::PRODUCE_ERRORS, "reason" => reason).absolute(0);
+        }
+        gauge!(names::IN_FLIGHT).set(0.0);
+        IngestMetrics {
+            produce_latency: histogram!(names::PRODUCE_LATENCY),
+            queue_depth: gauge!(names::PRODUCER_QUEUE_DEPTH),
+            bytes_in: counter!(names::BYTES_IN),
+            accepted: counter!(names::TRACES_ACCEPTED),
+            broker_up: gauge!(names::BROKER_UP),
+        }
+    }
+
+    /// Counts one validation error.
+    pub fn validation_failure(&self, reason: &'static str) {
+        counter!(names::VALIDATION_FAILURES, "reason" => reason).increment(1);
+    }
+
+    /// Counts one failed append.
+    pub fn produce_error(&self, reason: &'static str) {
+        counter!(names::PRODUCE_ERRORS, "reason" => reason).increment(1);
+    }
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        IngestMetrics::new()
+    }
+}
+
+/// Keeps the in-flight gauge right even when a request future is dropped (client went away).
+struct InFlight(Gauge);
+
+impl InFlight {
+    fn enter() -> InFlight {
+        let g = gauge!(names::IN_FLIGHT);
+        g.increment(1.0);
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Middleware: in-flight gauge, and requests and durations by route template and status.
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let guard = InFlight::enter();
+    let response = next.run(request).await;
+    drop(guard);
+    let status = response.status().as_u16().to_string();
+    counter!(names::REQUESTS, "route" => route.clone(), "status" => status).increment(1);
+    histogram!(names::REQUEST_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}

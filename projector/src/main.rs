@@ -1,0 +1,70 @@
+//! `tunix-projector`: maintains the list view from the `traces` topic (default), or rebuilds it
+//! from offset 0 (`tunix-projector rebuild`). Configuration comes from the environment (see the
+//! README's configuration table); SIGTERM/SIGINT drain and exit.
+
+use clap::{Parser, Subcommand};
+use tunix_pipeline::config::Env;
+use tunix_projector::rebuild::{rebuild, RebuildOptions};
+use tunix_projector::ProjectorConfig;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "tunix-rt projector: keeps the trace list view current"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the projector service (the default).
+    Serve,
+    /// Replay the topic from offset 0 into a new version of the list view, then switch reads to it.
+    Rebuild {
+        /// Keep the previous version's table after the switch.
+        #[arg(long)]
+        keep_previous: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = match ProjectorConfig::from_env(Env::from_process()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("tunix-projector: {e}");
+            std::process::exit(2);
+        }
+    };
+    tunix_pipeline::telemetry::init_tracing(cfg.log_format);
+    let shutdown = tunix_pipeline::shutdown::signal_token();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(cfg.ops_addr)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot listen on PROJECTOR_OPS_ADDR={}: {e}", cfg.ops_addr)
+                })?;
+            tunix_projector::run(cfg, listener, shutdown).await
+        }
+        Command::Rebuild { keep_previous } => {
+            let report = rebuild(&cfg, RebuildOptions { keep_previous }, shutdown, |line| {
+                eprintln!("{line}")
+            })
+            .await?;
+            println!(
+                "rebuilt trace_list v{} -> v{}: {} events replayed, {} rows, {:.1}s; reads now use v{}",
+                report.previous_version,
+                report.version,
+                report.events,
+                report.rows,
+                report.elapsed.as_secs_f64(),
+                report.version
+            );
+            Ok(())
+        }
+    }
+}

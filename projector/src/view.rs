@@ -1,0 +1,246 @@
+//! The list view: its shape, the summary it keeps per trace, and the sink that maintains it.
+//!
+//! Each shape version lives in its own table `trace_list_v{N}`; readers only ever query the view
+//! `trace_list`, which points at the active version (`projection_state.active_version`). A new
+//! shape ships by changing [`create_table`] and [`Summary`], then running a rebuild.
+
+use std::io::Write;
+
+use sqlx::PgConnection;
+use tunix_pipeline::consumer::{fold, Applied, Record, Sink};
+use tunix_schemas::Trace;
+
+/// `projection_state.name` of the list view.
+pub const VIEW_NAME: &str = "trace_list";
+
+/// Characters of the prompt kept for the list.
+pub const PROMPT_PREVIEW_CHARS: usize = 120;
+
+/// The table holding version `version` of the view.
+pub fn table_name(version: i32) -> String {
+    format!("trace_list_v{version}")
+}
+
+/// DDL for version `version` of the view: the same shape as the migration's `trace_list_v1`
+/// (a test compares them). Secondary indexes come separately ([`create_indexes`]) so a rebuild
+/// can add them after its bulk load.
+pub fn create_table(version: i32) -> String {
+    let t = table_name(version);
+    format!(
+        "CREATE TABLE {t} (
+            id             uuid        PRIMARY KEY,
+            created_at     timestamptz NOT NULL,
+            trace_version  text        NOT NULL,
+            step_count     integer     NOT NULL,
+            prompt_preview text        NOT NULL,
+            payload_bytes  integer     NOT NULL
+        )"
+    )
+}
+
+/// The secondary indexes of version `version`: newest-first paging and the version filter.
+pub fn create_indexes(version: i32) -> Vec<String> {
+    let t = table_name(version);
+    vec![
+        format!("CREATE INDEX {t}_created_idx ON {t} (created_at DESC, id DESC)"),
+        format!("CREATE INDEX {t}_version_idx ON {t} (trace_version, created_at DESC, id DESC)"),
+    ]
+}
+
+/// `CREATE VIEW` pointing readers at version `version`.
+pub fn create_view(version: i32) -> String {
+    format!(
+        "CREATE VIEW {VIEW_NAME} AS
+            SELECT id, created_at, trace_version, step_count, prompt_preview, payload_bytes
+            FROM {}",
+        table_name(version)
+    )
+}
+
+/// The cheap summary the list shows for one trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Number of steps.
+    pub step_count: i32,
+    /// The first [`PROMPT_PREVIEW_CHARS`] characters of the prompt, whitespace collapsed.
+    pub prompt_preview: String,
+    /// Size of the trace's JSON payload (as `GET /api/traces/{id}` returns it) in bytes.
+    pub payload_bytes: i32,
+}
+
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Summary {
+    /// Summarizes a trace.
+    pub fn of(trace: &Trace) -> Summary {
+        let mut preview = String::with_capacity(PROMPT_PREVIEW_CHARS + 4);
+        let mut kept = 0;
+        let mut last_space = true; // drops leading whitespace
+        for c in trace.prompt().chars() {
+            let space = c.is_whitespace();
+            if space && last_space {
+                continue;
+            }
+            if kept == PROMPT_PREVIEW_CHARS {
+                preview.push('…');
+                break;
+            }
+            preview.push(if space { ' ' } else { c });
+            kept += 1;
+            last_space = space;
+        }
+        let mut size = Counter(0);
+        serde_json::to_writer(&mut size, trace).expect("counting never fails");
+        Summary {
+            step_count: trace.steps().len() as i32,
+            prompt_preview: preview.trim().to_owned(),
+            payload_bytes: size.0.min(i32::MAX as usize) as i32,
+        }
+    }
+}
+
+/// The list view as a consumer sink. Its target is whatever version is active, read inside each
+/// batch's transaction with a share lock, so a rebuild's switch never splits a batch.
+#[derive(Default)]
+pub struct ViewSink;
+
+/// The active version, read with `FOR SHARE` (held until the caller's transaction ends).
+pub async fn active_version(conn: &mut PgConnection) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT active_version FROM projection_state WHERE name = $1 FOR SHARE")
+        .bind(VIEW_NAME)
+        .fetch_one(conn)
+        .await
+}
+
+/// Applies records to the view table `table` (a `trace_list_v{N}` name).
+pub async fn apply_to(
+    conn: &mut PgConnection,
+    table: &str,
+    records: &[Record],
+) -> Result<Applied, sqlx::Error> {
+    debug_assert!(
+        table.starts_with("trace_list_v") && table[12..].bytes().all(|b| b.is_ascii_digit())
+    );
+    let plan = fold(records);
+    let mut applied = Applied::default();
+    if !plan.delete.is_empty() {
+        let result = sqlx::query(&format!("DELETE FROM {table} WHERE id = ANY($1)"))
+            .bind(&plan.delete)
+            .execute(&mut *conn)
+            .await?;
+        applied.deleted = result.rows_affected();
+    }
+    if !plan.insert.is_empty() {
+        let n = plan.insert.len();
+        let (mut ids, mut created, mut versions) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut steps, mut previews, mut sizes) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for s in &plan.insert {
+            let summary = Summary::of(&s.trace);
+            ids.push(s.id);
+            created.push(s.created_at);
+            versions.push(s.trace.trace_version());
+            steps.push(summary.step_count);
+            previews.push(summary.prompt_preview);
+            sizes.push(summary.payload_bytes);
+        }
+        let result = sqlx::query(&format!(
+            "INSERT INTO {table} (id, created_at, trace_version, step_count, prompt_preview, payload_bytes)
+             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[], $5::text[], $6::int[])
+             ON CONFLICT (id) DO NOTHING"
+        ))
+        .bind(&ids)
+        .bind(&created)
+        .bind(&versions)
+        .bind(&steps)
+        .bind(&previews)
+        .bind(&sizes)
+        .execute(&mut *conn)
+        .await?;
+        applied.inserted = result.rows_affected();
+        applied.duplicates = n as u64 - applied.inserted;
+    }
+    applied.duplicates += plan.in_batch_duplicates;
+    Ok(applied)
+}
+
+impl Sink for ViewSink {
+    async fn target(&self, conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+        Ok(table_name(active_version(conn).await?))
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        target: &str,
+        records: &[Record],
+    ) -> Result<Applied, sqlx::Error> {
+        apply_to(conn, target, records).await
+    }
+}
+
+/// A sink bound to one version of the view, for rebuilds.
+pub struct VersionSink {
+    /// The table being filled.
+    pub table: String,
+}
+
+impl Sink for VersionSink {
+    async fn target(&self, _conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+        Ok(self.table.clone())
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        target: &str,
+        records: &[Record],
+    ) -> Result<Applied, sqlx::Error> {
+        apply_to(conn, target, records).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_count_characters_and_bytes() {
+        let long = "é ".repeat(200);
+        let body = format!(
+            r#"{{"trace_version":"1","prompt":"  {long}","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}},{{"i":1,"type":"t","content":"d"}}]}}"#
+        );
+        let trace = Trace::parse_json(body.as_bytes()).unwrap();
+        let s = Summary::of(&trace);
+        assert_eq!(s.step_count, 2);
+        assert!(s.prompt_preview.ends_with('…'));
+        assert_eq!(
+            s.prompt_preview.chars().count(),
+            PROMPT_PREVIEW_CHARS + 1,
+            "{:?}",
+            s.prompt_preview
+        );
+        assert!(
+            s.prompt_preview.starts_with("é é"),
+            "leading whitespace dropped, runs collapsed"
+        );
+        assert_eq!(s.payload_bytes as usize, trace.to_json().len());
+    }
+}
