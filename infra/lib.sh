@@ -150,15 +150,30 @@ start_broker() {
     *) die "BROKER_STORAGE must be sqlite or memory, not $BROKER_STORAGE" ;;
   esac
   log "starting tansu broker on 127.0.0.1:$KAFKA_PORT (storage: $storage)"
-  (
-    cd "$BROKER_DIR"
-    exec "$TANSU_BIN" broker --storage-engine "$storage" \
-      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      >>"$STACK_DIR/logs/broker.log" 2>&1
-  ) &
-  echo $! >"$pidfile"
-  wait_for_port "$KAFKA_PORT" 30 || { tail -n 30 "$STACK_DIR/logs/broker.log" >&2; die "broker did not start (log: $STACK_DIR/logs/broker.log)"; }
+  # Tansu binds without SO_REUSEADDR: right after a stop, connections in TIME_WAIT can hold the
+  # port for up to a minute and the broker exits with "Address already in use". Retry until free.
+  local attempt
+  for ((attempt = 1; attempt <= 20; attempt++)); do
+    (
+      cd "$BROKER_DIR"
+      exec "$TANSU_BIN" broker --storage-engine "$storage" \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        >>"$STACK_DIR/logs/broker.log" 2>&1
+    ) &
+    echo $! >"$pidfile"
+    local i
+    for ((i = 0; i < 50; i++)); do
+      port_open "$KAFKA_PORT" && return 0
+      pid_alive "$pidfile" || break
+      sleep 0.1
+    done
+    pid_alive "$pidfile" && kill "$(cat "$pidfile")" 2>/dev/null
+    [ "$attempt" = 1 ] && log "port $KAFKA_PORT not free yet (TIME_WAIT after a recent stop?); retrying for up to a minute"
+    sleep 3
+  done
+  tail -n 30 "$STACK_DIR/logs/broker.log" >&2
+  die "broker did not start (log: $STACK_DIR/logs/broker.log)"
 }
 
 # Stops one recorded process: SIGTERM, then SIGKILL after a grace period.

@@ -60,6 +60,8 @@ pub struct AppState {
 impl AppState {
     /// Builds the state: producer and pool are created, nothing is connected yet.
     pub fn new(cfg: IngestConfig) -> anyhow::Result<Arc<AppState>> {
+        // The recorder first: metric handles created before it exists record nothing.
+        let prometheus = tunix_pipeline::telemetry::init_metrics();
         let metrics = metrics::IngestMetrics::new();
         let producer = EventProducer::new(
             &cfg.kafka,
@@ -75,7 +77,7 @@ impl AppState {
             pool: cfg.db.pool()?,
             producer,
             metrics,
-            prometheus: tunix_pipeline::telemetry::init_metrics(),
+            prometheus,
             readiness: Readiness::new(&["broker"]),
             cfg,
         }))

@@ -75,9 +75,11 @@ pub struct ProducerSettings {
 
 /// Appends events to the topic.
 pub struct EventProducer {
-    /// Replaced when librdkafka reports a fatal error (the idempotent producer can then no longer
-    /// be used); requests in flight keep their clone.
-    producer: RwLock<FutureProducer>,
+    /// The producer and its generation. Replaced after a delivery timeout or broker error: a
+    /// fresh idempotent producer gets a new producer id instead of bumping the epoch of the old
+    /// one, which Tansu 0.6's sqlite engine mishandles (its storage panics and stops serving).
+    /// Also replaced after a fatal error. Requests in flight keep their clone.
+    producer: RwLock<(u64, FutureProducer)>,
     kafka: KafkaSettings,
     settings: ProducerSettings,
     metrics: IngestMetrics,
@@ -91,20 +93,20 @@ impl EventProducer {
         metrics: IngestMetrics,
     ) -> Result<EventProducer, KafkaError> {
         Ok(EventProducer {
-            producer: RwLock::new(create(kafka, &settings)?),
+            producer: RwLock::new((0, create(kafka, &settings)?)),
             kafka: kafka.clone(),
             settings,
             metrics,
         })
     }
 
-    fn current(&self) -> FutureProducer {
+    fn current(&self) -> (u64, FutureProducer) {
         self.producer.read().expect("producer lock").clone()
     }
 
     /// Appends `events` (keyed by trace id) and waits until the broker acknowledged every one.
     pub async fn append(&self, events: &[TraceEvent]) -> Result<(), ProduceError> {
-        let producer = self.current();
+        let (generation, producer) = self.current();
         let started = Instant::now();
         let mut pending = Vec::with_capacity(events.len());
         let mut largest = 0;
@@ -164,7 +166,10 @@ impl EventProducer {
         }
         if let Some(err) = first_error {
             self.metrics.produce_error(err.reason());
-            self.recover_if_fatal(&producer);
+            let fatal = producer.client().fatal_error();
+            if fatal.is_some() || matches!(err, ProduceError::Timeout(_) | ProduceError::Broker(_)) {
+                self.replace(generation, fatal);
+            }
             if let ProduceError::TooLarge { size } = err {
                 return Err(ProduceError::TooLarge {
                     size: size.max(largest),
@@ -175,26 +180,34 @@ impl EventProducer {
         Ok(())
     }
 
-    /// Replaces the producer after a fatal librdkafka error.
-    fn recover_if_fatal(&self, failed: &FutureProducer) {
-        if let Some((code, reason)) = failed.client().fatal_error() {
-            tracing::error!(?code, %reason, "fatal producer error; creating a new producer");
-            match create(&self.kafka, &self.settings) {
-                Ok(fresh) => *self.producer.write().expect("producer lock") = fresh,
-                Err(e) => tracing::error!(error = %e, "cannot create a new producer"),
+    /// Swaps in a fresh producer, once per failed generation.
+    fn replace(&self, failed_generation: u64, fatal: Option<(RDKafkaErrorCode, String)>) {
+        let mut slot = self.producer.write().expect("producer lock");
+        if slot.0 != failed_generation {
+            return; // another request already replaced it
+        }
+        match create(&self.kafka, &self.settings) {
+            Ok(fresh) => {
+                *slot = (failed_generation + 1, fresh);
+                match fatal {
+                    Some((code, reason)) => tracing::error!(?code, %reason, "fatal producer error; replaced the producer"),
+                    None => tracing::info!("replaced the producer after a delivery failure"),
+                }
             }
+            Err(e) => tracing::error!(error = %e, "cannot create a new producer"),
         }
     }
 
     /// Messages not yet acknowledged.
     pub fn queue_depth(&self) -> i32 {
-        self.current().in_flight_count()
+        self.current().1.in_flight_count()
     }
 
     /// Whether the broker answers a metadata request for the topic within `timeout`. Blocking.
     pub fn broker_reachable(&self, timeout: Duration) -> Result<(), String> {
         let metadata = self
             .current()
+            .1
             .client()
             .fetch_metadata(Some(&self.kafka.topic), Timeout::After(timeout))
             .map_err(|e| e.to_string())?;
@@ -211,7 +224,7 @@ impl EventProducer {
 
     /// Waits up to `timeout` for queued events to be delivered (shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.current().flush(Timeout::After(timeout))
+        self.current().1.flush(Timeout::After(timeout))
     }
 }
 
@@ -235,4 +248,92 @@ fn create(kafka: &KafkaSettings, s: &ProducerSettings) -> Result<FutureProducer,
         .set("reconnect.backoff.max.ms", "1000")
         .set("socket.keepalive.enable", "true")
         .create()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Error mapping against librdkafka's in-process mock cluster (the only fake allowed: it
+    //! injects broker errors that a real broker cannot be asked to produce on demand).
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    fn event() -> TraceEvent {
+        let trace = tunix_schemas::Trace::parse_json(
+            br#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}]}"#,
+        )
+        .unwrap();
+        TraceEvent::Submitted(tunix_schemas::TraceSubmitted {
+            id: uuid::Uuid::now_v7(),
+            created_at: chrono::Utc::now(),
+            trace,
+            idempotency_key: None,
+        })
+    }
+
+    fn producer(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>, linger_ms: u64, queue: u64) -> EventProducer {
+        let kafka = KafkaSettings::new(&cluster.bootstrap_servers(), "traces");
+        EventProducer::new(
+            &kafka,
+            ProducerSettings {
+                timeout: Duration::from_secs(2),
+                linger_ms,
+                compression: "none".into(),
+                queue_max_messages: queue,
+            },
+            crate::metrics::IngestMetrics::new(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn acknowledged_appends_succeed() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("traces", 3, 1).unwrap();
+        let p = producer(&cluster, 0, 1000);
+        p.append(&[event(), event()]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn message_too_large_maps_to_too_large() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("traces", 1, 1).unwrap();
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+        );
+        let p = producer(&cluster, 0, 1000);
+        let err = p.append(&[event()]).await.unwrap_err();
+        assert!(matches!(err, ProduceError::TooLarge { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("traces", 1, 1).unwrap();
+        // One slot, and a long linger so the first event stays queued.
+        let p = producer(&cluster, 1000, 1);
+        let err = p.append(&[event(), event()]).await.unwrap_err();
+        assert!(matches!(err, ProduceError::QueueFull), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_times_out_within_the_bound() {
+        let kafka = KafkaSettings::new("127.0.0.1:1", "traces");
+        let p = EventProducer::new(
+            &kafka,
+            ProducerSettings {
+                timeout: Duration::from_secs(1),
+                linger_ms: 0,
+                compression: "none".into(),
+                queue_max_messages: 10,
+            },
+            crate::metrics::IngestMetrics::new(),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let err = p.append(&[event()]).await.unwrap_err();
+        assert!(matches!(err, ProduceError::Timeout(_) | ProduceError::Broker(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "bounded: {:?}", started.elapsed());
+    }
 }

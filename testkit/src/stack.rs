@@ -341,26 +341,42 @@ impl Broker {
     }
 
     /// Starts the (stopped) broker on the same port and storage, waiting until it listens.
+    ///
+    /// Tansu binds without `SO_REUSEADDR`, so right after a stop its port can still be held by
+    /// connections in TIME_WAIT and the new process exits with "address in use"; this retries
+    /// until the port is free (up to ~90 s).
     pub fn start_again(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("broker.log"))
-            .expect("broker log");
+        let deadline = Instant::now() + Duration::from_secs(90);
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(tansu_bin())
-            .current_dir(self.dir.path())
-            .args(["broker", "--storage-engine", self.storage])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start tansu (run ./infra/test.sh, which installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "broker did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
+        loop {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("broker.log"))
+                .expect("broker log");
+            let mut child = Command::new(tansu_bin())
+                .current_dir(self.dir.path())
+                .args(["broker", "--storage-engine", self.storage])
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start tansu (run ./infra/test.sh, which installs it)");
+            let attempt_end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < attempt_end {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    self.child = Some(child);
+                    return;
+                }
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break; // exited: the port is still in TIME_WAIT
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(Instant::now() < deadline, "broker did not start listening on {url}");
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 

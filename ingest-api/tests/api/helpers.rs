@@ -1,0 +1,105 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::Message;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tunix_ingest_api::{AppState, IngestConfig};
+use tunix_schemas::TraceEvent;
+use tunix_testkit::{consume_all, TestDb, TestTopic};
+
+/// ingest-api running in the test process on an ephemeral port.
+pub struct TestApi {
+    pub base: String,
+    pub shutdown: CancellationToken,
+    pub join: JoinHandle<anyhow::Result<()>>,
+    pub topic: TestTopic,
+    /// The read endpoints' database, alive as long as the API.
+    pub _db: TestDb,
+    pub client: reqwest::Client,
+}
+
+impl TestApi {
+    pub async fn start() -> TestApi {
+        TestApi::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestApi {
+        let topic = TestTopic::new(3).await;
+        let db = TestDb::new().await;
+        TestApi::start_on(topic, db, tweak).await
+    }
+
+    pub async fn start_on(topic: TestTopic, db: TestDb, tweak: impl FnOnce(&mut IngestConfig)) -> TestApi {
+        let mut cfg = IngestConfig::for_tests(&topic.settings.brokers, topic.name(), &db.url);
+        cfg.linger_ms = 1;
+        tweak(&mut cfg);
+        let state: Arc<AppState> = AppState::new(cfg).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let join = tokio::spawn(tunix_ingest_api::run(state, listener, shutdown.clone()));
+        TestApi {
+            base,
+            shutdown,
+            join,
+            topic,
+            _db: db,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Cancels and waits for a clean exit.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.join)
+            .await
+            .expect("stops in time")
+            .expect("task")
+            .expect("clean exit");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Every event on the topic, decoded, waiting for at least `min`.
+    pub fn events(&self, min: usize) -> Vec<TraceEvent> {
+        consume_all(&self.topic.settings.brokers, self.topic.name(), min, Duration::from_secs(20))
+            .iter()
+            .map(|m| {
+                let event = TraceEvent::decode(m.payload().expect("value")).expect("decodes");
+                assert_eq!(
+                    m.key(),
+                    Some(event.id().to_string().as_bytes()),
+                    "keyed by trace id"
+                );
+                event
+            })
+            .collect()
+    }
+}
+
+pub async fn json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
