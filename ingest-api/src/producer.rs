@@ -167,7 +167,8 @@ impl EventProducer {
         if let Some(err) = first_error {
             self.metrics.produce_error(err.reason());
             let fatal = producer.client().fatal_error();
-            if fatal.is_some() || matches!(err, ProduceError::Timeout(_) | ProduceError::Broker(_)) {
+            if fatal.is_some() || matches!(err, ProduceError::Timeout(_) | ProduceError::Broker(_))
+            {
                 self.replace(generation, fatal);
             }
             if let ProduceError::TooLarge { size } = err {
@@ -190,7 +191,9 @@ impl EventProducer {
             Ok(fresh) => {
                 *slot = (failed_generation + 1, fresh);
                 match fatal {
-                    Some((code, reason)) => tracing::error!(?code, %reason, "fatal producer error; replaced the producer"),
+                    Some((code, reason)) => {
+                        tracing::error!(?code, %reason, "fatal producer error; replaced the producer")
+                    }
                     None => tracing::info!("replaced the producer after a delivery failure"),
                 }
             }
@@ -271,7 +274,11 @@ mod tests {
         })
     }
 
-    fn producer(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>, linger_ms: u64, queue: u64) -> EventProducer {
+    fn producer(
+        cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+        linger_ms: u64,
+        queue: u64,
+    ) -> EventProducer {
         let kafka = KafkaSettings::new(&cluster.bootstrap_servers(), "traces");
         EventProducer::new(
             &kafka,
@@ -333,7 +340,14 @@ mod tests {
         .unwrap();
         let started = Instant::now();
         let err = p.append(&[event()]).await.unwrap_err();
-        assert!(matches!(err, ProduceError::Timeout(_) | ProduceError::Broker(_)), "{err:?}");
-        assert!(started.elapsed() < Duration::from_secs(3), "bounded: {:?}", started.elapsed());
+        assert!(
+            matches!(err, ProduceError::Timeout(_) | ProduceError::Broker(_)),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "bounded: {:?}",
+            started.elapsed()
+        );
     }
 }

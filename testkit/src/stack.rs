@@ -375,7 +375,10 @@ impl Broker {
             }
             let _ = child.kill();
             let _ = child.wait();
-            assert!(Instant::now() < deadline, "broker did not start listening on {url}");
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start listening on {url}"
+            );
             std::thread::sleep(Duration::from_secs(1));
         }
     }

@@ -31,7 +31,11 @@ impl TestApi {
         TestApi::start_on(topic, db, tweak).await
     }
 
-    pub async fn start_on(topic: TestTopic, db: TestDb, tweak: impl FnOnce(&mut IngestConfig)) -> TestApi {
+    pub async fn start_on(
+        topic: TestTopic,
+        db: TestDb,
+        tweak: impl FnOnce(&mut IngestConfig),
+    ) -> TestApi {
         let mut cfg = IngestConfig::for_tests(&topic.settings.brokers, topic.name(), &db.url);
         cfg.linger_ms = 1;
         tweak(&mut cfg);
@@ -73,7 +77,12 @@ impl TestApi {
             .expect("request")
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
         let mut req = self.client.post(self.url(path)).body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
@@ -83,18 +92,23 @@ impl TestApi {
 
     /// Every event on the topic, decoded, waiting for at least `min`.
     pub fn events(&self, min: usize) -> Vec<TraceEvent> {
-        consume_all(&self.topic.settings.brokers, self.topic.name(), min, Duration::from_secs(20))
-            .iter()
-            .map(|m| {
-                let event = TraceEvent::decode(m.payload().expect("value")).expect("decodes");
-                assert_eq!(
-                    m.key(),
-                    Some(event.id().to_string().as_bytes()),
-                    "keyed by trace id"
-                );
-                event
-            })
-            .collect()
+        consume_all(
+            &self.topic.settings.brokers,
+            self.topic.name(),
+            min,
+            Duration::from_secs(20),
+        )
+        .iter()
+        .map(|m| {
+            let event = TraceEvent::decode(m.payload().expect("value")).expect("decodes");
+            assert_eq!(
+                m.key(),
+                Some(event.id().to_string().as_bytes()),
+                "keyed by trace id"
+            );
+            event
+        })
+        .collect()
     }
 }
 

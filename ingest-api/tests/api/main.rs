@@ -13,7 +13,11 @@ use tunix_testkit::{dataset, eventually, Broker, TestDb, TestTopic};
 use helpers::*;
 
 fn example() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(tunix_testkit::repo_root().join("testdata/example-27x19.json")).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(tunix_testkit::repo_root().join("testdata/example-27x19.json"))
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,24 +39,43 @@ async fn posted_traces_are_on_the_topic_exactly_as_submitted() {
         assert_eq!(resp.status(), 202);
         let location = resp.headers()["location"].to_str().unwrap().to_owned();
         let (_, ack) = json(resp).await;
-        assert_eq!(location, format!("/api/traces/{}", ack["id"].as_str().unwrap()));
+        assert_eq!(
+            location,
+            format!("/api/traces/{}", ack["id"].as_str().unwrap())
+        );
         assert_eq!(ack["trace_version"], body["trace_version"]);
         assert!(chrono::DateTime::parse_from_rfc3339(ack["created_at"].as_str().unwrap()).is_ok());
         accepted.push(ack);
     }
     let events = api.events(bodies.len());
-    assert_eq!(events.len(), bodies.len(), "one event per acknowledged trace");
+    assert_eq!(
+        events.len(),
+        bodies.len(),
+        "one event per acknowledged trace"
+    );
     for (body, ack) in bodies.iter().zip(&accepted) {
         let id: uuid::Uuid = ack["id"].as_str().unwrap().parse().unwrap();
-        let event = events.iter().find(|e| e.id() == id).expect("event for every 202");
-        let TraceEvent::Submitted(s) = event else { panic!("submitted") };
+        let event = events
+            .iter()
+            .find(|e| e.id() == id)
+            .expect("event for every 202");
+        let TraceEvent::Submitted(s) = event else {
+            panic!("submitted")
+        };
         assert_eq!(s.id.get_version_num(), 7, "server ids are time-ordered");
         let mut expected = body.clone();
         expected.as_object_mut().unwrap().remove("unknown_field");
-        expected.as_object_mut().unwrap().entry("meta").or_insert(Value::Null);
+        expected
+            .as_object_mut()
+            .unwrap()
+            .entry("meta")
+            .or_insert(Value::Null);
         let got: Value = serde_json::from_str(&s.trace.to_json()).unwrap();
         assert_eq!(got, expected, "every field, unicode intact");
-        assert_eq!(chrono::DateTime::parse_from_rfc3339(ack["created_at"].as_str().unwrap()).unwrap(), s.created_at);
+        assert_eq!(
+            chrono::DateTime::parse_from_rfc3339(ack["created_at"].as_str().unwrap()).unwrap(),
+            s.created_at
+        );
     }
 }
 
@@ -80,23 +103,99 @@ async fn seed_validation_cases_answer_422_with_paths() {
         v
     };
     let cases: Vec<(Value, Value, &str)> = vec![
-        (set(&["trace_version"], json!("")), json!(["body", "trace_version"]), "string_too_short"),
-        (set(&["trace_version"], json!("x".repeat(65))), json!(["body", "trace_version"]), "string_too_long"),
-        (set(&["prompt"], json!("")), json!(["body", "prompt"]), "string_too_short"),
-        (set(&["prompt"], json!("x".repeat(50_001))), json!(["body", "prompt"]), "string_too_long"),
-        (set(&["final_answer"], json!("")), json!(["body", "final_answer"]), "string_too_short"),
-        (set(&["final_answer"], json!("ü".repeat(50_001))), json!(["body", "final_answer"]), "string_too_long"),
-        (set(&["steps"], json!([])), json!(["body", "steps"]), "too_short"),
-        (set(&["steps"], json!((0..1001).map(|i| json!({"i": i, "type": "t", "content": "c"})).collect::<Vec<_>>())), json!(["body", "steps"]), "too_long"),
-        (set(&["steps", "0", "i"], json!(-1)), json!(["body", "steps", 0, "i"]), "greater_than_equal"),
-        (set(&["steps", "0", "i"], json!("zero")), json!(["body", "steps", 0, "i"]), "int_type"),
-        (set(&["steps", "0", "type"], json!("")), json!(["body", "steps", 0, "type"]), "string_too_short"),
-        (set(&["steps", "0", "type"], json!("t".repeat(65))), json!(["body", "steps", 0, "type"]), "string_too_long"),
-        (set(&["steps", "0", "content"], json!("")), json!(["body", "steps", 0, "content"]), "string_too_short"),
-        (set(&["steps", "0", "content"], json!("c".repeat(20_001))), json!(["body", "steps", 0, "content"]), "string_too_long"),
-        (set(&["meta"], json!([1])), json!(["body", "meta"]), "dict_type"),
-        (set(&["-prompt"], Value::Null), json!(["body", "prompt"]), "missing"),
-        (set(&["steps"], json!([{"i": 3, "type": "t", "content": "c"}, {"i": 3, "type": "t", "content": "d"}])), json!(["body", "steps", 1, "i"]), "value_error"),
+        (
+            set(&["trace_version"], json!("")),
+            json!(["body", "trace_version"]),
+            "string_too_short",
+        ),
+        (
+            set(&["trace_version"], json!("x".repeat(65))),
+            json!(["body", "trace_version"]),
+            "string_too_long",
+        ),
+        (
+            set(&["prompt"], json!("")),
+            json!(["body", "prompt"]),
+            "string_too_short",
+        ),
+        (
+            set(&["prompt"], json!("x".repeat(50_001))),
+            json!(["body", "prompt"]),
+            "string_too_long",
+        ),
+        (
+            set(&["final_answer"], json!("")),
+            json!(["body", "final_answer"]),
+            "string_too_short",
+        ),
+        (
+            set(&["final_answer"], json!("ü".repeat(50_001))),
+            json!(["body", "final_answer"]),
+            "string_too_long",
+        ),
+        (
+            set(&["steps"], json!([])),
+            json!(["body", "steps"]),
+            "too_short",
+        ),
+        (
+            set(
+                &["steps"],
+                json!((0..1001)
+                    .map(|i| json!({"i": i, "type": "t", "content": "c"}))
+                    .collect::<Vec<_>>()),
+            ),
+            json!(["body", "steps"]),
+            "too_long",
+        ),
+        (
+            set(&["steps", "0", "i"], json!(-1)),
+            json!(["body", "steps", 0, "i"]),
+            "greater_than_equal",
+        ),
+        (
+            set(&["steps", "0", "i"], json!("zero")),
+            json!(["body", "steps", 0, "i"]),
+            "int_type",
+        ),
+        (
+            set(&["steps", "0", "type"], json!("")),
+            json!(["body", "steps", 0, "type"]),
+            "string_too_short",
+        ),
+        (
+            set(&["steps", "0", "type"], json!("t".repeat(65))),
+            json!(["body", "steps", 0, "type"]),
+            "string_too_long",
+        ),
+        (
+            set(&["steps", "0", "content"], json!("")),
+            json!(["body", "steps", 0, "content"]),
+            "string_too_short",
+        ),
+        (
+            set(&["steps", "0", "content"], json!("c".repeat(20_001))),
+            json!(["body", "steps", 0, "content"]),
+            "string_too_long",
+        ),
+        (
+            set(&["meta"], json!([1])),
+            json!(["body", "meta"]),
+            "dict_type",
+        ),
+        (
+            set(&["-prompt"], Value::Null),
+            json!(["body", "prompt"]),
+            "missing",
+        ),
+        (
+            set(
+                &["steps"],
+                json!([{"i": 3, "type": "t", "content": "c"}, {"i": 3, "type": "t", "content": "d"}]),
+            ),
+            json!(["body", "steps", 1, "i"]),
+            "value_error",
+        ),
     ];
     for (body, loc, kind) in cases {
         let (status, detail) = json(api.post_json("/api/traces", &body).await).await;
@@ -117,12 +216,35 @@ async fn seed_validation_cases_answer_422_with_paths() {
         assert_eq!(api.post_json("/api/traces", &body).await.status(), 202);
     }
     // Malformed JSON and wrong content types are 4xx with a detail, never 5xx.
-    let (status, detail) = json(api.post_raw("/api/traces", Some("application/json"), b"{\"prompt\": ".to_vec()).await).await;
-    assert_eq!((status, detail["detail"][0]["type"].as_str()), (422, Some("json_invalid")));
-    let (status, detail) = json(api.post_raw("/api/traces", Some("text/plain"), b"{}".to_vec()).await).await;
+    let (status, detail) = json(
+        api.post_raw(
+            "/api/traces",
+            Some("application/json"),
+            b"{\"prompt\": ".to_vec(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, detail["detail"][0]["type"].as_str()),
+        (422, Some("json_invalid"))
+    );
+    let (status, detail) = json(
+        api.post_raw("/api/traces", Some("text/plain"), b"{}".to_vec())
+            .await,
+    )
+    .await;
     assert_eq!(status, 415);
-    assert!(detail["detail"].as_str().unwrap().contains("application/json"));
-    assert_eq!(api.post_raw("/api/traces", None, b"{}".to_vec()).await.status(), 415);
+    assert!(detail["detail"]
+        .as_str()
+        .unwrap()
+        .contains("application/json"));
+    assert_eq!(
+        api.post_raw("/api/traces", None, b"{}".to_vec())
+            .await
+            .status(),
+        415
+    );
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -138,11 +260,16 @@ async fn oversize_bodies_get_413_however_they_arrive() {
     let big = serde_json::to_vec(&json!({"trace_version": "1", "prompt": "x".repeat(70_000), "final_answer": "a", "steps": [{"i": 0, "type": "t", "content": "c"}]})).unwrap();
 
     // Content-Length.
-    let (status, body) = json(api.post_raw("/api/traces", Some("application/json"), big.clone()).await).await;
+    let (status, body) = json(
+        api.post_raw("/api/traces", Some("application/json"), big.clone())
+            .await,
+    )
+    .await;
     assert_eq!((status, body["detail"].as_str()), (413, Some(msg)));
 
     // Chunked (no Content-Length): the cap counts bytes actually read.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(4096).map(|c| Ok(c.to_vec())).collect();
     let resp = api
         .client
         .post(api.url("/api/traces"))
@@ -155,12 +282,18 @@ async fn oversize_bodies_get_413_however_they_arrive() {
     assert_eq!((status, body["detail"].as_str()), (413, Some(msg)));
 
     // gzip and zstd bombs: tiny on the wire, huge when decoded.
-    let bomb_json = format!("{{\"trace_version\":\"1\",\"prompt\":\"{}\"}}", "a".repeat(20 << 20));
+    let bomb_json = format!(
+        "{{\"trace_version\":\"1\",\"prompt\":\"{}\"}}",
+        "a".repeat(20 << 20)
+    );
     for (encoding, bytes) in [
         ("gzip", gzip(bomb_json.as_bytes())),
         ("zstd", zstd::encode_all(bomb_json.as_bytes(), 3).unwrap()),
     ] {
-        assert!(bytes.len() < 64 * 1024, "{encoding} bomb is small on the wire");
+        assert!(
+            bytes.len() < 64 * 1024,
+            "{encoding} bomb is small on the wire"
+        );
         let resp = api
             .client
             .post(api.url("/api/traces"))
@@ -171,12 +304,19 @@ async fn oversize_bodies_get_413_however_they_arrive() {
             .await
             .unwrap();
         let (status, body) = json(resp).await;
-        assert_eq!((status, body["detail"].as_str()), (413, Some(msg)), "{encoding}");
+        assert_eq!(
+            (status, body["detail"].as_str()),
+            (413, Some(msg)),
+            "{encoding}"
+        );
     }
 
     // Compressed valid traces are accepted.
     let ok = serde_json::to_vec(&example()).unwrap();
-    for (encoding, bytes) in [("gzip", gzip(&ok)), ("zstd", zstd::encode_all(&ok[..], 3).unwrap())] {
+    for (encoding, bytes) in [
+        ("gzip", gzip(&ok)),
+        ("zstd", zstd::encode_all(&ok[..], 3).unwrap()),
+    ] {
         let resp = api
             .client
             .post(api.url("/api/traces"))
@@ -198,7 +338,14 @@ async fn oversize_bodies_get_413_however_they_arrive() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 415);
-    assert!(api.client.get(api.url("/healthz")).send().await.unwrap().status().is_success());
+    assert!(api
+        .client
+        .get(api.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,7 +378,14 @@ async fn idempotent_retries_give_the_same_id() {
     let (_, y) = json(batch("batch-1").await.unwrap()).await;
     assert_eq!(x["ids"], y["ids"]);
     assert_eq!(x["ids"].as_array().unwrap().len(), 5);
-    let resp = api.client.post(api.url("/api/traces")).header("idempotency-key", "").json(&example()).send().await.unwrap();
+    let resp = api
+        .client
+        .post(api.url("/api/traces"))
+        .header("idempotency-key", "")
+        .json(&example())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
 }
 
@@ -242,30 +396,56 @@ async fn batches_are_all_or_nothing() {
     items[7]["steps"][0]["i"] = json!(-1);
     let (status, body) = json(api.post_json("/api/traces/batch", &json!(items)).await).await;
     assert_eq!(status, 422);
-    assert_eq!(body["detail"][0]["loc"], json!(["body", 7, "steps", 0, "i"]));
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", 7, "steps", 0, "i"])
+    );
 
     let (status, body) = json(api.post_json("/api/traces/batch", &json!([])).await).await;
     assert_eq!(status, 400, "{body}");
     let too_many: Vec<Value> = (0..1001).map(|i| dataset()[i % 550].clone()).collect();
     let (status, body) = json(api.post_json("/api/traces/batch", &json!(too_many)).await).await;
     assert_eq!(status, 413);
-    assert!(body["detail"].as_str().unwrap().contains("1000"), "names the limit: {body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("1000"),
+        "names the limit: {body}"
+    );
 
     // A good batch, as a JSON array and as NDJSON: ids in input order.
     let good: Vec<Value> = dataset()[..10].to_vec();
     let (status, body) = json(api.post_json("/api/traces/batch", &json!(good)).await).await;
     assert_eq!(status, 202);
     let ndjson: String = dataset()[10..15].iter().map(|v| format!("{v}\n")).collect();
-    let (status, body2) = json(api.post_raw("/api/traces/batch", Some("application/x-ndjson"), ndjson.into_bytes()).await).await;
+    let (status, body2) = json(
+        api.post_raw(
+            "/api/traces/batch",
+            Some("application/x-ndjson"),
+            ndjson.into_bytes(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 202);
     assert_eq!(body2["count"], 5);
 
     let events = api.events(15);
     assert_eq!(events.len(), 15, "the rejected batches appended nothing");
-    let ids: Vec<&str> = body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let ids: Vec<&str> = body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     for (n, id) in ids.iter().enumerate() {
-        let TraceEvent::Submitted(s) = events.iter().find(|e| e.id().to_string() == *id).unwrap() else { panic!() };
-        assert_eq!(s.trace.prompt(), good[n]["prompt"].as_str().unwrap(), "ids in input order");
+        let TraceEvent::Submitted(s) = events.iter().find(|e| e.id().to_string() == *id).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            s.trace.prompt(),
+            good[n]["prompt"].as_str().unwrap(),
+            "ids in input order"
+        );
     }
 }
 
@@ -284,23 +464,47 @@ async fn broker_down_answers_503_with_retry_after_then_recovers() {
     let resp = api.post_json("/api/traces", &example()).await;
     let took = started.elapsed();
     assert_eq!(resp.status(), 503);
-    assert!(resp.headers().get("retry-after").is_some(), "Retry-After is set");
-    assert!(took < Duration::from_secs(4), "answered within the bound: {took:?}");
-    eventually(Duration::from_secs(10), "readiness 503 while the broker is down", || async {
-        (api.client.get(api.url("/readyz")).send().await.ok()?.status() == 503).then_some(())
-    })
+    assert!(
+        resp.headers().get("retry-after").is_some(),
+        "Retry-After is set"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "answered within the bound: {took:?}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "readiness 503 while the broker is down",
+        || async {
+            (api.client
+                .get(api.url("/readyz"))
+                .send()
+                .await
+                .ok()?
+                .status()
+                == 503)
+                .then_some(())
+        },
+    )
     .await;
 
     broker.start_again();
-    let id = eventually(Duration::from_secs(60), "recovery after the broker returns", || async {
-        let resp = api.post_json("/api/traces", &example()).await;
-        if resp.status() == 202 {
-            return Some(json(resp).await.1["id"].as_str()?.to_owned());
-        }
-        None
-    })
+    let id = eventually(
+        Duration::from_secs(60),
+        "recovery after the broker returns",
+        || async {
+            let resp = api.post_json("/api/traces", &example()).await;
+            if resp.status() == 202 {
+                return Some(json(resp).await.1["id"].as_str()?.to_owned());
+            }
+            None
+        },
+    )
     .await;
-    assert!(api.events(2).iter().any(|e| e.id().to_string() == id), "the post-recovery trace is on the topic");
+    assert!(
+        api.events(2).iter().any(|e| e.id().to_string() == id),
+        "the post-recovery trace is on the topic"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -309,7 +513,11 @@ async fn api_keys_gate_every_api_route_by_scope() {
     let reader = "reader-key-0123456789";
     let admin = "admin-key-01234567890";
     let api = TestApi::start_with(|c| {
-        c.api_keys = ApiKeys::from_pairs(&[(ingest, &[Scope::Ingest]), (reader, &[Scope::Read]), (admin, &[Scope::Admin])]);
+        c.api_keys = ApiKeys::from_pairs(&[
+            (ingest, &[Scope::Ingest]),
+            (reader, &[Scope::Read]),
+            (admin, &[Scope::Admin]),
+        ]);
     })
     .await;
     let id = uuid::Uuid::now_v7();
@@ -331,33 +539,110 @@ async fn api_keys_gate_every_api_route_by_scope() {
         let resp = call(method.clone(), path.clone(), None).await.unwrap();
         assert_eq!(resp.status(), 401, "{method} {path} without a key");
         assert!(resp.headers().get("www-authenticate").is_some());
-        let resp = call(method.clone(), path.clone(), Some("wrong-key-0123456789")).await.unwrap();
+        let resp = call(method.clone(), path.clone(), Some("wrong-key-0123456789"))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 401, "{method} {path} with a bad key");
     }
-    assert_eq!(call(Method::POST, "/api/traces".into(), Some(reader)).await.unwrap().status(), 403);
-    assert_eq!(call(Method::GET, "/api/traces".into(), Some(ingest)).await.unwrap().status(), 403);
-    assert_eq!(call(Method::DELETE, format!("/api/traces/{id}"), Some(reader)).await.unwrap().status(), 403);
-    assert_eq!(call(Method::POST, "/api/traces".into(), Some(ingest)).await.unwrap().status(), 202);
-    assert_eq!(call(Method::GET, "/api/traces".into(), Some(reader)).await.unwrap().status(), 200);
-    assert_eq!(call(Method::DELETE, format!("/api/traces/{id}"), Some(admin)).await.unwrap().status(), 202);
-    assert_eq!(call(Method::POST, "/api/traces".into(), Some(admin)).await.unwrap().status(), 202, "admin includes ingest");
+    assert_eq!(
+        call(Method::POST, "/api/traces".into(), Some(reader))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        call(Method::GET, "/api/traces".into(), Some(ingest))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        call(Method::DELETE, format!("/api/traces/{id}"), Some(reader))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        call(Method::POST, "/api/traces".into(), Some(ingest))
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    assert_eq!(
+        call(Method::GET, "/api/traces".into(), Some(reader))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(Method::DELETE, format!("/api/traces/{id}"), Some(admin))
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    assert_eq!(
+        call(Method::POST, "/api/traces".into(), Some(admin))
+            .await
+            .unwrap()
+            .status(),
+        202,
+        "admin includes ingest"
+    );
     // Ops endpoints stay open for probes and scrapers.
-    assert_eq!(api.client.get(api.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(api.client.get(api.url("/metrics")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        api.client
+            .get(api.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        api.client
+            .get(api.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_exported_under_their_documented_names() {
     let api = TestApi::start().await;
     assert_eq!(api.post_json("/api/traces", &example()).await.status(), 202);
-    assert_eq!(api.post_json("/api/traces", &json!({"prompt": ""})).await.status(), 422);
-    let text = api.client.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        api.post_json("/api/traces", &json!({"prompt": ""}))
+            .await
+            .status(),
+        422
+    );
+    let text = api
+        .client
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in tunix_ingest_api::metrics::names::ALL {
         assert!(text.contains(name), "{name} is exported:\n{text}");
     }
     assert!(text.contains("tunix_ingest_requests_total{route=\"/api/traces\",status=\"202\"}"));
     assert!(text.contains("tunix_ingest_validation_failures_total{reason=\"string_too_short\"}"));
-    assert!(text.contains("tunix_ingest_produce_latency_seconds_bucket"), "a histogram, not a summary");
+    assert!(
+        text.contains("tunix_ingest_produce_latency_seconds_bucket"),
+        "a histogram, not a summary"
+    );
     api.stop().await;
 }
 
@@ -381,7 +666,14 @@ async fn sigterm_drains_in_flight_requests() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     eventually(Duration::from_secs(30), "ingest-api ready", || async {
-        (client.get(format!("{base}/readyz")).send().await.ok()?.status() == 200).then_some(())
+        (client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .ok()?
+            .status()
+            == 200)
+            .then_some(())
     })
     .await;
 
@@ -393,7 +685,9 @@ async fn sigterm_drains_in_flight_requests() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
         tx.send(Ok(body[..body.len() / 2].to_vec())).await.unwrap();
         senders.push(tx);
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
         let req = client
             .post(format!("{base}/api/traces"))
             .header("content-type", "application/json")
@@ -403,25 +697,51 @@ async fn sigterm_drains_in_flight_requests() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // let every request reach the server
     let pid = service.pid().unwrap();
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     for tx in senders {
         tx.send(Ok(body[body.len() / 2..].to_vec())).await.unwrap();
     }
     let mut ids = Vec::new();
     for req in inflight {
-        let resp = req.await.unwrap().expect("in-flight requests get an answer");
+        let resp = req
+            .await
+            .unwrap()
+            .expect("in-flight requests get an answer");
         assert_eq!(resp.status(), 202);
-        ids.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        ids.push(
+            resp.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    let status = service.terminate(Duration::from_secs(30)).expect("exits after draining");
+    let status = service
+        .terminate(Duration::from_secs(30))
+        .expect("exits after draining");
     assert!(status.success(), "clean exit: {}", service.log_tail(20));
-    assert!(client.get(format!("{base}/healthz")).send().await.is_err(), "no longer accepting");
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "no longer accepting"
+    );
 
-    let on_topic: Vec<String> = tunix_testkit::consume_all(&topic.settings.brokers, topic.name(), ids.len(), Duration::from_secs(20))
-        .iter()
-        .map(|m| TraceEvent::decode(rdkafka::message::Message::payload(m).unwrap()).unwrap().id().to_string())
-        .collect();
+    let on_topic: Vec<String> = tunix_testkit::consume_all(
+        &topic.settings.brokers,
+        topic.name(),
+        ids.len(),
+        Duration::from_secs(20),
+    )
+    .iter()
+    .map(|m| {
+        TraceEvent::decode(rdkafka::message::Message::payload(m).unwrap())
+            .unwrap()
+            .id()
+            .to_string()
+    })
+    .collect();
     for id in &ids {
         assert!(on_topic.contains(id), "acknowledged {id} is on the topic");
     }

@@ -742,6 +742,9 @@ fn build<S: Sink>(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "2000")
+        // Freshness: when caught up, a fetch waits at most this long for new records (Tansu
+        // holds a fetch for the full wait even when records arrive earlier).
+        .set("fetch.wait.max.ms", "100")
         .set(
             "fetch.message.max.bytes",
             crate::kafka::TOPIC_MAX_MESSAGE_BYTES.to_string(),

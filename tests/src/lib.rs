@@ -1,0 +1,267 @@
+//! # tunix-e2e
+//!
+//! Owns the cross-service tests. [`Stack`] starts the **real** stack as separate OS processes
+//! (ingest-api, writer and projector binaries; Postgres and the broker either the suite's shared
+//! servers or private ones that a test may stop), each on free ports with its own database and
+//! topic. Tests drive it with the bench load generator, kill or restart any process, and finish
+//! with [`Stack::reconcile`]: acknowledged ⊆ stored, stored has no duplicates, view = stored.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use tunix_testkit::{binary, eventually, free_port, Broker, PgCluster, Service, TestDb, TestTopic};
+use uuid::Uuid;
+
+/// How to build a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Run Postgres privately (so the test may stop it).
+    pub private_postgres: bool,
+    /// Run a private broker with durable storage (so the test may restart it).
+    pub private_broker: bool,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Extra environment for ingest-api.
+    pub api_env: Vec<(String, String)>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            private_postgres: false,
+            private_broker: false,
+            partitions: 4,
+            api_env: Vec::new(),
+        }
+    }
+}
+
+/// The running stack.
+pub struct Stack {
+    /// ingest-api.
+    pub api: Service,
+    /// The writer.
+    pub writer: Service,
+    /// The projector.
+    pub projector: Service,
+    /// `host:port` of ingest-api.
+    pub api_addr: String,
+    /// `host:port` of the writer's ops endpoints.
+    pub writer_ops: String,
+    /// `host:port` of the projector's ops endpoints.
+    pub projector_ops: String,
+    /// The topic.
+    pub topic: TestTopic,
+    /// The database (on the shared server or on [`Stack::postgres`]).
+    pub db: TestDb,
+    /// The private Postgres, when asked for.
+    pub postgres: Option<PgCluster>,
+    /// The private broker, when asked for.
+    pub broker: Option<Broker>,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+}
+
+fn kv(k: &str, v: impl Into<String>) -> (String, String) {
+    (k.to_owned(), v.into())
+}
+
+impl Stack {
+    /// Starts everything and waits until the three services are ready.
+    pub async fn start(options: StackOptions) -> Stack {
+        let postgres = options.private_postgres.then(PgCluster::start);
+        let broker = options.private_broker.then(Broker::start_durable);
+        let db = match &postgres {
+            Some(pg) => TestDb::on(&pg.admin_url()).await,
+            None => TestDb::new().await,
+        };
+        let brokers = broker
+            .as_ref()
+            .map_or_else(tunix_testkit::kafka_brokers, Broker::brokers);
+        let topic = TestTopic::on(&brokers, options.partitions).await;
+        let common = vec![
+            kv("KAFKA_BROKERS", brokers.clone()),
+            kv("KAFKA_TOPIC", topic.name()),
+            kv("DATABASE_URL", db.url.clone()),
+            kv("DB_POOL_TIMEOUT", "2"),
+        ];
+        let api_addr = format!("127.0.0.1:{}", free_port());
+        let writer_ops = format!("127.0.0.1:{}", free_port());
+        let projector_ops = format!("127.0.0.1:{}", free_port());
+        let mut api_env = common.clone();
+        api_env.extend([
+            kv("API_ADDR", api_addr.clone()),
+            kv("PRODUCE_TIMEOUT_MS", "3000"),
+        ]);
+        api_env.extend(options.api_env.clone());
+        let mut writer_env = common.clone();
+        writer_env.extend([
+            kv("WRITER_OPS_ADDR", writer_ops.clone()),
+            kv("WRITER_INSTANCE_ID", "writer-0"),
+            kv("WRITER_BATCH_MAX_WAIT_MS", "20"),
+        ]);
+        let mut projector_env = common;
+        projector_env.extend([
+            kv("PROJECTOR_OPS_ADDR", projector_ops.clone()),
+            kv("PROJECTOR_INSTANCE_ID", "projector-0"),
+            kv("PROJECTOR_BATCH_MAX_WAIT_MS", "20"),
+        ]);
+        let stack = Stack {
+            writer: Service::start("writer", binary("tunix-writer"), writer_env),
+            projector: Service::start("projector", binary("tunix-projector"), projector_env),
+            api: Service::start("ingest-api", binary("tunix-ingest-api"), api_env),
+            api_addr,
+            writer_ops,
+            projector_ops,
+            topic,
+            db,
+            postgres,
+            broker,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        };
+        for addr in [&stack.api_addr, &stack.writer_ops, &stack.projector_ops] {
+            stack.wait_ready(addr).await;
+        }
+        stack
+    }
+
+    /// Waits until `http://addr/readyz` answers 200.
+    pub async fn wait_ready(&self, addr: &str) {
+        let url = format!("http://{addr}/readyz");
+        eventually(Duration::from_secs(60), &format!("{url} ready"), || async {
+            (self.http.get(&url).send().await.ok()?.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// `http://<api>/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api_addr)
+    }
+
+    /// Posts one trace; returns the status and the JSON body.
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url("/api/traces"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /api/traces");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET returning status and JSON.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Ids in the writer's table.
+    pub async fn stored(&self) -> Vec<Uuid> {
+        sqlx::query_scalar("SELECT id FROM traces")
+            .fetch_all(&self.db.pool)
+            .await
+            .expect("read traces")
+    }
+
+    /// Ids in the list view.
+    pub async fn listed(&self) -> Vec<Uuid> {
+        sqlx::query_scalar("SELECT id FROM trace_list")
+            .fetch_all(&self.db.pool)
+            .await
+            .expect("read trace_list")
+    }
+
+    /// Waits until the view lists exactly `n` traces.
+    pub async fn wait_listed(&self, n: usize, timeout: Duration) {
+        eventually(timeout, &format!("{n} traces in the list view"), || async {
+            (sqlx::query_scalar::<_, i64>("SELECT count(*) FROM trace_list")
+                .fetch_one(&self.db.pool)
+                .await
+                .ok()? as usize
+                == n)
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Waits for both read models to contain every acknowledged id and agree with each other,
+    /// then checks the three sets and prints their sizes.
+    pub async fn reconcile(&self, acked: &[Uuid], timeout: Duration) -> Reconciliation {
+        let acked_set: HashSet<Uuid> = acked.iter().copied().collect();
+        eventually(timeout, "acknowledged traces stored and listed", || async {
+            let stored: HashSet<Uuid> = self.stored().await.into_iter().collect();
+            let listed: HashSet<Uuid> = self.listed().await.into_iter().collect();
+            (acked_set.is_subset(&stored) && stored == listed).then_some(())
+        })
+        .await;
+        let stored = self.stored().await;
+        let listed = self.listed().await;
+        let r = Reconciliation {
+            acknowledged: acked_set.len(),
+            stored: stored.len(),
+            stored_distinct: stored.iter().collect::<HashSet<_>>().len(),
+            listed: listed.len(),
+            listed_distinct: listed.iter().collect::<HashSet<_>>().len(),
+        };
+        eprintln!(
+            "reconciliation: acknowledged={} stored={} (distinct {}) listed={} (distinct {})",
+            r.acknowledged, r.stored, r.stored_distinct, r.listed, r.listed_distinct
+        );
+        let stored_set: HashSet<Uuid> = stored.into_iter().collect();
+        let listed_set: HashSet<Uuid> = listed.into_iter().collect();
+        assert_eq!(r.stored, r.stored_distinct, "stored has no duplicates");
+        assert_eq!(r.listed, r.listed_distinct, "listed has no duplicates");
+        assert!(
+            acked_set.is_subset(&stored_set),
+            "every acknowledged trace is stored"
+        );
+        assert_eq!(
+            listed_set, stored_set,
+            "the list view equals the stored traces"
+        );
+        r
+    }
+
+    /// A load spec against this stack's API.
+    pub fn load(
+        &self,
+        concurrency: usize,
+        stop: tunix_bench::load::Stop,
+    ) -> tunix_bench::load::LoadSpec {
+        tunix_bench::load::LoadSpec {
+            addr: self.api_addr.clone(),
+            concurrency,
+            stop,
+            rate: None,
+            batch: 0,
+            shape: tunix_bench::gen::Shape::Dataset,
+            api_key: None,
+            collect_ids: true,
+            seed: 42,
+            repo_root: tunix_testkit::repo_root(),
+        }
+    }
+}
+
+/// The three sets' sizes at the end of a scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Reconciliation {
+    /// Ids that got a 2xx.
+    pub acknowledged: usize,
+    /// Rows in `traces`.
+    pub stored: usize,
+    /// Distinct ids in `traces`.
+    pub stored_distinct: usize,
+    /// Rows in the list view.
+    pub listed: usize,
+    /// Distinct ids in the list view.
+    pub listed_distinct: usize,
+}
