@@ -1,0 +1,88 @@
+//! Documentation is part of the contract: the README's configuration table lists every variable
+//! every service reads, and its metrics table lists every metric name.
+
+use std::collections::BTreeSet;
+
+fn readme() -> String {
+    std::fs::read_to_string(tunix_testkit::repo_root().join("README.md")).expect("README.md")
+}
+
+/// Variables named in a README table row (`| \`NAME\` | ...`).
+fn documented_variables(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split('`').nth(1))
+        .filter(|name| {
+            name.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn code_variables() -> BTreeSet<String> {
+    tunix_ingest_api::IngestConfig::variables()
+        .into_iter()
+        .chain(tunix_writer::WriterConfig::variables())
+        .chain(tunix_projector::ProjectorConfig::variables())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_configuration_variable_is_documented() {
+    let documented = documented_variables(&readme());
+    let missing: Vec<String> = code_variables().difference(&documented).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "README configuration table lacks: {missing:?}"
+    );
+}
+
+#[test]
+fn every_metric_name_is_documented() {
+    let text = readme();
+    let mut names: Vec<String> = tunix_ingest_api::metrics::names::ALL
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    names.extend(
+        [
+            tunix_writer::metric_names::ROWS_INSERTED,
+            tunix_writer::metric_names::DUPLICATES_SKIPPED,
+            tunix_writer::metric_names::ROWS_DELETED,
+            tunix_writer::metric_names::INSERT_LATENCY,
+            tunix_projector::metric_names::VIEW_VERSION,
+            tunix_projector::metric_names::REBUILD_IN_PROGRESS,
+            tunix_projector::metric_names::REBUILD_PROGRESS,
+            tunix_projector::metric_names::REBUILD_LAG,
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    for suffix in [
+        "records_consumed_total",
+        "records_applied_total",
+        "batches_total",
+        "batch_size",
+        "batch_latency_seconds",
+        "lag_records",
+        "lag_seconds",
+        "dlq_total",
+        "postgres_errors_total",
+        "fenced_total",
+        "rebalances_total",
+        "assigned_partitions",
+        "gaps_total",
+    ] {
+        names.push(format!("<svc>_{suffix}"));
+    }
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !text.contains(&format!("`{n}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README metrics table lacks: {missing:?}"
+    );
+}
