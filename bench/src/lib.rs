@@ -6,3 +6,5 @@
 
 pub mod gen;
 pub mod load;
+pub mod report;
+pub mod suites;

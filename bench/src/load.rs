@@ -52,6 +52,8 @@ pub struct LoadSpec {
     pub seed: u64,
     /// Repository root (for the dataset).
     pub repo_root: PathBuf,
+    /// Receives every acknowledgement as it happens (freshness measurements).
+    pub ack_tx: Option<tokio::sync::mpsc::UnboundedSender<Ack>>,
 }
 
 /// One acknowledged trace.
@@ -262,10 +264,19 @@ async fn worker(
                         .latencies_us
                         .push(elapsed.as_micros().min(u32::MAX as u128) as u32);
                     local.accepted += per_request as u64;
-                    if spec.collect_ids {
+                    if spec.collect_ids || spec.ack_tx.is_some() {
                         let at = Instant::now();
                         if let Ok(body) = body {
+                            let before = local.acked.len();
                             collect_ids(&body, at, &mut local.acked);
+                            if let Some(tx) = &spec.ack_tx {
+                                for ack in &local.acked[before..] {
+                                    let _ = tx.send(*ack);
+                                }
+                            }
+                            if !spec.collect_ids {
+                                local.acked.truncate(before);
+                            }
                         }
                     }
                 }

@@ -247,6 +247,7 @@ impl Stack {
             collect_ids: true,
             seed: 42,
             repo_root: tunix_testkit::repo_root(),
+            ack_tx: None,
         }
     }
 }

@@ -1,5 +1,204 @@
-//! `tunix-bench`: benchmarks for tunix-rt (see `docs/BENCHMARKS.md`).
+//! `tunix-bench`: benchmarks for tunix-rt. Each subcommand prints a table; `docs/BENCHMARKS.md`
+//! has the commands and the latest results.
+//!
+//! Run against the local stack (`./infra/up.sh`): the database and broker default to its
+//! addresses, and the subcommands that need their own data create a fresh database and topic.
 
-fn main() {
-    eprintln!("tunix-bench: see docs/BENCHMARKS.md");
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tunix_bench::gen::Shape;
+use tunix_bench::load::{self, LoadSpec, Stop};
+use tunix_bench::{report, suites};
+
+#[derive(Parser)]
+#[command(version, about = "tunix-rt benchmarks (see docs/BENCHMARKS.md)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HTTP load against ingest-api: accepted/s, latency percentiles, errors by status.
+    Ingest {
+        /// ingest-api address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Concurrent connections, comma-separated for several runs.
+        #[arg(long, default_value = "64")]
+        concurrency: String,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Trace shapes, comma-separated: dataset, 8k, 100k.
+        #[arg(long, default_value = "dataset")]
+        shape: String,
+        /// Traces per request (0: single POSTs to /api/traces).
+        #[arg(long, default_value_t = 0)]
+        batch: usize,
+        /// Also measure the raw producer rate to the same broker, for comparison.
+        #[arg(long)]
+        compare_raw: bool,
+        /// Pid file of ingest-api, to report its RSS.
+        #[arg(long, default_value = ".stack/pids/ingest-api.pid")]
+        pid_file: PathBuf,
+        /// Bearer key, when the API requires one.
+        #[arg(long, env = "TUNIX_API_KEY")]
+        api_key: Option<String>,
+    },
+    /// The raw rate of an idempotent acks=all producer to the broker (the ceiling for ingest).
+    ProduceRaw {
+        /// Events to produce.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
+    /// Writer drain of a pre-filled topic vs a raw COPY of the same rows; projector throughput.
+    Consumers {
+        /// Events in the topic (a mix of 0.5 KB dataset traces and generated long ones).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Every Nth event is a generated 8 KB trace (0: none).
+        #[arg(long, default_value_t = 100)]
+        long_every: usize,
+    },
+    /// Read latency at depth: page 1, offset and cursor pages deep in the view, filters, by id.
+    Read {
+        /// Rows in the view (and in traces).
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i64,
+        /// Samples per query.
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+    },
+    /// Load at a fixed rate for a long time, sampling RSS and CPU of every service.
+    Soak {
+        /// ingest-api address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Traces per second.
+        #[arg(long)]
+        rate: f64,
+        /// Duration in seconds.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Where up.sh keeps the pids.
+        #[arg(long, default_value = ".stack/pids")]
+        pid_dir: PathBuf,
+    },
+    /// Time from the POST's answer to visibility in GET by id and in the list view.
+    Freshness {
+        /// ingest-api address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Traces per second, comma-separated for several runs.
+        #[arg(long, default_value = "1000")]
+        rates: String,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+}
+
+fn repo_root() -> PathBuf {
+    let mut dir = std::env::current_dir().expect("cwd");
+    loop {
+        if dir.join("testdata/dev-reasoning-v2.jsonl").exists() {
+            return dir;
+        }
+        if !dir.pop() {
+            panic!("run tunix-bench from inside the repository");
+        }
+    }
+}
+
+fn list<T: std::str::FromStr>(s: &str) -> Vec<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    s.split(',')
+        .map(|p| p.trim().parse().expect("list item"))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = repo_root();
+    let env = suites::StackEnv::from_env(&root);
+    match cli.command {
+        Command::Ingest {
+            addr,
+            concurrency,
+            seconds,
+            shape,
+            batch,
+            compare_raw,
+            pid_file,
+            api_key,
+        } => {
+            let raw = if compare_raw {
+                Some(suites::produce_raw(&env, 200_000).await?)
+            } else {
+                None
+            };
+            let mut rows = Vec::new();
+            for shape in list::<Shape>(&shape) {
+                for c in list::<usize>(&concurrency) {
+                    let spec = LoadSpec {
+                        addr: addr.clone(),
+                        concurrency: c,
+                        stop: Stop::After(Duration::from_secs(seconds)),
+                        rate: None,
+                        batch,
+                        shape,
+                        api_key: api_key.clone(),
+                        collect_ids: false,
+                        seed: 42,
+                        repo_root: root.clone(),
+                        ack_tx: None,
+                    };
+                    let sampler = report::RssSampler::start(&pid_file);
+                    let r = load::run(spec).await;
+                    let rss = sampler.stop().await;
+                    rows.push(report::ingest_row(&shape, c, batch, &r, rss, raw));
+                }
+            }
+            report::print_ingest(&rows, raw);
+        }
+        Command::ProduceRaw { events } => {
+            let rate = suites::produce_raw(&env, events).await?;
+            println!("raw producer (idempotent, acks=all, linger 5 ms): {rate:.0} events/s over {events} events");
+        }
+        Command::Consumers { events, long_every } => {
+            suites::consumers(&env, events, long_every).await?;
+        }
+        Command::Read { rows, samples } => {
+            suites::read(&env, rows, samples).await?;
+        }
+        Command::Soak {
+            addr,
+            rate,
+            seconds,
+            pid_dir,
+        } => {
+            suites::soak(&root, &addr, rate, Duration::from_secs(seconds), &pid_dir).await?;
+        }
+        Command::Freshness {
+            addr,
+            rates,
+            seconds,
+        } => {
+            suites::freshness(
+                &env,
+                &root,
+                &addr,
+                &list::<f64>(&rates),
+                Duration::from_secs(seconds),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }

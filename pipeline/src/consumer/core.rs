@@ -745,10 +745,10 @@ fn build<S: Sink>(
         // Freshness: when caught up, a fetch waits at most this long for new records (Tansu
         // holds a fetch for the full wait even when records arrive earlier).
         .set("fetch.wait.max.ms", "100")
-        .set(
-            "fetch.message.max.bytes",
-            crate::kafka::TOPIC_MAX_MESSAGE_BYTES.to_string(),
-        )
+        // Large fetches: Tansu's sqlite engine scans from the fetch offset to the high
+        // watermark on every fetch, so fewer, bigger fetches cost it far less CPU.
+        .set("fetch.message.max.bytes", "8388608")
+        .set("fetch.max.bytes", "67108864")
         .set_log_level(RDKafkaLogLevel::Warning);
     let core = Arc::new(Core {
         deps,

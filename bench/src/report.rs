@@ -1,0 +1,170 @@
+//! Printing results, and sampling the memory and CPU of running services from `/proc`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::gen::Shape;
+use crate::load::LoadReport;
+
+/// One row of the ingest table.
+pub struct IngestRow {
+    label: String,
+    accepted_per_sec: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    errors: String,
+    rss_mb: Option<f64>,
+    vs_raw: Option<f64>,
+}
+
+/// Builds a row from a load report.
+pub fn ingest_row(
+    shape: &Shape,
+    concurrency: usize,
+    batch: usize,
+    r: &LoadReport,
+    rss_peak_kb: Option<u64>,
+    raw: Option<f64>,
+) -> IngestRow {
+    let mode = if batch == 0 {
+        "single POST".to_owned()
+    } else {
+        format!("batch of {batch}")
+    };
+    IngestRow {
+        label: format!("{shape}, {mode}, c={concurrency}"),
+        accepted_per_sec: r.accepted_per_sec(),
+        p50: r.latency_ms(0.5),
+        p99: r.latency_ms(0.99),
+        p999: r.latency_ms(0.999),
+        errors: r.errors(),
+        rss_mb: rss_peak_kb.map(|kb| kb as f64 / 1024.0),
+        vs_raw: raw.map(|raw| r.accepted_per_sec() / raw),
+    }
+}
+
+/// Prints the ingest table (Markdown).
+pub fn print_ingest(rows: &[IngestRow], raw: Option<f64>) {
+    if let Some(raw) = raw {
+        println!("raw producer rate to the same broker: {raw:.0} events/s\n");
+    }
+    println!("| load | accepted/s | p50 ms | p99 ms | p99.9 ms | errors | ingest-api peak RSS MB | vs raw producer |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    for r in rows {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            r.label,
+            r.accepted_per_sec,
+            r.p50,
+            r.p99,
+            r.p999,
+            r.errors,
+            r.rss_mb.map_or("-".to_owned(), |m| format!("{m:.0}")),
+            r.vs_raw
+                .map_or("-".to_owned(), |v| format!("{:.0}%", v * 100.0)),
+        );
+    }
+}
+
+/// Resident set size of a process, in KiB.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU time (user + system) of a process so far.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Reads a pid from a pid file.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Samples a process's RSS every 500 ms and keeps the peak.
+pub struct RssSampler {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Option<u64>>,
+}
+
+impl RssSampler {
+    /// Starts sampling the process in `pid_file` (nothing happens if it does not exist).
+    pub fn start(pid_file: &Path) -> RssSampler {
+        let pid = read_pid(pid_file);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            let pid = pid?;
+            let mut peak = 0;
+            loop {
+                peak = peak.max(rss_kb(pid).unwrap_or(0));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {},
+                    _ = token.cancelled() => return Some(peak),
+                }
+            }
+        });
+        RssSampler { stop, task }
+    }
+
+    /// Stops and returns the peak RSS in KiB.
+    pub async fn stop(self) -> Option<u64> {
+        self.stop.cancel();
+        self.task.await.ok().flatten()
+    }
+}
+
+/// Resource samples of one process over a run.
+pub struct ProcessSamples {
+    /// Service name.
+    pub name: String,
+    pid: u32,
+    last_cpu: Option<(Instant, Duration)>,
+    /// (seconds since start, RSS MiB, CPU % of one core) per sample.
+    pub samples: Vec<(f64, f64, f64)>,
+}
+
+impl ProcessSamples {
+    /// Tracks `pid` under `name`.
+    pub fn new(name: &str, pid: u32) -> ProcessSamples {
+        ProcessSamples {
+            name: name.to_owned(),
+            pid,
+            last_cpu: None,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Takes one sample.
+    pub fn sample(&mut self, since: Instant) {
+        let now = Instant::now();
+        let cpu = cpu_time(self.pid);
+        let pct = match (self.last_cpu, cpu) {
+            (Some((t0, c0)), Some(c1)) => {
+                (c1.saturating_sub(c0)).as_secs_f64() / now.duration_since(t0).as_secs_f64() * 100.0
+            }
+            _ => f64::NAN,
+        };
+        if let Some(c) = cpu {
+            self.last_cpu = Some((now, c));
+        }
+        let rss = rss_kb(self.pid).map_or(f64::NAN, |kb| kb as f64 / 1024.0);
+        self.samples
+            .push((now.duration_since(since).as_secs_f64(), rss, pct));
+    }
+}

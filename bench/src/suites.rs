@@ -1,0 +1,758 @@
+//! The benchmark suites behind the `tunix-bench` subcommands.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgPool};
+use tokio_util::sync::CancellationToken;
+use tunix_pipeline::consumer::ConsumerSettings;
+use tunix_pipeline::db::DbSettings;
+use tunix_pipeline::kafka::KafkaSettings;
+use tunix_schemas::{Trace, TraceEvent, TraceSubmitted};
+use uuid::Uuid;
+
+use crate::gen::{self, Shape};
+use crate::load::{self, Ack, LoadSpec, Stop};
+use crate::report::{self, ProcessSamples};
+
+/// Where the stack's Postgres and broker are: the environment, else `.stack/env` (written by
+/// `infra/up.sh`), else the local-stack defaults.
+pub struct StackEnv {
+    /// `DATABASE_URL` of the stack (benchmarks create their own databases next to it).
+    pub database_url: String,
+    /// `KAFKA_BROKERS`.
+    pub brokers: String,
+}
+
+impl StackEnv {
+    /// Resolves the addresses.
+    pub fn from_env(root: &Path) -> StackEnv {
+        let mut file: HashMap<String, String> = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(root.join(".stack/env")) {
+            for line in text.lines() {
+                if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+                    file.insert(k.to_owned(), v.trim_matches('\'').to_owned());
+                }
+            }
+        }
+        let get = |k: &str, d: &str| {
+            std::env::var(k)
+                .ok()
+                .or_else(|| file.get(k).cloned())
+                .unwrap_or_else(|| d.to_owned())
+        };
+        StackEnv {
+            database_url: get("DATABASE_URL", tunix_pipeline::db::DEFAULT_DATABASE_URL),
+            brokers: get("KAFKA_BROKERS", tunix_pipeline::kafka::DEFAULT_BROKERS),
+        }
+    }
+
+    /// Creates and migrates a fresh database next to the stack's; returns its URL and a pool.
+    pub async fn fresh_database(&self, prefix: &str) -> anyhow::Result<(String, PgPool)> {
+        let name = format!("{prefix}_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+        let mut admin = PgConnectOptions::from_str(&self.database_url)?
+            .connect()
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let url = with_database(&self.database_url, &name);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await?;
+        tunix_pipeline::db::migrate(&pool).await?;
+        eprintln!("bench database: {name}");
+        Ok((url, pool))
+    }
+
+    /// Creates a fresh topic with 6 partitions.
+    pub async fn fresh_topic(&self, prefix: &str) -> anyhow::Result<KafkaSettings> {
+        let name = format!("{prefix}_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+        let settings = KafkaSettings::new(&self.brokers, &name);
+        settings.ensure_topics(Duration::from_secs(30)).await?;
+        Ok(settings)
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        out = format!("{out}?{q}");
+    }
+    out
+}
+
+fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    Ok(rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "17825792")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?)
+}
+
+/// Produces encoded events as fast as the broker takes them; returns events/s.
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    events: Vec<TraceEvent>,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut inflight = futures::stream::FuturesUnordered::new();
+    use futures::StreamExt;
+    for event in &events {
+        let key = event.id().to_string();
+        let value = event.encode();
+        loop {
+            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&value)) {
+                Ok(delivery) => {
+                    inflight.push(delivery);
+                    break;
+                }
+                Err((e, _))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    // Drain some acknowledgements, then retry.
+                    if let Some(r) = inflight.next().await {
+                        r?.map_err(|(e, _)| e)?;
+                    }
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        if inflight.len() >= 50_000 {
+            if let Some(r) = inflight.next().await {
+                r?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        r?.map_err(|(e, _)| e)?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+fn submitted(trace: Trace) -> TraceEvent {
+    TraceEvent::Submitted(TraceSubmitted {
+        id: tunix_schemas::ids::new_trace_id(),
+        created_at: tunix_schemas::truncate_to_micros(chrono::Utc::now()),
+        trace,
+        idempotency_key: None,
+    })
+}
+
+/// Dataset traces, with every `long_every`-th a generated 8 KB one. Returns the events and the
+/// total JSON payload bytes.
+fn events(root: &Path, n: usize, long_every: usize) -> (Vec<TraceEvent>, usize) {
+    let dataset: Vec<Trace> = gen::dataset(root)
+        .iter()
+        .map(|v| Trace::parse_json(&serde_json::to_vec(v).expect("json")).expect("valid"))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(7);
+    let long: Vec<Trace> = (0..32)
+        .map(|_| {
+            Trace::parse_json(
+                &serde_json::to_vec(&gen::long_trace(&mut rng, 8 * 1024)).expect("json"),
+            )
+            .expect("valid")
+        })
+        .collect();
+    let mut bytes = 0;
+    let events = (0..n)
+        .map(|i| {
+            let trace = if long_every > 0 && i % long_every == long_every - 1 {
+                long[i % long.len()].clone()
+            } else {
+                dataset[i % dataset.len()].clone()
+            };
+            bytes += trace.to_json().len();
+            submitted(trace)
+        })
+        .collect();
+    (events, bytes)
+}
+
+/// The raw rate of an idempotent `acks=all` producer to the stack's broker.
+pub async fn produce_raw(env: &StackEnv, n: usize) -> anyhow::Result<f64> {
+    let topic = env.fresh_topic("bench_raw").await?;
+    let root = std::env::current_dir()?;
+    let (events, _) = events(&find_root(&root), n, 0);
+    produce(&producer(&env.brokers)?, &topic.topic, events).await
+}
+
+fn find_root(start: &Path) -> PathBuf {
+    let mut dir = start.to_path_buf();
+    while !dir.join("testdata").exists() && dir.pop() {}
+    dir
+}
+
+/// Reads every record of the topic with a bare consumer (same fetch settings as the services).
+fn raw_consume(topic: &KafkaSettings, n: usize) -> anyhow::Result<f64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = topic
+        .client_config()
+        .set("group.id", "bench-raw-consumer")
+        .set("enable.auto.commit", "false")
+        .set("fetch.message.max.bytes", "8388608")
+        .set("fetch.max.bytes", "67108864")
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    let partitions = topic.partition_count(&topic.topic, Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&topic.topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut got = 0;
+    while got < n {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(_)) => got += 1,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("bare consumer stalled at {got}/{n}"),
+        }
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn positions_total(pool: &PgPool, target: &str) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT sum(next_offset)::bigint FROM consumer_offsets WHERE target = $1",
+    )
+    .bind(target)
+    .fetch_one(pool)
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(0)
+}
+
+async fn wait_drained(pool: &PgPool, target: &str, n: i64) -> Duration {
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        let done = positions_total(pool, target).await;
+        if done >= n {
+            return started.elapsed();
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            eprintln!(
+                "  {target}: {done}/{n} applied ({:.0}/s)",
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn consumer_settings(group: &str) -> ConsumerSettings {
+    let mut s = ConsumerSettings::with_group(group);
+    s.batch_max_records = 5000;
+    s.batch_max_bytes = 16 << 20;
+    s
+}
+
+/// Writer drain vs COPY, and projector throughput, on a pre-filled topic.
+pub async fn consumers(env: &StackEnv, n: usize, long_every: usize) -> anyhow::Result<()> {
+    let root = find_root(&std::env::current_dir()?);
+    let (url, pool) = env.fresh_database("tunix_bench").await?;
+    let topic = env.fresh_topic("bench").await?;
+    eprintln!("generating {n} events...");
+    let (events, payload_bytes) = events(&root, n, long_every);
+    eprintln!("pre-filling topic {}...", topic.topic);
+    let fill_rate = produce(&producer(&env.brokers)?, &topic.topic, events).await?;
+    eprintln!("  pre-filled at {fill_rate:.0} events/s");
+
+    // The broker's delivery ceiling: a bare consumer reading every record, doing nothing else.
+    let raw_consume_rate = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || raw_consume(&topic, n)).await??
+    };
+
+    // Writer.
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let cfg = tunix_writer::WriterConfig {
+        kafka: topic.clone(),
+        db: DbSettings::for_url(&url),
+        consumer: consumer_settings("bench-writer"),
+        ops_addr: listener.local_addr()?,
+        run_migrations: false,
+        log_format: tunix_pipeline::telemetry::LogFormat::Text,
+    };
+    let writer = tokio::spawn(tunix_writer::run(cfg, listener, shutdown.clone()));
+    let writer_time = wait_drained(&pool, "traces", n as i64).await;
+    shutdown.cancel();
+    writer.await??;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM traces")
+        .fetch_one(&pool)
+        .await?;
+    anyhow::ensure!(rows == n as i64, "writer stored {rows} of {n}");
+
+    // COPY of the same rows into an empty copy of the table: the physical limit.
+    let mut conn = pool.acquire().await?;
+    sqlx::query("CREATE TABLE traces_copy (LIKE traces INCLUDING ALL)")
+        .execute(&mut *conn)
+        .await?;
+    let mut data = Vec::with_capacity(payload_bytes * 2);
+    {
+        use futures::TryStreamExt;
+        let mut out = conn
+            .copy_out_raw("COPY traces (id, created_at, trace_version, payload) TO STDOUT")
+            .await?;
+        while let Some(chunk) = out.try_next().await? {
+            data.extend_from_slice(&chunk);
+        }
+    }
+    let copy_started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw("COPY traces_copy (id, created_at, trace_version, payload) FROM STDIN")
+        .await?;
+    for chunk in data.chunks(1 << 20) {
+        copy.send(chunk).await?;
+    }
+    copy.finish().await?;
+    let copy_time = copy_started.elapsed();
+    drop(conn);
+
+    // Projector.
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let cfg = tunix_projector::ProjectorConfig {
+        kafka: topic.clone(),
+        db: DbSettings::for_url(&url),
+        consumer: consumer_settings("bench-projector"),
+        ops_addr: listener.local_addr()?,
+        run_migrations: false,
+        log_format: tunix_pipeline::telemetry::LogFormat::Text,
+    };
+    let projector = tokio::spawn(tunix_projector::run(cfg, listener, shutdown.clone()));
+    let projector_time = wait_drained(&pool, "trace_list_v1", n as i64).await;
+    shutdown.cancel();
+    projector.await??;
+
+    let mb = payload_bytes as f64 / 1e6;
+    let rate = |t: Duration| n as f64 / t.as_secs_f64();
+    println!("events: {n} ({long}), JSON payload {mb:.0} MB, topic pre-filled at {fill_rate:.0} events/s\n",
+        long = if long_every > 0 { format!("every {long_every}th a generated 8 KB trace, the rest 0.5 KB dataset traces") } else { "0.5 KB dataset traces".to_owned() });
+    println!("| consumer | time s | rows/s | MB/s | vs COPY | vs bare consumer |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| raw COPY into an empty copy of traces | {:.1} | {:.0} | {:.1} | 100% | - |",
+        copy_time.as_secs_f64(),
+        rate(copy_time),
+        mb / copy_time.as_secs_f64()
+    );
+    println!("| bare Kafka consumer (reads only, the broker's ceiling) | {:.1} | {:.0} | {:.1} | - | 100% |", n as f64 / raw_consume_rate, raw_consume_rate, mb * raw_consume_rate / n as f64);
+    println!(
+        "| writer (Kafka to traces) | {:.1} | {:.0} | {:.1} | {:.0}% | {:.0}% |",
+        writer_time.as_secs_f64(),
+        rate(writer_time),
+        mb / writer_time.as_secs_f64(),
+        rate(writer_time) / rate(copy_time) * 100.0,
+        rate(writer_time) / raw_consume_rate * 100.0
+    );
+    println!(
+        "| projector (Kafka to trace_list) | {:.1} | {:.0} | - | - | {:.0}% |",
+        projector_time.as_secs_f64(),
+        rate(projector_time),
+        rate(projector_time) / raw_consume_rate * 100.0
+    );
+    Ok(())
+}
+
+fn quantiles(samples: &mut [f64]) -> (f64, f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let q = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    (q(0.5), q(0.99), *samples.last().unwrap_or(&f64::NAN))
+}
+
+/// Builds the request path for sample `i`.
+type PathFn = Box<dyn Fn(usize) -> String>;
+
+/// Read latency over a view of `rows` rows.
+pub async fn read(env: &StackEnv, rows: i64, samples: usize) -> anyhow::Result<()> {
+    let (url, pool) = env.fresh_database("tunix_bench_read").await?;
+    let payload = serde_json::to_string(&gen::dataset(&find_root(&std::env::current_dir()?))[0])?;
+    let started = Instant::now();
+    eprintln!("loading {rows} rows into traces and trace_list_v1...");
+    let chunk = 1_000_000i64;
+    let mut done = 0;
+    while done < rows {
+        let n = chunk.min(rows - done);
+        sqlx::query(
+            "INSERT INTO traces (id, created_at, trace_version, payload)
+             SELECT gen_random_uuid(),
+                    now() - (random() * interval '30 days'),
+                    'v' || (g % 5),
+                    $2::jsonb
+             FROM generate_series(1, $1) AS g",
+        )
+        .bind(n)
+        .bind(&payload)
+        .execute(&pool)
+        .await?;
+        done += n;
+        eprintln!("  {done}/{rows}");
+    }
+    sqlx::query(
+        "INSERT INTO trace_list_v1 (id, created_at, trace_version, step_count, prompt_preview, payload_bytes)
+         SELECT id, created_at, trace_version, 4, left(payload->>'prompt', 120), length(payload::text) FROM traces",
+    )
+    .execute(&pool)
+    .await?;
+    sqlx::query("VACUUM ANALYZE traces").execute(&pool).await?;
+    sqlx::query("VACUUM ANALYZE trace_list_v1")
+        .execute(&pool)
+        .await?;
+    eprintln!("  loaded in {:.0}s", started.elapsed().as_secs_f64());
+
+    // ingest-api in this process, reading from the bench database (the broker is not needed).
+    let mut cfg = tunix_ingest_api::IngestConfig::for_tests(&env.brokers, "traces", &url);
+    cfg.db.pool_size = 4;
+    let state = tunix_ingest_api::AppState::new(cfg)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(tunix_ingest_api::run(state, listener, shutdown.clone()));
+
+    let depth = rows / 2;
+    let (at, id): (chrono::DateTime<chrono::Utc>, Uuid) = sqlx::query_as(
+        "SELECT created_at, id FROM trace_list ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1",
+    )
+    .bind(depth - 1)
+    .fetch_one(&pool)
+    .await?;
+    let cursor = tunix_ingest_api::read::encode_cursor(&at, &id);
+    let mid: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT now() - interval '15 days'")
+            .fetch_one(&pool)
+            .await?;
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM traces TABLESAMPLE SYSTEM (1) LIMIT $1")
+            .bind(samples as i64)
+            .fetch_all(&pool)
+            .await?;
+    let client = reqwest_like::Client::new(&base).await?;
+    let queries: Vec<(String, PathFn)> = vec![
+        (
+            "page 1 (limit 20)".into(),
+            Box::new(|_| "/api/traces?limit=20".to_owned()),
+        ),
+        (
+            format!("offset page at depth {depth}"),
+            Box::new(move |_| format!("/api/traces?limit=20&offset={depth}")),
+        ),
+        (
+            format!("cursor page at depth {depth}"),
+            Box::new(move |_| format!("/api/traces?limit=20&cursor={cursor}")),
+        ),
+        (
+            "filtered page (trace_version + created_after)".into(),
+            Box::new(move |_| {
+                format!(
+                    "/api/traces?limit=20&trace_version=v3&created_after={}",
+                    mid.format("%Y-%m-%dT%H:%M:%SZ")
+                )
+            }),
+        ),
+        (
+            "GET /api/traces/{id}".into(),
+            Box::new(move |i| format!("/api/traces/{}", ids[i % ids.len()])),
+        ),
+    ];
+    println!("view: {rows} rows; {samples} samples per query (30 for the deep offset page), measured over loopback HTTP against ingest-api (server time + ~0.1 ms)\n");
+    println!("| query | p50 ms | p99 ms | max ms |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, path) in queries {
+        for i in 0..20 {
+            client.get(&path(i)).await?; // warm-up
+        }
+        // Deep offset pages take long by design (the point of keyset paging): fewer samples.
+        let n = if name.starts_with("offset") {
+            samples.min(30)
+        } else {
+            samples
+        };
+        let mut times = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = Instant::now();
+            let status = client.get(&path(i)).await?;
+            anyhow::ensure!(status == 200, "{name}: status {status}");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let (p50, p99, max) = quantiles(&mut times);
+        println!("| {name} | {p50:.2} | {p99:.2} | {max:.2} |");
+    }
+    shutdown.cancel();
+    let _ = server.await;
+    Ok(())
+}
+
+/// A minimal keep-alive HTTP/1.1 GET client (hyper), so latency is not inflated by a heavy client.
+mod reqwest_like {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper::client::conn::http1;
+    use hyper_util::rt::TokioIo;
+
+    pub struct Client {
+        host: String,
+        sender: tokio::sync::Mutex<http1::SendRequest<Empty<Bytes>>>,
+    }
+
+    impl Client {
+        pub async fn new(base: &str) -> anyhow::Result<Client> {
+            let host = base.trim_start_matches("http://").to_owned();
+            let stream = tokio::net::TcpStream::connect(&host).await?;
+            stream.set_nodelay(true)?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(Client {
+                host,
+                sender: tokio::sync::Mutex::new(sender),
+            })
+        }
+
+        pub async fn get(&self, path: &str) -> anyhow::Result<u16> {
+            let req = http::Request::get(path)
+                .header("host", &self.host)
+                .body(Empty::new())?;
+            let mut sender = self.sender.lock().await;
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status().as_u16();
+            resp.into_body().collect().await?;
+            Ok(status)
+        }
+    }
+}
+
+/// Load at `rate` for `duration`, sampling RSS and CPU of every service of the stack.
+pub async fn soak(
+    root: &Path,
+    addr: &str,
+    rate: f64,
+    duration: Duration,
+    pid_dir: &Path,
+) -> anyhow::Result<()> {
+    let mut procs: Vec<ProcessSamples> =
+        ["ingest-api", "writer", "projector", "broker", "postgres"]
+            .iter()
+            .filter_map(|name| {
+                report::read_pid(&pid_dir.join(format!("{name}.pid")))
+                    .map(|pid| ProcessSamples::new(name, pid))
+            })
+            .collect();
+    anyhow::ensure!(
+        !procs.is_empty(),
+        "no pids in {}: start the stack with ./infra/up.sh",
+        pid_dir.display()
+    );
+    let stop = CancellationToken::new();
+    let spec = LoadSpec {
+        addr: addr.to_owned(),
+        concurrency: 32,
+        stop: Stop::Token(stop.clone()),
+        rate: Some(rate),
+        batch: 0,
+        shape: Shape::Dataset,
+        api_key: std::env::var("TUNIX_API_KEY").ok(),
+        collect_ids: false,
+        seed: 1,
+        repo_root: root.to_path_buf(),
+        ack_tx: None,
+    };
+    let started = Instant::now();
+    let load = tokio::spawn(load::run(spec));
+    let interval = (duration / 20).max(Duration::from_secs(1));
+    for p in &mut procs {
+        p.sample(started);
+    }
+    while started.elapsed() < duration {
+        tokio::time::sleep(interval.min(duration.saturating_sub(started.elapsed()))).await;
+        for p in &mut procs {
+            p.sample(started);
+        }
+        eprintln!(
+            "  t={:>4.0}s {}",
+            started.elapsed().as_secs_f64(),
+            procs
+                .iter()
+                .map(|p| format!(
+                    "{} {:.0} MB",
+                    p.name,
+                    p.samples.last().map_or(f64::NAN, |s| s.1)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    stop.cancel();
+    let r = load.await?;
+    println!(
+        "soak: {:.0} s at a target of {rate:.0} traces/s: {} accepted ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms, errors: {}\n",
+        r.elapsed.as_secs_f64(),
+        r.accepted,
+        r.accepted_per_sec(),
+        r.latency_ms(0.5),
+        r.latency_ms(0.99),
+        r.errors()
+    );
+    println!("| service | RSS MB at start | RSS MB after 10% | RSS MB at end | max RSS MB | mean CPU % of a core |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for p in &procs {
+        let rss: Vec<f64> = p.samples.iter().map(|s| s.1).collect();
+        let cpu: Vec<f64> = p
+            .samples
+            .iter()
+            .skip(1)
+            .map(|s| s.2)
+            .filter(|c| c.is_finite())
+            .collect();
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            p.name,
+            rss.first().copied().unwrap_or(f64::NAN),
+            rss.get(rss.len() / 10).copied().unwrap_or(f64::NAN),
+            rss.last().copied().unwrap_or(f64::NAN),
+            rss.iter().copied().fold(f64::NAN, f64::max),
+            cpu.iter().sum::<f64>() / cpu.len().max(1) as f64
+        );
+    }
+    println!("\nRSS samples (MB) every {:.0} s:", interval.as_secs_f64());
+    for p in &procs {
+        let series: Vec<String> = p.samples.iter().map(|s| format!("{:.0}", s.1)).collect();
+        println!("- {}: {}", p.name, series.join(" "));
+    }
+    Ok(())
+}
+
+/// Time from the POST's answer to visibility in `traces` (GET by id) and `trace_list` (the list).
+pub async fn freshness(
+    env: &StackEnv,
+    root: &Path,
+    addr: &str,
+    rates: &[f64],
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let pool = DbSettings::for_url(&env.database_url).pool()?;
+    println!("| rate traces/s | accepted/s | sampled | GET by id p50 ms | p99 ms | max ms | list p50 ms | p99 ms | max ms |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for &rate in rates {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
+        let spec = LoadSpec {
+            addr: addr.to_owned(),
+            concurrency: 32,
+            stop: Stop::After(duration),
+            rate: Some(rate),
+            batch: 0,
+            shape: Shape::Dataset,
+            api_key: std::env::var("TUNIX_API_KEY").ok(),
+            collect_ids: false,
+            seed: 3,
+            repo_root: root.to_path_buf(),
+            ack_tx: Some(tx),
+        };
+        let load = tokio::spawn(load::run(spec));
+        // Every 10th acknowledgement is tracked until visible in both tables.
+        let mut pending: HashMap<Uuid, (Instant, Option<f64>, Option<f64>)> = HashMap::new();
+        let mut get_ms = Vec::new();
+        let mut list_ms = Vec::new();
+        let mut n = 0u64;
+        let mut load_done = false;
+        let deadline_after_load = Duration::from_secs(30);
+        let mut load_finished_at: Option<Instant> = None;
+        let mut report = None;
+        let mut load = Some(load);
+        loop {
+            while let Ok(ack) = rx.try_recv() {
+                n += 1;
+                if n.is_multiple_of(10) {
+                    pending.insert(ack.id, (ack.at, None, None));
+                }
+            }
+            if !pending.is_empty() {
+                let ids: Vec<Uuid> = pending.keys().copied().collect();
+                let stored: Vec<Uuid> =
+                    sqlx::query_scalar("SELECT id FROM traces WHERE id = ANY($1)")
+                        .bind(&ids)
+                        .fetch_all(&pool)
+                        .await?;
+                let listed: Vec<Uuid> =
+                    sqlx::query_scalar("SELECT id FROM trace_list WHERE id = ANY($1)")
+                        .bind(&ids)
+                        .fetch_all(&pool)
+                        .await?;
+                let now = Instant::now();
+                for id in stored {
+                    if let Some(e) = pending.get_mut(&id) {
+                        e.1.get_or_insert(now.duration_since(e.0).as_secs_f64() * 1000.0);
+                    }
+                }
+                for id in listed {
+                    if let Some(e) = pending.get_mut(&id) {
+                        e.2.get_or_insert(now.duration_since(e.0).as_secs_f64() * 1000.0);
+                    }
+                }
+                pending.retain(|_, e| match (e.1, e.2) {
+                    (Some(g), Some(l)) => {
+                        get_ms.push(g);
+                        list_ms.push(l);
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            if !load_done && load.as_ref().is_some_and(|l| l.is_finished()) {
+                load_done = true;
+                load_finished_at = Some(Instant::now());
+                report = Some(load.take().expect("load").await?);
+            }
+            if load_done
+                && (pending.is_empty()
+                    || load_finished_at.is_some_and(|t| t.elapsed() > deadline_after_load))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let r = report.expect("load report");
+        let (g50, g99, gmax) = quantiles(&mut get_ms);
+        let (l50, l99, lmax) = quantiles(&mut list_ms);
+        println!(
+            "| {rate:.0} | {:.0} | {} | {g50:.0} | {g99:.0} | {gmax:.0} | {l50:.0} | {l99:.0} | {lmax:.0} |",
+            r.accepted_per_sec(),
+            get_ms.len()
+        );
+        if !pending.is_empty() {
+            println!(
+                "({} sampled traces not visible within {deadline_after_load:?} after the load)",
+                pending.len()
+            );
+        }
+    }
+    Ok(())
+}
