@@ -33,6 +33,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked >&2
 fi
+# The browser test: Debian's Chromium driven by playwright-core (its own browser download does
+# not work here, and is not needed).
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null || apt_install chromium
+if [ ! -d "$REPO_ROOT/tests/browser/node_modules/playwright-core" ]; then
+  log "installing playwright-core (npm ci in tests/browser)"
+  (cd "$REPO_ROOT/tests/browser" && npm ci --no-audit --no-fund >&2)
+fi
 
 cleanup() {
   if [ "${KEEP_STACK:-0}" != 1 ]; then

@@ -23,7 +23,7 @@ use crate::AppState;
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
 
 /// `202` body of `POST /api/traces`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The trace id.
     pub id: Uuid,
@@ -34,7 +34,7 @@ pub struct Accepted {
 }
 
 /// `202` body of `POST /api/traces/batch`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchAccepted {
     /// Number of traces appended.
     pub count: usize,
@@ -99,6 +99,29 @@ fn now() -> DateTime<Utc> {
 }
 
 /// `POST /api/traces`.
+#[utoipa::path(
+    post,
+    path = "/api/traces",
+    tag = "ingest",
+    summary = "Submit one trace",
+    description = "Validates the trace, appends it to the topic and answers 202 once the broker acknowledged it. The body limit (TRACE_MAX_BYTES) applies to the bytes read and again after decompression.",
+    request_body(content = crate::openapi::TraceIn, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; the same key always yields the same trace id"),
+        ("Content-Encoding" = Option<String>, Header, description = "identity, gzip or zstd"),
+    ),
+    responses(
+        (status = 202, description = "Durable in the topic", body = Accepted, headers(("Location" = String, description = "/api/traces/{id}"))),
+        (status = 400, description = "Bad Idempotency-Key or undecodable compressed body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::openapi::ErrorBody),
+        (status = 403, description = "API key lacks the ingest scope", body = crate::openapi::ErrorBody),
+        (status = 408, description = "Body not received in time", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body over TRACE_MAX_BYTES, or larger than the broker accepts", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json, or unsupported Content-Encoding", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid JSON or trace; every error with its path", body = crate::openapi::ValidationErrorBody),
+        (status = 503, description = "Broker unavailable, delivery timeout or full queue; retry later", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+    )
+)]
 pub async fn submit(
     State(state): State<std::sync::Arc<AppState>>,
     headers: HeaderMap,
@@ -153,6 +176,32 @@ pub async fn submit(
 }
 
 /// `POST /api/traces/batch`: a JSON array or NDJSON, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/api/traces/batch",
+    tag = "ingest",
+    summary = "Submit up to 1,000 traces",
+    description = "All or nothing: one invalid item rejects the batch (422, paths like [\"body\",7,\"steps\",0,\"i\"]) and nothing is appended. With an Idempotency-Key, item n gets the id derived from the key and n.",
+    request_body(content(
+        (Vec<crate::openapi::TraceIn> = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "makes every item's id deterministic"),
+        ("Content-Encoding" = Option<String>, Header, description = "identity, gzip or zstd"),
+    ),
+    responses(
+        (status = 202, description = "Every item durable in the topic; ids in input order", body = BatchAccepted),
+        (status = 400, description = "Empty batch or bad header", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::openapi::ErrorBody),
+        (status = 403, description = "API key lacks the ingest scope", body = crate::openapi::ErrorBody),
+        (status = 408, description = "Body not received in time", body = crate::openapi::ErrorBody),
+        (status = 413, description = "More than 1,000 items, an item over TRACE_MAX_BYTES, or a body over BATCH_MAX_BYTES", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Unsupported Content-Type or Content-Encoding", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid JSON or items", body = crate::openapi::ValidationErrorBody),
+        (status = 503, description = "Broker trouble; retry with the same Idempotency-Key", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+    )
+)]
 pub async fn submit_batch(
     State(state): State<std::sync::Arc<AppState>>,
     headers: HeaderMap,

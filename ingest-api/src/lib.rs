@@ -18,8 +18,10 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod producer;
 pub mod read;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -35,6 +37,9 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tunix_pipeline::ops::{self, Readiness};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use config::IngestConfig;
 
@@ -55,6 +60,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Read endpoints' pool (lazy: ingestion works while Postgres is down).
     pub pool: PgPool,
+    /// The OpenAPI document, set when the router is built.
+    pub openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
 }
 
 impl AppState {
@@ -79,12 +86,20 @@ impl AppState {
             metrics,
             prometheus,
             readiness: Readiness::new(&["broker"]),
+            openapi: std::sync::OnceLock::new(),
             cfg,
         }))
     }
 }
 
 /// `GET /api/health` (the seed's path): component status, always 200 while serving.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "ops",
+    summary = "Component status",
+    responses((status = 200, body = openapi::Health), (status = 401, body = openapi::ErrorBody))
+)]
 async fn api_health(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -105,28 +120,59 @@ async fn api_health(
     })))
 }
 
+/// `GET /healthz`: liveness.
+#[utoipa::path(get, path = "/healthz", tag = "ops", summary = "Liveness", responses((status = 200, description = "{\"status\":\"ok\"}")))]
+async fn healthz() -> impl IntoResponse {
+    ops::healthz().await
+}
+
+/// `GET /readyz`: readiness (the broker answers and shutdown has not begun).
+#[utoipa::path(get, path = "/readyz", tag = "ops", summary = "Readiness", responses((status = 200, body = openapi::Readiness), (status = 503, body = openapi::Readiness, headers(("Retry-After" = u64)))))]
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    ops::readyz(State(state.readiness.clone())).await
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus metrics", responses((status = 200, content_type = "text/plain", body = String)))]
+async fn metrics_endpoint(State(state): State<Arc<AppState>>) -> Response {
+    ops::metrics(State(state.prometheus.clone())).await
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", summary = "OpenAPI document", responses((status = 200, content_type = "application/json", body = Object)))]
+async fn openapi_json(State(state): State<Arc<AppState>>) -> Response {
+    Json(state.openapi.get().cloned().unwrap_or_default()).into_response()
+}
+
+/// Every route with its OpenAPI operation; the router is built from these, so the document
+/// lists exactly what is served.
+fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(ingest::submit, read::list))
+        .routes(routes!(ingest::submit_batch))
+        .routes(routes!(read::get, read::delete))
+        .routes(routes!(api_health))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_endpoint))
+        .routes(routes!(openapi_json))
+        .routes(routes!(ui::index))
+        .routes(routes!(ui::app_js))
+        .routes(routes!(ui::app_css))
+        .routes(routes!(ui::example))
+}
+
+/// The OpenAPI document of [`app`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented_routes().into_openapi()
+}
+
 /// The router: every route the public address serves.
 pub fn app(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/api/traces", get(read::list).post(ingest::submit))
-        .route(
-            "/api/traces/batch",
-            axum::routing::post(ingest::submit_batch),
-        )
-        .route("/api/traces/{id}", get(read::get).delete(read::delete))
-        .route("/api/health", get(api_health))
-        .with_state(state.clone());
-    let ops = Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route(
-            "/readyz",
-            get(ops::readyz).with_state(state.readiness.clone()),
-        )
-        .route(
-            "/metrics",
-            get(ops::metrics).with_state(state.prometheus.clone()),
-        );
-    api.merge(ops)
+    let (router, doc) = documented_routes().split_for_parts();
+    let _ = state.openapi.set(doc);
+    router
+        .with_state(state)
         .layer(axum::middleware::from_fn(metrics::track))
 }
 

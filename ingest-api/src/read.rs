@@ -30,12 +30,13 @@ pub const MAX_LIMIT: i64 = 100;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One row of the list view (never the payload).
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ListItem {
     /// Trace id.
     pub id: Uuid,
     /// Acceptance time.
     #[serde(serialize_with = "ser_iso")]
+    #[schema(value_type = String, example = "2026-11-22T09:30:00.123456Z")]
     pub created_at: DateTime<Utc>,
     /// Version label.
     pub trace_version: String,
@@ -52,7 +53,7 @@ fn ser_iso<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Er
 }
 
 /// The `pagination` block.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Pagination {
     /// Page size used.
     pub limit: i64,
@@ -65,7 +66,7 @@ pub struct Pagination {
 }
 
 /// `GET /api/traces` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListPage {
     /// Newest first, ties broken by id (descending).
     pub data: Vec<ListItem>,
@@ -257,7 +258,43 @@ async fn bounded<T>(
     }
 }
 
+/// Query parameters of `GET /api/traces` (documentation; parsing is [`ListQuery::parse`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListParams {
+    /// Page size, 1..100.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    limit: Option<i64>,
+    /// Rows to skip (offset paging); not with `cursor`.
+    #[param(minimum = 0, default = 0)]
+    offset: Option<i64>,
+    /// `next_cursor` of the previous page (keyset paging: page N costs the same as page 1).
+    cursor: Option<String>,
+    /// Only this trace_version.
+    trace_version: Option<String>,
+    /// Only traces created at or after this ISO-8601 instant.
+    created_after: Option<String>,
+    /// Only traces created before this ISO-8601 instant.
+    created_before: Option<String>,
+}
+
 /// `GET /api/traces`.
+#[utoipa::path(
+    get,
+    path = "/api/traces",
+    tag = "read",
+    summary = "List traces, newest first",
+    description = "Ordered by (created_at, id) descending. Offset paging (next_offset) as in the seed API, or keyset paging with the opaque cursor (next_cursor). Filters combine with both.",
+    params(ListParams),
+    responses(
+        (status = 200, body = ListPage),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, body = crate::openapi::ErrorBody),
+        (status = 422, description = "A parameter is invalid; loc names it", body = crate::openapi::ValidationErrorBody),
+        (status = 503, description = "Postgres unavailable", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -304,6 +341,24 @@ struct TraceBody {
 
 /// `GET /api/traces/{id}[?wait_ms=N]`: with `wait_ms`, waits up to that long (capped by
 /// `WAIT_MAX_MS`) for the trace to become readable before answering 404.
+#[utoipa::path(
+    get,
+    path = "/api/traces/{id}",
+    tag = "read",
+    summary = "Read one trace",
+    params(
+        ("id" = String, Path, description = "Trace id (UUID)"),
+        ("wait_ms" = Option<u64>, Query, description = "Read-your-writes: wait up to this many ms (at most WAIT_MAX_MS) for the trace to become readable"),
+    ),
+    responses(
+        (status = 200, body = crate::openapi::TraceOut),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, body = crate::openapi::ErrorBody),
+        (status = 404, description = "detail contains \"not found\"", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Malformed id or wait_ms", body = crate::openapi::ValidationErrorBody),
+        (status = 503, description = "Postgres unavailable", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -360,6 +415,24 @@ struct DeleteAccepted {
 
 /// `DELETE /api/traces/{id}`: appends a tombstone; every read model drops the trace. Idempotent:
 /// deleting an unknown or already deleted id also answers 202.
+#[utoipa::path(
+    delete,
+    path = "/api/traces/{id}",
+    tag = "read",
+    summary = "Delete a trace",
+    description = "Appends a tombstone event; the writer's table and the list view drop the trace. Requires the admin scope when auth is on.",
+    params(
+        ("id" = String, Path, description = "Trace id (UUID)"),
+        ("X-Delete-Reason" = Option<String>, Header, description = "Recorded in the tombstone (up to 500 characters)"),
+    ),
+    responses(
+        (status = 202, body = crate::openapi::DeleteAccepted),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, body = crate::openapi::ErrorBody),
+        (status = 422, body = crate::openapi::ValidationErrorBody),
+        (status = 503, body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
