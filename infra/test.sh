@@ -33,6 +33,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked >&2
 fi
+# The observability test runs a real Prometheus (Debian's package).
+command -v prometheus >/dev/null || apt_install prometheus
 # The browser test: Debian's Chromium driven by playwright-core (its own browser download does
 # not work here, and is not needed).
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm

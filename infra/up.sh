@@ -9,6 +9,8 @@
 #   --storage KIND      broker storage: sqlite (default, survives restarts) or memory
 #   --stack-dir DIR     where data, logs and pids live (default: .stack)
 #   --profile P         cargo profile for the services: release (default) or dev
+#   --with-prometheus   also start Prometheus (Debian's package) scraping the services, on
+#                       127.0.0.1:9090, with infra/prometheus.yml
 # Environment:
 #   DATABASE_URL        use this Postgres instead of starting one
 #   KAFKA_BROKERS       use these brokers instead of starting Tansu
@@ -18,6 +20,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 INFRA_ONLY=0
+WITH_PROMETHEUS=0
 BROKER_STORAGE="${BROKER_STORAGE:-sqlite}"
 STACK_DIR="${STACK_DIR:-$REPO_ROOT/.stack}"
 PROFILE="${PROFILE:-release}"
@@ -27,7 +30,8 @@ while [ $# -gt 0 ]; do
     --storage) BROKER_STORAGE="$2"; shift ;;
     --stack-dir) STACK_DIR="$2"; shift ;;
     --profile) PROFILE="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --with-prometheus) WITH_PROMETHEUS=1 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -114,6 +118,21 @@ if [ "$INFRA_ONLY" = 0 ]; then
   start_service ingest-api tunix-ingest-api "http://$API_ADDR/readyz"
 fi
 
+if [ "$WITH_PROMETHEUS" = 1 ]; then
+  command -v prometheus >/dev/null || apt_install prometheus
+  if pid_alive "$STACK_DIR/pids/prometheus.pid"; then
+    log "prometheus already running"
+  else
+    log "starting prometheus on 127.0.0.1:9090"
+    mkdir -p "$STACK_DIR/prometheus"
+    nohup prometheus --config.file="$REPO_ROOT/infra/prometheus.yml" \
+      --storage.tsdb.path="$STACK_DIR/prometheus" --web.listen-address=127.0.0.1:9090 \
+      >>"$STACK_DIR/logs/prometheus.log" 2>&1 &
+    echo $! >"$STACK_DIR/pids/prometheus.pid"
+    wait_for_port 9090 30 || die "prometheus did not start (log: $STACK_DIR/logs/prometheus.log)"
+  fi
+fi
+
 # 5. Where everything is.
 cat <<INFO
 
@@ -128,6 +147,9 @@ cat <<INFO
   writer          http://$WRITER_OPS_ADDR/readyz   /metrics
   projector       http://$PROJECTOR_OPS_ADDR/readyz   /metrics
 INFO
+fi
+if [ "$WITH_PROMETHEUS" = 1 ]; then
+  echo "  prometheus      http://127.0.0.1:9090/   (Grafana dashboard: infra/grafana/tunix-rt.json)"
 fi
 cat <<INFO
   logs            $STACK_DIR/logs/

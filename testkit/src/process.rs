@@ -33,6 +33,7 @@ pub struct Service {
     /// Short name for logs and messages.
     pub name: String,
     bin: PathBuf,
+    args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
     /// Where stdout and stderr go (appended across restarts).
@@ -44,12 +45,23 @@ pub struct Service {
 impl Service {
     /// Starts `bin` with exactly `env` added to a minimal environment.
     pub fn start(name: &str, bin: PathBuf, env: Vec<(String, String)>) -> Service {
+        Service::start_with_args(name, bin, Vec::new(), env)
+    }
+
+    /// Like [`Service::start`], with command-line arguments.
+    pub fn start_with_args(
+        name: &str,
+        bin: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Service {
         let logs = crate::artifacts_dir().join("logs");
         std::fs::create_dir_all(&logs).expect("create log dir");
         let mut service = Service {
             log: logs.join(format!("{}.log", crate::unique(name))),
             name: name.to_owned(),
             bin,
+            args,
             env,
             child: None,
             starts: 0,
@@ -65,7 +77,8 @@ impl Service {
             .open(&self.log)
             .expect("open service log");
         let mut cmd = Command::new(&self.bin);
-        cmd.env_clear()
+        cmd.args(&self.args)
+            .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
                 "RUST_LOG",

@@ -86,3 +86,55 @@ fn every_metric_name_is_documented() {
         "README metrics table lacks: {missing:?}"
     );
 }
+
+/// Every variable `infra/compose.yaml` sets for a tunix-rt service is one the services read and
+/// the README documents.
+#[test]
+fn compose_sets_only_documented_variables() {
+    let text =
+        std::fs::read_to_string(tunix_testkit::repo_root().join("infra/compose.yaml")).unwrap();
+    let mut compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("compose.yaml parses");
+    compose.apply_merge().expect("merge keys resolve");
+    let documented = documented_variables(&readme());
+    let code = code_variables();
+    let services = compose["services"].as_mapping().expect("services");
+    let mut checked = 0;
+    for (name, service) in services {
+        let ours = service["image"].as_str() == Some("tunix-rt:local");
+        if !ours {
+            continue;
+        }
+        let mut service = service.clone();
+        service.apply_merge().unwrap();
+        let env = service["environment"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{name:?} has an environment"));
+        for key in env.keys() {
+            let key = key.as_str().unwrap();
+            assert!(
+                documented.contains(key),
+                "compose sets {key} for {name:?}, but the README table does not list it"
+            );
+            assert!(
+                code.contains(key) || key == "RUST_LOG",
+                "compose sets {key} for {name:?}, but no service reads it"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "checked {checked} variables");
+    for service in [
+        "ingest-api",
+        "writer",
+        "projector",
+        "init",
+        "kafka",
+        "postgres",
+    ] {
+        assert!(services.contains_key(service), "compose runs {service}");
+    }
+    assert!(
+        text.contains("KAFKA_PROCESS_ROLES: broker,controller"),
+        "Kafka runs in KRaft mode"
+    );
+}
