@@ -29,6 +29,11 @@ pub enum Encoding {
 /// Largest zstd window accepted (2^23 = 8 MiB): bounds the decoder's memory per request.
 const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
+/// How much of an oversized body is read and discarded before answering 413. Closing a socket
+/// with unread data makes the kernel send a reset, and most clients then never see the answer;
+/// draining a bounded amount lets them read the 413. Bodies larger still get the reset.
+const DRAIN_MAX: u64 = 64 * 1024 * 1024;
+
 /// The request's `Content-Encoding`, or 415 for anything else.
 pub fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     let Some(value) = headers.get(header::CONTENT_ENCODING) else {
@@ -77,6 +82,9 @@ pub async fn read_limited(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n <= DRAIN_MAX) {
+            let _ = tokio::time::timeout(timeout, drain(body)).await;
+        }
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let raw = tokio::time::timeout(timeout, collect(body, limit))
@@ -103,12 +111,27 @@ async fn collect(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
             .map_err(|e| ApiError::BadRequest(format!("error reading the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
+                drop(buf);
+                drain(body).await;
                 return Err(ApiError::PayloadTooLarge { limit });
             }
             buf.extend_from_slice(&data);
         }
     }
     Ok(buf.freeze())
+}
+
+/// Reads and discards up to [`DRAIN_MAX`] more bytes of the body.
+async fn drain(mut body: Body) {
+    let mut seen = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len() as u64;
+            if seen > DRAIN_MAX {
+                return;
+            }
+        }
+    }
 }
 
 fn decode(encoding: Encoding, raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {

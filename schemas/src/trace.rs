@@ -504,7 +504,10 @@ fn int_field(raw: Option<&RawValue>, loc: &Loc, errs: &mut ValidationErrors) -> 
         Err(_) => {
             // Seed clients sometimes send integral floats (`2.0`); pydantic accepted them.
             let f: f64 = text.parse().unwrap_or(f64::NAN);
-            if f.is_finite() && f.fract() != 0.0 {
+            // A non-zero literal that rounds to 0.0 (1e-400) is a fraction, not the integer 0.
+            let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+            let underflow = f == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
+            if (f.is_finite() && f.fract() != 0.0) || underflow {
                 errs.push(
                     loc.clone(),
                     ErrorKind::IntType,
