@@ -72,6 +72,39 @@ impl StackEnv {
         Ok((url, pool))
     }
 
+    /// Deletes a bench topic and its dead-letter topic, so the broker's storage does not grow
+    /// with every run (Tansu's sqlite engine slows down as it grows).
+    pub async fn drop_topic(&self, topic: &KafkaSettings) {
+        let admin: Result<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>, _> =
+            topic.client_config().create();
+        if let Ok(admin) = admin {
+            let _ = admin
+                .delete_topics(
+                    &[&topic.topic, &topic.dlq_topic],
+                    &rdkafka::admin::AdminOptions::new(),
+                )
+                .await;
+        }
+    }
+
+    /// Drops a bench database.
+    pub async fn drop_database(&self, url: &str) {
+        let Some(name) = url
+            .rsplit('/')
+            .next()
+            .map(|n| n.split('?').next().unwrap_or(n).to_owned())
+        else {
+            return;
+        };
+        if let Ok(admin) = PgConnectOptions::from_str(&self.database_url) {
+            if let Ok(mut conn) = admin.connect().await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+
     /// Creates a fresh topic with 6 partitions.
     pub async fn fresh_topic(&self, prefix: &str) -> anyhow::Result<KafkaSettings> {
         let name = format!("{prefix}_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
@@ -195,7 +228,9 @@ pub async fn produce_raw(env: &StackEnv, n: usize) -> anyhow::Result<f64> {
     let topic = env.fresh_topic("bench_raw").await?;
     let root = std::env::current_dir()?;
     let (events, _) = events(&find_root(&root), n, 0);
-    produce(&producer(&env.brokers)?, &topic.topic, events).await
+    let rate = produce(&producer(&env.brokers)?, &topic.topic, events).await;
+    env.drop_topic(&topic).await;
+    rate
 }
 
 fn find_root(start: &Path) -> PathBuf {
@@ -506,6 +541,8 @@ pub async fn read(env: &StackEnv, rows: i64, samples: usize) -> anyhow::Result<(
     }
     shutdown.cancel();
     let _ = server.await;
+    pool.close().await;
+    env.drop_database(&url).await;
     Ok(())
 }
 

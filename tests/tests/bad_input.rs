@@ -77,18 +77,41 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
     for n in 0..25 {
         let src = serde_json::to_vec(&dataset[rng.random_range(0..dataset.len())]).unwrap();
         let cut = rng.random_range(1..src.len() - 1);
-        cases.push(Case::post(format!("truncated #{n} at {cut}"), src[..cut].to_vec()));
+        cases.push(Case::post(
+            format!("truncated #{n} at {cut}"),
+            src[..cut].to_vec(),
+        ));
     }
     // Invalid JSON of many kinds.
     for (n, text) in [
-        "", " ", "{", "}", "[", "{]", "{\"prompt\": }", "{\"a\":1,}", "{'prompt': 'x'}", "{\"i\": NaN}",
-        "{\"i\": Infinity}", "{/* comment */}", "nul", "tru", "\"unterminated", "{\"a\":\"\\x41\"}",
-        "{\"a\":\"\\u12\"}", "0x10", "{\"a\" 1}", "{{}}",
+        "",
+        " ",
+        "{",
+        "}",
+        "[",
+        "{]",
+        "{\"prompt\": }",
+        "{\"a\":1,}",
+        "{'prompt': 'x'}",
+        "{\"i\": NaN}",
+        "{\"i\": Infinity}",
+        "{/* comment */}",
+        "nul",
+        "tru",
+        "\"unterminated",
+        "{\"a\":\"\\x41\"}",
+        "{\"a\":\"\\u12\"}",
+        "0x10",
+        "{\"a\" 1}",
+        "{{}}",
     ]
     .iter()
     .enumerate()
     {
-        cases.push(Case::post(format!("invalid json #{n}: {text:?}"), text.as_bytes().to_vec()));
+        cases.push(Case::post(
+            format!("invalid json #{n}: {text:?}"),
+            text.as_bytes().to_vec(),
+        ));
     }
     for n in 0..15 {
         let len = rng.random_range(1..400);
@@ -96,7 +119,15 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         cases.push(Case::post(format!("random bytes #{n}"), garbage));
     }
     // Wrong types at every field, including nulls where values are required.
-    let wrongs = [json!(null), json!(42), json!(-1.5), json!(true), json!("text"), json!([1, 2]), json!({"k": "v"})];
+    let wrongs = [
+        json!(null),
+        json!(42),
+        json!(-1.5),
+        json!(true),
+        json!("text"),
+        json!([1, 2]),
+        json!({"k": "v"}),
+    ];
     let fields: Vec<(&str, Vec<&str>)> = vec![
         ("trace_version", vec!["trace_version"]),
         ("prompt", vec!["prompt"]),
@@ -112,7 +143,8 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         for wrong in &wrongs {
             let is_valid = match *label {
                 "meta" => wrong.is_null() || wrong.is_object(),
-                "trace_version" | "prompt" | "final_answer" | "steps[0].type" | "steps[0].content" => wrong.is_string(),
+                "trace_version" | "prompt" | "final_answer" | "steps[0].type"
+                | "steps[0].content" => wrong.is_string(),
                 "steps[0].i" => wrong.as_i64().is_some_and(|i| i >= 0),
                 _ => false,
             };
@@ -133,25 +165,57 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
                 }
                 cur = next;
             }
-            cases.push(Case::post(format!("{label} = {wrong}"), serde_json::to_vec(&v).unwrap()));
+            cases.push(Case::post(
+                format!("{label} = {wrong}"),
+                serde_json::to_vec(&v).unwrap(),
+            ));
         }
     }
     // Missing fields.
     for field in ["trace_version", "prompt", "final_answer", "steps"] {
         let mut v = valid();
         v.as_object_mut().unwrap().remove(field);
-        cases.push(Case::post(format!("missing {field}"), serde_json::to_vec(&v).unwrap()));
+        cases.push(Case::post(
+            format!("missing {field}"),
+            serde_json::to_vec(&v).unwrap(),
+        ));
     }
     // Limits.
     for (label, field, value) in [
         ("empty prompt", "prompt", json!("")),
-        ("prompt of 50,001 characters", "prompt", json!("é".repeat(50_001))),
-        ("trace_version of 65 characters", "trace_version", json!("v".repeat(65))),
+        (
+            "prompt of 50,001 characters",
+            "prompt",
+            json!("é".repeat(50_001)),
+        ),
+        (
+            "trace_version of 65 characters",
+            "trace_version",
+            json!("v".repeat(65)),
+        ),
         ("no steps", "steps", json!([])),
-        ("1,001 steps", "steps", json!((0..1001).map(|i| json!({"i": i, "type": "t", "content": "c"})).collect::<Vec<_>>())),
-        ("duplicate step indices", "steps", json!([{"i": 1, "type": "t", "content": "a"}, {"i": 1, "type": "t", "content": "b"}])),
-        ("negative step index", "steps", json!([{"i": -7, "type": "t", "content": "a"}])),
-        ("fractional step index", "steps", json!([{"i": 1.5, "type": "t", "content": "a"}])),
+        (
+            "1,001 steps",
+            "steps",
+            json!((0..1001)
+                .map(|i| json!({"i": i, "type": "t", "content": "c"}))
+                .collect::<Vec<_>>()),
+        ),
+        (
+            "duplicate step indices",
+            "steps",
+            json!([{"i": 1, "type": "t", "content": "a"}, {"i": 1, "type": "t", "content": "b"}]),
+        ),
+        (
+            "negative step index",
+            "steps",
+            json!([{"i": -7, "type": "t", "content": "a"}]),
+        ),
+        (
+            "fractional step index",
+            "steps",
+            json!([{"i": 1.5, "type": "t", "content": "a"}]),
+        ),
         ("NUL in prompt", "prompt", json!("a\u{0}b")),
         ("NUL in meta", "meta", json!({"k": "\u{0}"})),
     ] {
@@ -161,28 +225,81 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
     }
     // Deep nesting inside meta (100,000 levels), arrays and objects.
     let deep_arrays = format!("{{\"trace_version\":\"1\",\"prompt\":\"p\",\"final_answer\":\"a\",\"steps\":[{{\"i\":0,\"type\":\"t\",\"content\":\"c\"}}],\"meta\":{{\"x\":{}{}}}}}", "[".repeat(100_000), "]".repeat(100_000));
-    cases.push(Case::post("meta nested 100,000 levels (arrays)", deep_arrays.into_bytes()));
+    cases.push(Case::post(
+        "meta nested 100,000 levels (arrays)",
+        deep_arrays.into_bytes(),
+    ));
     let deep_objects = format!("{{\"trace_version\":\"1\",\"prompt\":\"p\",\"final_answer\":\"a\",\"steps\":[{{\"i\":0,\"type\":\"t\",\"content\":\"c\"}}],\"meta\":{}1{}}}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
-    cases.push(Case::post("meta nested 100,000 levels (objects)", deep_objects.into_bytes()));
-    cases.push(Case::post("body nested 100,000 levels", "[".repeat(100_000).into_bytes()));
+    cases.push(Case::post(
+        "meta nested 100,000 levels (objects)",
+        deep_objects.into_bytes(),
+    ));
+    cases.push(Case::post(
+        "body nested 100,000 levels",
+        "[".repeat(100_000).into_bytes(),
+    ));
     // Invalid UTF-8 and lone surrogates.
-    for (n, bad) in [&b"\xff"[..], b"\xc3\x28", b"\xe2\x82", b"\xf0\x28\x8c\x28", b"\xed\xa0\x80"].iter().enumerate() {
+    for (n, bad) in [
+        &b"\xff"[..],
+        b"\xc3\x28",
+        b"\xe2\x82",
+        b"\xf0\x28\x8c\x28",
+        b"\xed\xa0\x80",
+    ]
+    .iter()
+    .enumerate()
+    {
         let mut body = br#"{"trace_version":"1","prompt":""#.to_vec();
         body.extend_from_slice(bad);
-        body.extend_from_slice(br#"","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}]}"#);
+        body.extend_from_slice(
+            br#"","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}]}"#,
+        );
         cases.push(Case::post(format!("invalid UTF-8 #{n}"), body));
     }
-    for (n, esc) in ["\\ud800", "\\udfff", "\\udc00\\ud800", "\\ud83e", "\\ud83ex"].iter().enumerate() {
-        let body = format!(r#"{{"trace_version":"1","prompt":"p{esc}","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{{"k":"{esc}"}}}}"#);
-        cases.push(Case::post(format!("lone surrogate #{n}"), body.into_bytes()));
+    for (n, esc) in [
+        "\\ud800",
+        "\\udfff",
+        "\\udc00\\ud800",
+        "\\ud83e",
+        "\\ud83ex",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = format!(
+            r#"{{"trace_version":"1","prompt":"p{esc}","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{{"k":"{esc}"}}}}"#
+        );
+        cases.push(Case::post(
+            format!("lone surrogate #{n}"),
+            body.into_bytes(),
+        ));
     }
     // Huge numbers.
-    for (n, num) in ["1e400", "-1e400", "1e-400", "123456789012345678901234567890", "9223372036854775808"].iter().enumerate() {
-        let body = format!(r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":{num},"type":"t","content":"c"}}]}}"#);
-        cases.push(Case::post(format!("huge step index #{n}"), body.into_bytes()));
+    for (n, num) in [
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "123456789012345678901234567890",
+        "9223372036854775808",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = format!(
+            r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":{num},"type":"t","content":"c"}}]}}"#
+        );
+        cases.push(Case::post(
+            format!("huge step index #{n}"),
+            body.into_bytes(),
+        ));
         if n < 3 {
-            let body = format!(r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{{"n":{num}}}}}"#);
-            cases.push(Case::post(format!("huge meta number #{n}"), body.into_bytes()));
+            let body = format!(
+                r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{{"n":{num}}}}}"#
+            );
+            cases.push(Case::post(
+                format!("huge meta number #{n}"),
+                body.into_bytes(),
+            ));
         }
     }
     // Duplicate keys.
@@ -199,23 +316,44 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         cases.push(Case::post(format!("duplicate keys #{n}"), body.as_bytes().to_vec()));
     }
     // Wrong and missing content types.
-    for ct in [None, Some("text/plain"), Some("application/xml"), Some("multipart/form-data; boundary=x"), Some("application/x-www-form-urlencoded"), Some("application/jsonx"), Some("json")] {
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/xml"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonx"),
+        Some("json"),
+    ] {
         let mut c = Case::post(format!("content type {ct:?}"), good.clone());
         c.content_type = ct;
         cases.push(c);
     }
     // Compression: bombs, broken streams, unsupported encodings.
-    let bomb = format!("{{\"trace_version\":\"1\",\"prompt\":\"{}\"}}", "a".repeat(64 << 20));
+    let bomb = format!(
+        "{{\"trace_version\":\"1\",\"prompt\":\"{}\"}}",
+        "a".repeat(64 << 20)
+    );
     let mut c = Case::post("gzip bomb (64 MiB)", gzip(bomb.as_bytes()));
     c.headers.push(("content-encoding", "gzip".into()));
     cases.push(c);
-    let mut c = Case::post("zstd bomb (64 MiB)", zstd::encode_all(bomb.as_bytes(), 19).unwrap());
+    let mut c = Case::post(
+        "zstd bomb (64 MiB)",
+        zstd::encode_all(bomb.as_bytes(), 19).unwrap(),
+    );
     c.headers.push(("content-encoding", "zstd".into()));
     cases.push(c);
-    let mut c = Case::batch("gzip bomb on the batch endpoint", gzip(format!("[{}]", "0,".repeat(40 << 20) + "0").as_bytes()));
+    let mut c = Case::batch(
+        "gzip bomb on the batch endpoint",
+        gzip(format!("[{}]", "0,".repeat(40 << 20) + "0").as_bytes()),
+    );
     c.headers.push(("content-encoding", "gzip".into()));
     cases.push(c);
-    for (encoding, body) in [("gzip", b"not gzip at all".to_vec()), ("zstd", b"not zstd either".to_vec()), ("gzip", gzip(b"{\"prompt\":")[..10].to_vec())] {
+    for (encoding, body) in [
+        ("gzip", b"not gzip at all".to_vec()),
+        ("zstd", b"not zstd either".to_vec()),
+        ("gzip", gzip(b"{\"prompt\":")[..10].to_vec()),
+    ] {
         let mut c = Case::post(format!("broken {encoding} stream"), body);
         c.headers.push(("content-encoding", encoding.into()));
         cases.push(c);
@@ -227,7 +365,10 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
     }
     // Over the size limit: declared, and chunked.
     let big = serde_json::to_vec(&json!({"trace_version": "1", "prompt": "x".repeat(limit + 10), "final_answer": "a", "steps": [{"i": 0, "type": "t", "content": "c"}]})).unwrap();
-    cases.push(Case::post("over the limit with Content-Length", big.clone()));
+    cases.push(Case::post(
+        "over the limit with Content-Length",
+        big.clone(),
+    ));
     let mut c = Case::post("over the limit, chunked", big.clone());
     c.chunked = true;
     cases.push(c);
@@ -236,7 +377,10 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
     cases.push(c);
     // Bad headers.
     for key in ["".to_owned(), "k".repeat(256), "naïve-key".to_owned()] {
-        let mut c = Case::post(format!("bad Idempotency-Key ({} chars)", key.chars().count()), good.clone());
+        let mut c = Case::post(
+            format!("bad Idempotency-Key ({} chars)", key.chars().count()),
+            good.clone(),
+        );
         c.headers.push(("idempotency-key", key));
         cases.push(c);
     }
@@ -246,11 +390,27 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         ("empty batch", "[]".to_owned(), "application/json"),
         ("batch that is an object", one.clone(), "application/json"),
         ("batch of numbers", "[1,2,3]".to_owned(), "application/json"),
-        ("batch with one bad item", format!("[{one},{{\"prompt\":\"\"}}]"), "application/json"),
-        ("1,001 items", format!("[{}]", vec![one.as_str(); 1001].join(",")), "application/json"),
-        ("ndjson with a bad line", format!("{one}\n{{oops\n{one}"), "application/x-ndjson"),
+        (
+            "batch with one bad item",
+            format!("[{one},{{\"prompt\":\"\"}}]"),
+            "application/json",
+        ),
+        (
+            "1,001 items",
+            format!("[{}]", vec![one.as_str(); 1001].join(",")),
+            "application/json",
+        ),
+        (
+            "ndjson with a bad line",
+            format!("{one}\n{{oops\n{one}"),
+            "application/x-ndjson",
+        ),
         ("empty ndjson", "\n\n".to_owned(), "application/x-ndjson"),
-        ("truncated batch", format!("[{one},{}", &one[..20]), "application/json"),
+        (
+            "truncated batch",
+            format!("[{one},{}", &one[..20]),
+            "application/json",
+        ),
         ("batch as text/csv", format!("[{one}]"), "text/csv"),
     ] {
         let mut c = Case::batch(label, body.into_bytes());
@@ -258,20 +418,42 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         cases.push(c);
     }
     // Query parameters and ids.
-    for q in ["limit=0", "limit=101", "limit=abc", "limit=-5", "limit=1e3", "offset=-1", "offset=x", "cursor=garbage", "cursor=djE6eDp5", "created_after=yesterday", "created_before=2026-13-01", &("trace_version=".to_owned() + &"v".repeat(65))]
-        .iter()
-        .map(|s| s.to_string())
+    for q in [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-5",
+        "limit=1e3",
+        "offset=-1",
+        "offset=x",
+        "cursor=garbage",
+        "cursor=djE6eDp5",
+        "created_after=yesterday",
+        "created_before=2026-13-01",
+        &("trace_version=".to_owned() + &"v".repeat(65)),
+    ]
+    .iter()
+    .map(|s| s.to_string())
     {
         cases.push(Case::get(format!("list ?{q}"), format!("/api/traces?{q}")));
     }
     for id in ["not-a-uuid", "123", "01a2-zz", &"a".repeat(500), "%00"] {
-        cases.push(Case::get(format!("get id {id:.20}"), format!("/api/traces/{id}")));
+        cases.push(Case::get(
+            format!("get id {id:.20}"),
+            format!("/api/traces/{id}"),
+        ));
         let mut c = Case::get(format!("delete id {id:.20}"), format!("/api/traces/{id}"));
         c.method = "DELETE";
         cases.push(c);
     }
-    cases.push(Case::get("wait_ms too large", format!("/api/traces/{}?wait_ms=99999999", uuid::Uuid::new_v4())));
-    cases.push(Case::get("wait_ms negative", format!("/api/traces/{}?wait_ms=-1", uuid::Uuid::new_v4())));
+    cases.push(Case::get(
+        "wait_ms too large",
+        format!("/api/traces/{}?wait_ms=99999999", uuid::Uuid::new_v4()),
+    ));
+    cases.push(Case::get(
+        "wait_ms negative",
+        format!("/api/traces/{}?wait_ms=-1", uuid::Uuid::new_v4()),
+    ));
     // Mutations of real traces: random byte edits that break them.
     let mut n = 0;
     while n < 40 {
@@ -292,7 +474,14 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
         .unwrap_or(f64::NAN)
         / 1024.0
 }
@@ -312,8 +501,15 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
     let pid = stack.api.pid().unwrap();
     let rss_before = rss_mb(pid);
     let cases = corpus(2026, limit);
-    assert!(cases.len() >= 200, "the corpus has {} requests", cases.len());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    assert!(
+        cases.len() >= 200,
+        "the corpus has {} requests",
+        cases.len()
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let mut by_status: std::collections::BTreeMap<u16, usize> = Default::default();
     let mut rss_peak = rss_before;
     for case in &cases {
@@ -326,21 +522,35 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
         }
         if !case.body.is_empty() || case.method == "POST" {
             req = if case.chunked {
-                let chunks: Vec<Result<Vec<u8>, std::io::Error>> = case.body.chunks(8192).map(|c| Ok(c.to_vec())).collect();
+                let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                    case.body.chunks(8192).map(|c| Ok(c.to_vec())).collect();
                 req.body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
             } else {
                 req.body(case.body.clone())
             };
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{}: no answer: {e}", case.name));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}: no answer: {e}", case.name));
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         *by_status.entry(status).or_default() += 1;
-        assert!((400..500).contains(&status), "{}: expected a 4xx, got {status}: {body}", case.name);
-        let detail: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{}: JSON error body, got {body:?}", case.name));
+        assert!(
+            (400..500).contains(&status),
+            "{}: expected a 4xx, got {status}: {body}",
+            case.name
+        );
+        let detail: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|_| panic!("{}: JSON error body, got {body:?}", case.name));
         let useful = match &detail["detail"] {
             Value::String(s) => !s.is_empty(),
-            Value::Array(items) => !items.is_empty() && items.iter().all(|i| i["loc"].is_array() && i["msg"].as_str().is_some_and(|m| !m.is_empty())),
+            Value::Array(items) => {
+                !items.is_empty()
+                    && items.iter().all(|i| {
+                        i["loc"].is_array() && i["msg"].as_str().is_some_and(|m| !m.is_empty())
+                    })
+            }
             _ => false,
         };
         assert!(useful, "{}: a useful detail, got {body}", case.name);
@@ -348,7 +558,9 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
     }
 
     // A body that stalls halfway (slowloris) gets 408 once BODY_READ_TIMEOUT_MS passes.
-    let mut stream = tokio::net::TcpStream::connect(&stack.api_addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(&stack.api_addr)
+        .await
+        .unwrap();
     let head = format!(
         "POST /api/traces HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"prompt\": \"half",
         stack.api_addr
@@ -356,11 +568,17 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
     stream.write_all(head.as_bytes()).await.unwrap();
     let started = std::time::Instant::now();
     let mut answer = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(15), stream.read(&mut answer)).await.expect("answered").unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(15), stream.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "stalled body: {answer}");
     assert!(answer.contains("detail"), "{answer}");
-    assert!(started.elapsed() >= Duration::from_millis(1500), "waited for the timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "waited for the timeout"
+    );
     *by_status.entry(408).or_default() += 1;
 
     let rss_after = rss_mb(pid);
@@ -371,11 +589,38 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
     assert!(!by_status.keys().any(|s| *s >= 500), "zero 5xx");
     assert!(rss_peak < 256.0, "RSS bounded: peak {rss_peak:.0} MB");
     // Healthy afterwards: liveness, readiness, and a valid trace is accepted and stored.
-    assert_eq!(stack.http.get(stack.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(stack.http.get(stack.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        stack
+            .http
+            .get(stack.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        stack
+            .http
+            .get(stack.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let (status, ack) = stack.post(&valid()).await;
     assert_eq!(status, 202);
-    let (status, _) = stack.get(&format!("/api/traces/{}?wait_ms=10000", ack["id"].as_str().unwrap())).await;
+    let (status, _) = stack
+        .get(&format!(
+            "/api/traces/{}?wait_ms=10000",
+            ack["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(stack.stored().await.len(), 1, "nothing from the corpus was stored");
+    assert_eq!(
+        stack.stored().await.len(),
+        1,
+        "nothing from the corpus was stored"
+    );
 }

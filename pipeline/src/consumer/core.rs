@@ -16,7 +16,7 @@ use rdkafka::ClientContext;
 use tokio::runtime::Handle;
 use tunix_schemas::{DecodeError, TraceEvent};
 
-use super::offsets::{load_positions, lock_positions, save_positions, Position};
+use super::offsets::{load_positions, lock_positions, reset_position, save_positions, Position};
 use super::{Applied, ConsumerDeps, Record, Sink};
 use crate::db::{is_data_error, is_transient};
 
@@ -181,11 +181,48 @@ impl<S: Sink> Core<S> {
         }
     }
 
+    /// A stored position beyond the end of its partition means the topic was recreated or
+    /// truncated (e.g. the broker lost its data): the next records would get offsets below the
+    /// position and be skipped as already applied. Replaying the partition from the beginning is
+    /// always safe (effects are idempotent per trace id), so the position is reset.
+    fn reset_positions_past_the_end(
+        &self,
+        consumer: &CoreConsumer<S>,
+        positions: &mut HashMap<i32, Position>,
+    ) {
+        for (p, pos) in positions.iter_mut() {
+            let Some(next) = *pos else { continue };
+            let Ok((_, high)) = consumer.fetch_watermarks(self.topic(), *p, Duration::from_secs(5))
+            else {
+                continue; // broker unreachable: nothing to compare with now
+            };
+            if next <= high {
+                continue;
+            }
+            let reset = self.rt.block_on(async {
+                let mut conn = self.deps.pool.acquire().await?;
+                let target = self.deps.sink.target(&mut conn).await?;
+                reset_position(&mut conn, &target, self.topic(), *p, next).await
+            });
+            if matches!(reset, Ok(true)) {
+                tracing::error!(
+                    partition = p,
+                    stored = next,
+                    end = high,
+                    "stored position is past the end of the partition (topic recreated or truncated?); replaying it from the beginning"
+                );
+                self.deps.metrics.gap("reset");
+                *pos = None;
+            }
+        }
+    }
+
     /// Starts consuming `partitions` from their stored positions.
     fn take_partitions(&self, consumer: &CoreConsumer<S>, partitions: &[i32]) -> bool {
-        let Some(positions) = self.load(partitions) else {
+        let Some(mut positions) = self.load(partitions) else {
             return false; // shutting down
         };
+        self.reset_positions_past_the_end(consumer, &mut positions);
         let topic = self.topic().to_owned();
         let mut tpl = TopicPartitionList::new();
         {

@@ -14,7 +14,7 @@
 //! | `<p>_fenced_total` | counter | batches rolled back because another consumer moved the position |
 //! | `<p>_rebalances_total{kind}` | counter | partition assignments and revocations |
 //! | `<p>_assigned_partitions` | gauge | partitions currently owned |
-//! | `<p>_gaps_total{outcome}` | counter | offset gaps seen: `refetched` (broker skipped records; re-read) or `accepted` (records absent from the log) |
+//! | `<p>_gaps_total{outcome}` | counter | offset gaps seen: `refetched` (broker skipped records; re-read), `accepted` (records absent from the log), `reset` (stored position past the end of the partition; replayed from the beginning) |
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
@@ -85,7 +85,7 @@ impl ConsumerMetrics {
         for kind in ["transient", "data", "timeout"] {
             counter!(m.pg_errors_name, "kind" => kind).absolute(0);
         }
-        for outcome in ["refetched", "accepted"] {
+        for outcome in ["refetched", "accepted", "reset"] {
             counter!(m.gaps_name, "outcome" => outcome).absolute(0);
         }
         for kind in ["assign", "revoke"] {

@@ -87,6 +87,27 @@ pub(crate) async fn save_positions(
     Ok(())
 }
 
+/// Resets a partition's position to "from the beginning", if it still holds `from`.
+pub(crate) async fn reset_position(
+    conn: &mut PgConnection,
+    target: &str,
+    topic: &str,
+    partition: i32,
+    from: i64,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE consumer_offsets SET next_offset = NULL, updated_at = now()
+         WHERE target = $1 AND topic = $2 AND partition = $3 AND next_offset = $4",
+    )
+    .bind(target)
+    .bind(topic)
+    .bind(partition)
+    .bind(from)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
 /// Every stored position of `target` on `topic` (for tools and tests).
 pub async fn stored_positions(
     pool: &PgPool,

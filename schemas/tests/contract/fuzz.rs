@@ -49,8 +49,11 @@ fn any_seed_mutation() -> impl Strategy<Value = Vec<u8>> {
 
 fn text(max: usize) -> impl Strategy<Value = String> {
     // NUL is refused by the rules; map it instead of filtering (filters exhaust long runs).
-    prop::collection::vec(any::<char>().prop_map(|c| if c == '\0' { ' ' } else { c }), 1..max)
-        .prop_map(|v| v.into_iter().collect())
+    prop::collection::vec(
+        any::<char>().prop_map(|c| if c == '\0' { ' ' } else { c }),
+        1..max,
+    )
+    .prop_map(|v| v.into_iter().collect())
 }
 
 fn trace_strategy() -> impl Strategy<Value = Trace> {

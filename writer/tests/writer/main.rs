@@ -352,3 +352,66 @@ async fn sslmode_require_connects_over_tls() {
     wait_for_rows(&pool, 5, DRAIN).await;
     writer.stop().await;
 }
+
+/// The broker lost the topic (recreated empty) while the database kept the positions: the new
+/// records get offsets below the stored positions. A restarted writer notices the positions are
+/// past the end and replays from the beginning instead of skipping them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_topic_is_replayed_not_skipped() {
+    let db = TestDb::new().await;
+    let topic = TestTopic::new(2).await;
+    let first: Vec<_> = dataset_traces()[..30]
+        .iter()
+        .cloned()
+        .map(submitted)
+        .collect();
+    produce_events(&topic, &first).await;
+    let writer = start_in_process(config(
+        &db.url,
+        &topic.settings,
+        &tunix_testkit::unique("w"),
+    ))
+    .await;
+    wait_for_rows(&db.pool, 30, DRAIN).await;
+    eventually(DRAIN, "positions at the end", || async {
+        (stored_total(&db.pool, topic.name()).await == 30).then_some(())
+    })
+    .await;
+    writer.stop().await;
+
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        topic.settings.client_config().create().unwrap();
+    admin
+        .delete_topics(&[topic.name()], &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "topic recreated", || async {
+        topic
+            .settings
+            .ensure_topics(Duration::from_secs(10))
+            .await
+            .ok()?;
+        topic
+            .settings
+            .partition_count(topic.name(), Duration::from_secs(5))
+            .ok()
+            .filter(|n| *n == 2)
+    })
+    .await;
+    let second: Vec<_> = dataset_traces()[30..40]
+        .iter()
+        .cloned()
+        .map(submitted)
+        .collect();
+    produce_events(&topic, &second).await;
+
+    let writer = start_in_process(config(
+        &db.url,
+        &topic.settings,
+        &tunix_testkit::unique("w"),
+    ))
+    .await;
+    wait_for_rows(&db.pool, 40, DRAIN).await;
+    writer.stop().await;
+    assert_payloads(&db.pool, &second).await;
+}
