@@ -70,4 +70,4 @@ cd "$REPO_ROOT"
 log "building the service binaries"
 cargo build --workspace --bins >&2
 log "running the tests (artifacts: $TUNIX_ARTIFACTS_DIR)"
-cargo nextest run --workspace --no-fail-fast "$@"
+cargo nextest run --no-fail-fast "$@"  # the virtual workspace: every member

@@ -72,21 +72,6 @@ impl StackEnv {
         Ok((url, pool))
     }
 
-    /// Deletes a bench topic and its dead-letter topic, so the broker's storage does not grow
-    /// with every run (Tansu's sqlite engine slows down as it grows).
-    pub async fn drop_topic(&self, topic: &KafkaSettings) {
-        let admin: Result<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>, _> =
-            topic.client_config().create();
-        if let Ok(admin) = admin {
-            let _ = admin
-                .delete_topics(
-                    &[&topic.topic, &topic.dlq_topic],
-                    &rdkafka::admin::AdminOptions::new(),
-                )
-                .await;
-        }
-    }
-
     /// Drops a bench database.
     pub async fn drop_database(&self, url: &str) {
         let Some(name) = url
@@ -228,9 +213,9 @@ pub async fn produce_raw(env: &StackEnv, n: usize) -> anyhow::Result<f64> {
     let topic = env.fresh_topic("bench_raw").await?;
     let root = std::env::current_dir()?;
     let (events, _) = events(&find_root(&root), n, 0);
-    let rate = produce(&producer(&env.brokers)?, &topic.topic, events).await;
-    env.drop_topic(&topic).await;
-    rate
+    // The topic stays: deleting topics on Tansu 0.6 (sqlite) deletes every topic of the
+    // cluster, the stack's `traces` among them (docs/OPERATIONS.md).
+    produce(&producer(&env.brokers)?, &topic.topic, events).await
 }
 
 fn find_root(start: &Path) -> PathBuf {

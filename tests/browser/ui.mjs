@@ -40,8 +40,12 @@ try {
 
   // Load example, upload: the UI waits until the trace is readable, then opens it.
   await page.getByTestId('load-example').click();
-  const text = await page.getByTestId('trace-json').inputValue();
-  expect(text.includes('Convert 68°F to Celsius'), 'the example is the temperature trace');
+  // The example arrives by fetch: wait for it to fill the editor (up to the default timeout).
+  await page.waitForFunction(
+    () => document.querySelector('[data-testid="trace-json"]').value.includes('Convert 68°F to Celsius'),
+  ).catch(() => {
+    throw new Error('expectation failed: the example is the temperature trace');
+  });
   await page.getByTestId('upload').click();
   await page.getByTestId('detail').waitFor({ state: 'visible' });
   const id = (await page.getByTestId('detail-id').textContent()).trim();
@@ -89,8 +93,12 @@ try {
   await page.getByTestId('confirm-dialog').waitFor({ state: 'visible' });
   await page.getByTestId('confirm-delete').click();
   await row.waitFor({ state: 'detached', timeout: 30000 });
-  const fetched = await page.evaluate(async (id) => (await fetch(`/api/traces/${id}`)).status, id);
-  expect(fetched === 404, `deleted trace answers 404 (${fetched})`);
+  // The list view (projector) and GET by id (writer) converge independently: poll the latter.
+  await page.waitForFunction(
+    async (id) => (await fetch(`/api/traces/${id}`)).status === 404, id, { polling: 200, timeout: 30000 },
+  ).catch(() => {
+    throw new Error('expectation failed: the deleted trace answers 404 within 30 s');
+  });
   await page.screenshot({ path: join(shots, 'ui-after-delete.png'), fullPage: true });
 
   expect(consoleErrors.length === 0, `no script errors: ${consoleErrors.join('; ')}`);

@@ -179,16 +179,23 @@ impl Stack {
             .expect("read trace_list")
     }
 
-    /// Waits until the view lists exactly `n` traces.
-    pub async fn wait_listed(&self, n: usize, timeout: Duration) {
-        eventually(timeout, &format!("{n} traces in the list view"), || async {
-            (sqlx::query_scalar::<_, i64>("SELECT count(*) FROM trace_list")
+    /// Waits until both read models hold exactly `n` traces: the list view (projector) and the
+    /// `traces` table behind `GET /api/traces/{id}` (writer). They consume independently, so
+    /// waiting for one alone races the other.
+    pub async fn wait_converged(&self, n: usize, timeout: Duration) {
+        eventually(
+            timeout,
+            &format!("{n} traces stored and listed"),
+            || async {
+                let (stored, listed): (i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT count(*) FROM traces), (SELECT count(*) FROM trace_list)",
+                )
                 .fetch_one(&self.db.pool)
                 .await
-                .ok()? as usize
-                == n)
-                .then_some(())
-        })
+                .ok()?;
+                (stored as usize == n && listed as usize == n).then_some(())
+            },
+        )
         .await;
     }
 

@@ -51,7 +51,7 @@ async fn prometheus_scrapes_every_service_and_every_dashboard_metric_exists() {
         assert_eq!(stack.post(body).await.0, 202);
     }
     assert_eq!(stack.post(&serde_json::json!({"prompt": ""})).await.0, 422);
-    stack.wait_listed(20, Duration::from_secs(60)).await;
+    stack.wait_converged(20, Duration::from_secs(60)).await;
 
     let shipped =
         std::fs::read_to_string(tunix_testkit::repo_root().join("infra/prometheus.yml")).unwrap();

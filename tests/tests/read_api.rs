@@ -47,7 +47,7 @@ async fn seed_list_and_get_cases() {
 
     // Three items, newest first, no payload.
     let first = post_n(&stack, 3).await;
-    stack.wait_listed(3, CONVERGE).await;
+    stack.wait_converged(3, CONVERGE).await;
     let (_, page) = stack.get("/api/traces").await;
     let mut expected = first.clone();
     expected.reverse();
@@ -65,7 +65,7 @@ async fn seed_list_and_get_cases() {
 
     // 25 items paged by 10.
     let more = post_n(&stack, 22).await;
-    stack.wait_listed(25, CONVERGE).await;
+    stack.wait_converged(25, CONVERGE).await;
     let mut all: Vec<String> = first.into_iter().chain(more).collect();
     all.reverse();
     let mut seen = Vec::new();
@@ -148,7 +148,7 @@ async fn read_your_writes_with_wait_ms() {
 async fn cursor_walk_sees_every_id_once_in_order_while_inserts_continue() {
     let stack = Stack::start(StackOptions::default()).await;
     let initial = post_n(&stack, 300).await;
-    stack.wait_listed(300, CONVERGE).await;
+    stack.wait_converged(300, CONVERGE).await;
 
     // Keep inserting while walking.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -220,7 +220,7 @@ async fn filters_match_a_brute_force_query() {
             marks.push(ack["created_at"].as_str().unwrap().to_owned());
         }
     }
-    stack.wait_listed(120, CONVERGE).await;
+    stack.wait_converged(120, CONVERGE).await;
     let rows: Vec<Row> = sqlx::query_as("SELECT id, created_at, trace_version FROM traces")
         .fetch_all(&stack.db.pool)
         .await
@@ -301,7 +301,7 @@ async fn filters_match_a_brute_force_query() {
 async fn deletes_disappear_from_both_models() {
     let stack = Stack::start(StackOptions::default()).await;
     let ids = post_n(&stack, 10).await;
-    stack.wait_listed(10, CONVERGE).await;
+    stack.wait_converged(10, CONVERGE).await;
     for id in &ids[..3] {
         let resp = stack
             .http
@@ -311,7 +311,7 @@ async fn deletes_disappear_from_both_models() {
             .unwrap();
         assert_eq!(resp.status(), 202);
     }
-    stack.wait_listed(7, CONVERGE).await;
+    stack.wait_converged(7, CONVERGE).await;
     eventually(CONVERGE, "deleted from traces", || async {
         (stack.stored().await.len() == 7).then_some(())
     })
@@ -355,7 +355,7 @@ async fn a_rebuild_yields_an_identical_view_and_switches_reads() {
             .await
             .unwrap();
     }
-    stack.wait_listed(180, CONVERGE).await;
+    stack.wait_converged(180, CONVERGE).await;
     let before = view_rows(&stack).await;
 
     let out = tokio::process::Command::new(tunix_testkit::binary("tunix-projector"))
@@ -386,7 +386,7 @@ async fn a_rebuild_yields_an_identical_view_and_switches_reads() {
 
     // The running projector keeps the new version current.
     post_n(&stack, 5).await;
-    stack.wait_listed(185, CONVERGE).await;
+    stack.wait_converged(185, CONVERGE).await;
     let (status, page) = stack.get("/api/traces?limit=5").await;
     assert_eq!(status, 200);
     assert_eq!(ids_of(&page).len(), 5);
@@ -400,7 +400,7 @@ async fn reads_answer_503_while_postgres_is_down() {
     })
     .await;
     let ids = post_n(&stack, 3).await;
-    stack.wait_listed(3, CONVERGE).await;
+    stack.wait_converged(3, CONVERGE).await;
     stack.db.pool.close().await;
     let pg: &PgCluster = stack.postgres.as_ref().unwrap();
     pg.stop();

@@ -358,8 +358,12 @@ async fn sslmode_require_connects_over_tls() {
 /// past the end and replays from the beginning instead of skipping them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recreated_topic_is_replayed_not_skipped() {
+    // A private broker: Tansu 0.6's sqlite engine deletes *every* topic of the cluster on
+    // DeleteTopics (docs/OPERATIONS.md), which would pull the shared broker's topics away from
+    // the tests running next to this one.
+    let broker = tunix_testkit::Broker::start_durable();
     let db = TestDb::new().await;
-    let topic = TestTopic::new(2).await;
+    let topic = TestTopic::on(&broker.brokers(), 2).await;
     let first: Vec<_> = dataset_traces()[..30]
         .iter()
         .cloned()
