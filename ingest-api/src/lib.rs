@@ -80,8 +80,10 @@ impl AppState {
             },
             metrics.clone(),
         )?;
+        let mut db = cfg.db.clone();
+        db.statement_timeout = Some(read::QUERY_TIMEOUT);
         Ok(Arc::new(AppState {
-            pool: cfg.db.pool()?,
+            pool: db.pool()?,
             producer,
             metrics,
             prometheus,

@@ -26,8 +26,9 @@ use crate::AppState;
 pub const DEFAULT_LIMIT: i64 = 20;
 /// Largest `limit`.
 pub const MAX_LIMIT: i64 = 100;
-/// Upper bound of a single read query; past it the answer is 503.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound of a single read query; past it the answer is 503. Also Postgres's
+/// `statement_timeout` on ingest-api's connections, so an abandoned query stops there too.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One row of the list view (never the payload).
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]

@@ -30,6 +30,10 @@ pub struct DbSettings {
     pub max_overflow: u32,
     /// `DB_POOL_TIMEOUT`: longest wait for a connection before the caller gets an error.
     pub pool_timeout: Duration,
+    /// Postgres `statement_timeout` for every connection of the pool (none by default). The read
+    /// API sets it to its query limit, so a query it gave up on stops in Postgres too instead of
+    /// running on (a deep offset scan can take minutes).
+    pub statement_timeout: Option<Duration>,
 }
 
 impl DbSettings {
@@ -44,6 +48,7 @@ impl DbSettings {
             pool_size: env.bounded("DB_POOL_SIZE", 5, 1, 1000),
             max_overflow: env.bounded("DB_MAX_OVERFLOW", 10, 0, 1000),
             pool_timeout: env.seconds("DB_POOL_TIMEOUT", 5.0),
+            statement_timeout: None,
         }
     }
 
@@ -54,6 +59,7 @@ impl DbSettings {
             pool_size: 2,
             max_overflow: 8,
             pool_timeout: Duration::from_secs(5),
+            statement_timeout: None,
         }
     }
 
@@ -65,7 +71,11 @@ impl DbSettings {
     /// A pool that connects lazily, so a service starts (and reports not-ready) while Postgres is
     /// down instead of crashing.
     pub fn pool(&self) -> Result<PgPool, sqlx::Error> {
-        let options = PgConnectOptions::from_str(self.url.expose())?.application_name("tunix-rt");
+        let mut options =
+            PgConnectOptions::from_str(self.url.expose())?.application_name("tunix-rt");
+        if let Some(limit) = self.statement_timeout {
+            options = options.options([("statement_timeout", limit.as_millis().to_string())]);
+        }
         Ok(PgPoolOptions::new()
             .min_connections(0)
             .max_connections(self.pool_size + self.max_overflow)
