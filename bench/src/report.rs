@@ -69,10 +69,15 @@ pub fn print_ingest(rows: &[IngestRow], raw: Option<f64>) {
 
 /// Resident set size of a process, in KiB.
 pub fn rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
+    proc_kb(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// The value in KiB of the line starting with `key` in a /proc file of `key: value kB` lines.
+fn proc_kb(path: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -129,11 +134,37 @@ impl RssSampler {
     }
 }
 
-/// Resource samples of one process over a run.
+/// Proportional set size (shared pages split among the processes sharing them) in KiB.
+pub fn pss_kb(pid: u32) -> Option<u64> {
+    proc_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+/// The direct children of `pid` (for Postgres: its backends and background workers).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Resource samples of one process (or a process and its children) over a run.
 pub struct ProcessSamples {
     /// Service name.
     pub name: String,
     pid: u32,
+    /// Count the children too (Postgres: the work happens in its backends). CPU is summed over
+    /// the live processes, memory is their summed PSS, so shared buffers count once.
+    tree: bool,
     last_cpu: Option<(Instant, Duration)>,
     /// (seconds since start, RSS MiB, CPU % of one core) per sample.
     pub samples: Vec<(f64, f64, f64)>,
@@ -145,15 +176,40 @@ impl ProcessSamples {
         ProcessSamples {
             name: name.to_owned(),
             pid,
+            tree: false,
             last_cpu: None,
             samples: Vec::new(),
         }
     }
 
+    /// Tracks `pid` and its children under `name`.
+    pub fn tree(name: &str, pid: u32) -> ProcessSamples {
+        ProcessSamples {
+            tree: true,
+            ..ProcessSamples::new(name, pid)
+        }
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.pid];
+        if self.tree {
+            pids.extend(children(self.pid));
+        }
+        pids
+    }
+
     /// Takes one sample.
     pub fn sample(&mut self, since: Instant) {
         let now = Instant::now();
-        let cpu = cpu_time(self.pid);
+        let pids = self.pids();
+        // A backend that exited between samples takes its CPU time with it: tree CPU reads low
+        // when connections churn (the pipeline's pools keep theirs open).
+        let cpu = cpu_time(self.pid).map(|own| {
+            own + pids[1..]
+                .iter()
+                .filter_map(|p| cpu_time(*p))
+                .sum::<Duration>()
+        });
         let pct = match (self.last_cpu, cpu) {
             (Some((t0, c0)), Some(c1)) => {
                 (c1.saturating_sub(c0)).as_secs_f64() / now.duration_since(t0).as_secs_f64() * 100.0
@@ -163,7 +219,12 @@ impl ProcessSamples {
         if let Some(c) = cpu {
             self.last_cpu = Some((now, c));
         }
-        let rss = rss_kb(self.pid).map_or(f64::NAN, |kb| kb as f64 / 1024.0);
+        let kb = if self.tree {
+            pids.iter().filter_map(|p| pss_kb(*p)).reduce(|a, b| a + b)
+        } else {
+            rss_kb(self.pid)
+        };
+        let rss = kb.map_or(f64::NAN, |kb| kb as f64 / 1024.0);
         self.samples
             .push((now.duration_since(since).as_secs_f64(), rss, pct));
     }

@@ -71,6 +71,10 @@ enum Command {
         /// Samples per query.
         #[arg(long, default_value_t = 300)]
         samples: usize,
+        /// Measure a database an earlier (interrupted) run loaded, instead of loading a new
+        /// one; it is kept afterwards. `--rows` must match what it holds.
+        #[arg(long)]
+        reuse_database: Option<String>,
     },
     /// Load at a fixed rate for a long time, sampling RSS and CPU of every service.
     Soak {
@@ -174,8 +178,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Consumers { events, long_every } => {
             suites::consumers(&env, events, long_every).await?;
         }
-        Command::Read { rows, samples } => {
-            suites::read(&env, rows, samples).await?;
+        Command::Read {
+            rows,
+            samples,
+            reuse_database,
+        } => {
+            suites::read(&env, rows, samples, reuse_database.as_deref()).await?;
         }
         Command::Soak {
             addr,
