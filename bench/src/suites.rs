@@ -63,10 +63,7 @@ impl StackEnv {
             .execute(&mut admin)
             .await?;
         let url = with_database(&self.database_url, &name);
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(8)
-            .connect(&url)
-            .await?;
+        let pool = bench_pool(&url).await?;
         tunix_pipeline::db::migrate(&pool).await?;
         eprintln!("bench database: {name}");
         Ok((url, pool))
@@ -97,6 +94,14 @@ impl StackEnv {
         settings.ensure_topics(Duration::from_secs(30)).await?;
         Ok(settings)
     }
+}
+
+/// A pool on a bench database.
+async fn bench_pool(url: &str) -> anyhow::Result<PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(url)
+        .await?)
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -459,10 +464,7 @@ pub async fn read(
     let (url, pool) = match reuse {
         Some(name) => {
             let url = with_database(&env.database_url, name);
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(8)
-                .connect(&url)
-                .await?;
+            let pool = bench_pool(&url).await?;
             let have: i64 = sqlx::query_scalar("SELECT count(*) FROM trace_list")
                 .fetch_one(&pool)
                 .await?;

@@ -589,26 +589,8 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
     assert!(!by_status.keys().any(|s| *s >= 500), "zero 5xx");
     assert!(rss_peak < 256.0, "RSS bounded: peak {rss_peak:.0} MB");
     // Healthy afterwards: liveness, readiness, and a valid trace is accepted and stored.
-    assert_eq!(
-        stack
-            .http
-            .get(stack.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        stack
-            .http
-            .get(stack.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(stack.get("/healthz").await.0, 200);
+    assert_eq!(stack.get("/readyz").await.0, 200);
     let (status, ack) = stack.post(&valid()).await;
     assert_eq!(status, 202);
     let (status, _) = stack

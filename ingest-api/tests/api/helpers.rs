@@ -68,6 +68,12 @@ impl TestApi {
         format!("{}{path}", self.base)
     }
 
+    /// The status of a GET.
+    pub async fn status(&self, path: &str) -> u16 {
+        let resp = self.client.get(self.url(path)).send().await;
+        resp.expect("request").status().as_u16()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
