@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole tunix-rt test suite from a fresh clone:
 #   1. installs what is missing (postgresql, the Tansu broker, cargo-nextest, Chromium + Node
-#      packages for the browser test);
+#      packages for the browser test, Python clients from PyPI in a venv for interop tests);
 #   2. starts a private Postgres (fsync off) and an in-memory Tansu broker on test ports, separate
 #      from the dev stack of infra/up.sh;
 #   3. builds the service binaries (the end-to-end tests run them as separate processes);
@@ -39,6 +39,22 @@ command -v prometheus >/dev/null || apt_install prometheus
 # not work here, and is not needed).
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || apt_install chromium
+# Contracts meant for other people's tools are tested with those tools: Python clients from PyPI
+# (tests/python/requirements.txt) in a venv, re-installed when the requirements change.
+VENV="$REPO_ROOT/.stack/venv"
+REQS="$REPO_ROOT/tests/python/requirements.txt"
+if ! cmp -s "$REQS" "$VENV/requirements.txt" 2>/dev/null; then
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  log "installing the Python test clients into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" >&2 || { apt_install python3-venv && python3 -m venv "$VENV" >&2; }
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS" >&2 \
+    || die "pip install -r tests/python/requirements.txt failed (see above)"
+  cp "$REQS" "$VENV/requirements.txt"
+fi
+export TUNIX_TEST_PYTHON="$VENV/bin/python"
+
 if [ ! -d "$REPO_ROOT/tests/browser/node_modules/playwright-core" ]; then
   log "installing playwright-core (npm ci in tests/browser)"
   (cd "$REPO_ROOT/tests/browser" && npm ci --no-audit --no-fund >&2)

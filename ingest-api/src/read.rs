@@ -14,7 +14,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sqlx::{Postgres, QueryBuilder};
-use tunix_schemas::{TraceDeleted, TraceEvent};
+use tunix_pipeline::db::ErrorCause;
+use tunix_schemas::{pg_text, TraceDeleted, TraceEvent};
 use uuid::Uuid;
 
 use crate::auth::Scope;
@@ -124,17 +125,38 @@ fn parse_int(param: &'static str, v: &str, min: i64, max: Option<i64>) -> Result
     Ok(n)
 }
 
+/// The earliest instant PostgreSQL's `timestamptz` holds (4714-11-24 00:00 UTC BC, Julian day 0),
+/// in microseconds since the Unix epoch. The latest (294276 AD) is beyond every instant chrono
+/// parses, so only this bound needs checking.
+pub const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
+
+/// 422 unless `t` is an instant PostgreSQL can compare with (checked before any query, so a
+/// client's out-of-range value never reaches the database and is never mistaken for an outage).
+fn representable(param: &'static str, t: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    if t.timestamp_micros() < PG_MIN_MICROS {
+        return Err(param_error(
+            param,
+            format!("Input should be on or after 4714-11-24T00:00:00Z BC, the earliest instant stored ({param}={})", t.to_rfc3339()),
+        ));
+    }
+    Ok(t)
+}
+
 /// Parses an ISO-8601 instant: RFC 3339 with an offset, a UTC date-time without one, or a date.
+/// Instants before PostgreSQL's earliest are refused with 422.
 pub fn parse_instant(param: &'static str, v: &str) -> Result<DateTime<Utc>, ApiError> {
     let v = v.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(t.with_timezone(&Utc));
+        return representable(param, t.with_timezone(&Utc));
     }
     if let Ok(t) = NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f") {
-        return Ok(t.and_utc());
+        return representable(param, t.and_utc());
     }
     if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+        return representable(
+            param,
+            d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
+        );
     }
     Err(param_error(
         param,
@@ -158,6 +180,10 @@ fn decode_cursor(v: &str) -> Option<(DateTime<Utc>, Uuid)> {
     }
     let micros: i64 = parts.next()?.parse().ok()?;
     let id = Uuid::parse_str(parts.next()?).ok()?;
+    // Our cursors hold stored instants; one outside PostgreSQL's range was forged.
+    if micros < PG_MIN_MICROS {
+        return None;
+    }
     Some((DateTime::<Utc>::from_timestamp_micros(micros)?, id))
 }
 
@@ -216,7 +242,9 @@ impl ListQuery {
             "SELECT id, created_at, trace_version, step_count, prompt_preview, payload_bytes FROM trace_list WHERE true",
         );
         if let Some(v) = &self.trace_version {
-            b.push(" AND trace_version = ").push_bind(v);
+            // The column holds pg_text-encoded values (NUL escaped): encode to compare exactly.
+            b.push(" AND trace_version = ")
+                .push_bind(pg_text::encode(v).into_owned());
         }
         if let Some(t) = &self.created_after {
             b.push(" AND created_at >= ").push_bind(*t);
@@ -240,12 +268,42 @@ impl ListQuery {
     }
 }
 
-fn db_error(state: &AppState, e: impl std::fmt::Display) -> ApiError {
-    tracing::warn!(error = %e, "read query failed; answering 503");
+fn timed_out(state: &AppState) -> ApiError {
     ApiError::unavailable(
-        "the database is unavailable; retry shortly",
+        format!(
+            "the query took longer than the {} s read limit; narrow the filters or page with cursor",
+            QUERY_TIMEOUT.as_secs()
+        ),
         state.cfg.retry_after_secs,
     )
+}
+
+/// Maps a failed read query by its cause: an outage or the read limit is 503 (retry later), a
+/// value PostgreSQL cannot represent is 422 (the client's mistake; parameters are validated
+/// before querying, so this is a safety net), anything else is our bug (500).
+fn db_error(state: &AppState, e: &sqlx::Error) -> ApiError {
+    match tunix_pipeline::db::cause(e) {
+        ErrorCause::Unavailable => {
+            tracing::warn!(error = %e, "read query failed; answering 503");
+            ApiError::unavailable(
+                "the database is unavailable; retry shortly",
+                state.cfg.retry_after_secs,
+            )
+        }
+        ErrorCause::TimedOut => timed_out(state),
+        ErrorCause::Input => {
+            tracing::info!(error = %e, "read query refused a parameter value; answering 422");
+            ApiError::InvalidParam {
+                param: "query",
+                msg: format!("a parameter is outside what the database can represent: {e}"),
+                location: "query",
+            }
+        }
+        ErrorCause::Internal => {
+            tracing::error!(error = %e, "read query failed on a bug; answering 500");
+            ApiError::Internal
+        }
+    }
 }
 
 async fn bounded<T>(
@@ -254,8 +312,8 @@ async fn bounded<T>(
 ) -> Result<T, ApiError> {
     match tokio::time::timeout(QUERY_TIMEOUT, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(db_error(state, e)),
-        Err(_) => Err(db_error(state, "query timed out")),
+        Ok(Err(e)) => Err(db_error(state, &e)),
+        Err(_) => Err(timed_out(state)),
     }
 }
 
@@ -307,6 +365,10 @@ pub async fn list(
         bounded(&state, q.sql().build_query_as().fetch_all(&state.pool)).await?;
     let more = rows.len() as i64 > q.limit;
     rows.truncate(q.limit as usize);
+    for row in &mut rows {
+        decode_text(&mut row.trace_version);
+        decode_text(&mut row.prompt_preview);
+    }
     let next_cursor = if more {
         rows.last().map(|r| encode_cursor(&r.created_at, &r.id))
     } else {
@@ -316,13 +378,23 @@ pub async fn list(
         pagination: Pagination {
             limit: q.limit,
             offset: q.offset,
-            next_offset: (more && q.after.is_none()).then_some(q.offset + q.limit),
+            next_offset: (more && q.after.is_none()).then(|| q.offset.saturating_add(q.limit)),
             next_cursor,
         },
         data: rows,
     }))
 }
 
+/// Restores a value the read models keep `pg_text`-encoded (NUL escaped).
+fn decode_text(value: &mut String) {
+    if let std::borrow::Cow::Owned(original) = pg_text::decode(value) {
+        *value = original;
+    }
+}
+
+/// Parses a trace id. Besides the canonical hyphenated form, the spellings Python's `uuid.UUID`
+/// (and so the seed API) accepted resolve to the same trace: no hyphens, braces, `urn:uuid:`,
+/// any case. Answers always carry the canonical form.
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id.trim()).map_err(|e| ApiError::InvalidParam {
         param: "id",
@@ -387,9 +459,12 @@ pub async fn get(
             .fetch_optional(&state.pool),
         )
         .await?;
-        if let Some((id, created_at, trace_version, payload)) = row {
-            let payload = RawValue::from_string(payload)
-                .map_err(|e| db_error(&state, format!("stored payload is not JSON: {e}")))?;
+        if let Some((id, created_at, mut trace_version, payload)) = row {
+            decode_text(&mut trace_version);
+            let payload = RawValue::from_string(payload).map_err(|e| {
+                tracing::error!(%id, error = %e, "stored payload is not JSON");
+                ApiError::Internal
+            })?;
             return Ok(Json(TraceBody {
                 id,
                 created_at: iso(&created_at),
@@ -498,6 +573,52 @@ mod tests {
                 other => panic!("{raw}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn instants_are_refused_below_what_postgres_stores() {
+        let min = DateTime::<Utc>::from_timestamp_micros(PG_MIN_MICROS).unwrap();
+        assert_eq!(
+            min.to_rfc3339(),
+            "-4713-11-24T00:00:00+00:00",
+            "Julian day 0"
+        );
+        let q = ListQuery::parse(Some("created_after=-4713-11-24")).unwrap();
+        assert_eq!(q.created_after, Some(min));
+        for raw in [
+            "created_after=-4713-11-23",
+            "created_before=-4713-11-23T23:59:59.999999",
+            "created_before=-9999-01-01",
+        ] {
+            match ListQuery::parse(Some(raw)) {
+                Err(ApiError::InvalidParam { param, .. }) => {
+                    assert_eq!(param, raw.split('=').next().unwrap(), "{raw}")
+                }
+                other => panic!("{raw}: {other:?}"),
+            }
+        }
+        let forged = |micros: i64| URL_SAFE_NO_PAD.encode(format!("v1:{micros}:{}", Uuid::nil()));
+        assert!(ListQuery::parse(Some(&format!("cursor={}", forged(PG_MIN_MICROS)))).is_ok());
+        for micros in [PG_MIN_MICROS - 1, i64::MIN, i64::MAX] {
+            match ListQuery::parse(Some(&format!("cursor={}", forged(micros)))) {
+                Err(ApiError::InvalidParam { param, .. }) => assert_eq!(param, "cursor"),
+                other => panic!("{micros}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn alternative_uuid_spellings_are_the_same_id() {
+        let id = parse_id("0191d6e2-7b7a-7c3e-8f00-123456789abc").unwrap();
+        for spelling in [
+            "0191d6e27b7a7c3e8f00123456789abc",
+            "{0191d6e2-7b7a-7c3e-8f00-123456789abc}",
+            "urn:uuid:0191d6e2-7b7a-7c3e-8f00-123456789abc",
+            "0191D6E2-7B7A-7C3E-8F00-123456789ABC",
+        ] {
+            assert_eq!(parse_id(spelling).unwrap(), id, "{spelling}");
+        }
+        assert!(parse_id("0191d6e2-7b7a-7c3e-8f00-123456789ab").is_err());
     }
 
     #[test]

@@ -156,3 +156,35 @@ pub fn is_data_error(e: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// What a failed query says about its cause, for answering clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCause {
+    /// The database is unreachable, overloaded or restarting: retry later (503).
+    Unavailable,
+    /// The statement ran into `statement_timeout` (SQLSTATE 57014): retrying the same query will
+    /// likely time out again, but it is a load limit, not a mistake in the request (503).
+    TimedOut,
+    /// The values sent with the statement are outside what PostgreSQL can represent (SQLSTATE
+    /// classes 22, data exception, and 54, program limit exceeded): the request is wrong (4xx).
+    Input,
+    /// Anything else (an unknown column, a decoding mismatch): a bug in this program.
+    Internal,
+}
+
+/// Classifies a query error by cause. Callers must validate parameters before the query, so
+/// [`ErrorCause::Input`] is a safety net, not the way input errors are normally found.
+pub fn cause(e: &sqlx::Error) -> ErrorCause {
+    if let sqlx::Error::Database(db) = e {
+        if db.code().as_deref() == Some("57014") {
+            return ErrorCause::TimedOut;
+        }
+    }
+    if is_transient(e) {
+        ErrorCause::Unavailable
+    } else if is_data_error(e) {
+        ErrorCause::Input
+    } else {
+        ErrorCause::Internal
+    }
+}

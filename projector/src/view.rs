@@ -8,7 +8,7 @@ use std::io::Write;
 
 use sqlx::PgConnection;
 use tunix_pipeline::consumer::{fold, Applied, Record, Sink};
-use tunix_schemas::Trace;
+use tunix_schemas::{pg_text, Trace};
 
 /// `projection_state.name` of the list view.
 pub const VIEW_NAME: &str = "trace_list";
@@ -156,9 +156,11 @@ pub async fn apply_to(
             let summary = Summary::of(&s.trace);
             ids.push(s.id);
             created.push(s.created_at);
-            versions.push(s.trace.trace_version());
+            // Text columns cannot hold NUL: both go through the injective `pg_text` escape, and
+            // the read API decodes them (a trace_version filter encodes its value the same way).
+            versions.push(pg_text::encode(s.trace.trace_version()));
             steps.push(summary.step_count);
-            previews.push(summary.prompt_preview);
+            previews.push(pg_text::encode(&summary.prompt_preview).into_owned());
             sizes.push(summary.payload_bytes);
         }
         let result = sqlx::query(&format!(

@@ -5,6 +5,11 @@
 //! Parsing Canonical Form, then the Avro binary datum. A consumer in any language looks the
 //! fingerprint up among the `.avsc` files in `schemas/avro/` and decodes with that schema.
 //!
+//! Until 2026-11 producers framed events with apache-avro's fingerprint, which is taken over a
+//! form that keeps `logicalType` attributes and so differs from the specification's for every
+//! schema shipped then. Those *legacy* fingerprints stay in the topic forever, so decoding accepts
+//! both; encoding writes only the specification's ([`crate::canonical`]).
+//!
 //! Records carry no Kafka headers: the fingerprint already says what a record is, and headers cost
 //! the Tansu broker's sqlite engine a table scan per fetched record.
 //!
@@ -82,7 +87,10 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
 struct Registered {
     file: &'static SchemaFile,
     schema: Schema,
+    /// The specification's fingerprint (little-endian): what producers write.
     fingerprint: [u8; 8],
+    /// apache-avro's fingerprint of the same file, written by producers before 2026-11; read only.
+    legacy_fingerprint: [u8; 8],
 }
 
 struct Registry {
@@ -100,11 +108,13 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         .map(|file| {
             let schema = Schema::parse_str(file.text)
                 .unwrap_or_else(|e| panic!("{} is not a valid Avro schema: {e}", file.file));
-            let fingerprint = fingerprint_of(&schema);
+            let canonical = crate::canonical::parsing_canonical_form(file.text)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.file));
             Registered {
                 file,
+                fingerprint: crate::canonical::crc64_avro(canonical.as_bytes()).to_le_bytes(),
+                legacy_fingerprint: legacy_fingerprint(&schema),
                 schema,
-                fingerprint,
             }
         })
         .collect();
@@ -123,19 +133,32 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     }
 });
 
-fn fingerprint_of(schema: &Schema) -> [u8; 8] {
+/// apache-avro's Rabin fingerprint, over its own canonical form (which keeps `logicalType`).
+fn legacy_fingerprint(schema: &Schema) -> [u8; 8] {
     let bytes = schema.fingerprint::<Rabin>().bytes;
     let mut out = [0u8; 8];
     out.copy_from_slice(&bytes[..8]);
     out
 }
 
-/// The fingerprint (little-endian, as framed on the wire) of every shipped schema file.
+/// The specification's fingerprint (little-endian, as framed on the wire) of every shipped
+/// schema file: what producers write today.
 pub fn schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
     REGISTRY
         .all
         .iter()
         .map(|r| (r.file.file, r.fingerprint))
+        .collect()
+}
+
+/// The legacy fingerprints (apache-avro's, written before 2026-11) of the schema files shipped
+/// then; still accepted by [`TraceEvent::decode`].
+pub fn legacy_schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
+    REGISTRY
+        .all
+        .iter()
+        .filter(|r| r.fingerprint != r.legacy_fingerprint)
+        .map(|r| (r.file.file, r.legacy_fingerprint))
         .collect()
 }
 
@@ -325,6 +348,12 @@ impl TraceEvent {
             .all
             .iter()
             .find(|r| r.fingerprint == fingerprint)
+            .or_else(|| {
+                registry
+                    .all
+                    .iter()
+                    .find(|r| r.legacy_fingerprint == fingerprint)
+            })
             .ok_or_else(|| DecodeError::UnknownSchema(hex(fingerprint)))?;
         let reader_idx = match writer.file.kind {
             EventKind::Submitted => registry.current_submitted,

@@ -8,21 +8,24 @@
 //! - [`parse_batch`]: batch bodies (JSON array or NDJSON), all-or-nothing;
 //! - [`TraceEvent`]: the Avro events on the `traces` topic, single-object encoded with the schemas
 //!   in `schemas/avro/`;
-//! - [`ids`]: how trace ids are chosen and derived from idempotency keys.
+//! - [`ids`]: how trace ids are chosen and derived from idempotency keys;
+//! - [`pg_text`]: how trace strings (NUL included) are kept in PostgreSQL `text` columns.
 
 mod batch;
+pub mod canonical;
 mod error;
 mod events;
 pub mod ids;
 mod meta;
+pub mod pg_text;
 mod trace;
 
 pub use batch::{parse_batch, BatchError, BatchFormat, BATCH_MAX_ITEMS};
 pub use error::{ErrorKind, Loc, LocPart, ValidationError, ValidationErrors};
 pub use events::{
-    current_schema, from_micros, schema_fingerprints, to_micros, truncate_to_micros, DecodeError,
-    EventKind, SchemaFile, TraceDeleted, TraceEvent, TraceSubmitted, HEADER_LEN, SCHEMA_FILES,
-    SINGLE_OBJECT_MAGIC,
+    current_schema, from_micros, legacy_schema_fingerprints, schema_fingerprints, to_micros,
+    truncate_to_micros, DecodeError, EventKind, SchemaFile, TraceDeleted, TraceEvent,
+    TraceSubmitted, HEADER_LEN, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
 };
 pub use meta::{META_MAX_DEPTH, META_MAX_NUMBER_CHARS};
 pub use trace::{

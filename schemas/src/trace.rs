@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, Loc, ValidationErrors};
-use crate::meta::{check_meta, NUL_MSG};
+use crate::meta::check_meta;
 
 /// Longest `trace_version`, in Unicode characters.
 pub const TRACE_VERSION_MAX_CHARS: usize = 64;
@@ -370,7 +370,8 @@ fn typed_string(raw: Option<&RawValue>, loc: &Loc, errs: &mut ValidationErrors) 
     }
 }
 
-/// Length (in characters, 1..=max) and NUL rules shared by every string field.
+/// The length rule (in characters, 1..=max) shared by every string field. Any character is
+/// allowed, NUL included: the payload is stored as `json`, which keeps it (see [`crate::pg_text`]).
 fn check_str(value: &str, loc: &Loc, max: usize, errs: &mut ValidationErrors) {
     if value.is_empty() {
         errs.push(
@@ -387,9 +388,6 @@ fn check_str(value: &str, loc: &Loc, max: usize, errs: &mut ValidationErrors) {
             ErrorKind::StringTooLong,
             format!("String should have at most {max} characters"),
         );
-    }
-    if value.contains('\0') {
-        errs.push(loc.clone(), ErrorKind::ValueError, NUL_MSG);
     }
 }
 

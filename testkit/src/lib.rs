@@ -7,8 +7,10 @@
 //! - [`TestTopic`]: a fresh topic (and dead-letter topic) per test;
 //! - [`Service`]: a service binary as a child process, to SIGKILL, SIGTERM and restart;
 //! - [`PgCluster`] and [`Broker`]: private Postgres and Tansu processes for tests that stop them;
-//! - [`eventually`]: poll-with-deadline instead of sleeps.
+//! - [`eventually`]: poll-with-deadline instead of sleeps;
+//! - [`arb`]: generators of hostile trace bodies for property tests.
 
+pub mod arb;
 mod kafka;
 mod process;
 mod stack;

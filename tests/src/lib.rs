@@ -163,6 +163,13 @@ impl Stack {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The Prometheus text a service exposes at `http://{addr}/metrics` (`None` while it does
+    /// not answer).
+    pub async fn scrape(&self, addr: &str) -> Option<String> {
+        let resp = self.http.get(format!("http://{addr}/metrics")).send().await;
+        resp.ok()?.text().await.ok()
+    }
+
     /// Ids in the writer's table.
     pub async fn stored(&self) -> Vec<Uuid> {
         sqlx::query_scalar("SELECT id FROM traces")
@@ -272,4 +279,18 @@ pub struct Reconciliation {
     pub listed: usize,
     /// Distinct ids in the list view.
     pub listed_distinct: usize,
+}
+
+/// The sum of every sample of metric `name` (all label sets) in Prometheus text `text`; `None`
+/// when the metric is absent.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }

@@ -7,8 +7,12 @@
 //! provides batching, positions stored in Postgres in the same transaction, the zombie fence,
 //! dead-lettering and Postgres-outage backoff. This crate adds what is specific to the table:
 //!
-//! - each batch becomes at most two set-based statements: one `DELETE ... WHERE id = ANY($1)` for
-//!   tombstones and one `INSERT ... SELECT FROM unnest(...) ON CONFLICT (id) DO NOTHING`;
+//! - each batch becomes at most two set-based statements ([`store`]): one `DELETE ... WHERE id =
+//!   ANY($1)` for tombstones and one `INSERT ... SELECT FROM unnest(...) ON CONFLICT (id) DO
+//!   NOTHING` into a `json` payload column that keeps every trace exactly as submitted;
+//! - a submission whose id exists with a *different* payload (an `Idempotency-Key` reused with
+//!   another body) is reported (`tunix_writer_idempotency_conflicts_total`, a warning naming the
+//!   id and key); the first submission stays stored;
 //! - within a batch the log order decides per id (a submission after a tombstone re-creates the
 //!   trace; a tombstone after a submission removes it), so replaying the topic from any offset
 //!   yields the same final table.
@@ -17,6 +21,8 @@
 //! rows; Kafka group commits follow for lag tooling only. Inserts are idempotent anyway, but
 //! keeping the position with the rows means a crash never re-does work and the fence stops a
 //! zombie writer from re-applying a submission after a newer tombstone.
+
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +41,7 @@ use tunix_pipeline::db::DbSettings;
 use tunix_pipeline::kafka::KafkaSettings;
 use tunix_pipeline::ops::{ops_router, OpsState, Readiness};
 use tunix_pipeline::telemetry::LogFormat;
+use tunix_schemas::TraceSubmitted;
 
 /// The positions target of the writer (its table).
 pub const TARGET: &str = "traces";
@@ -49,6 +56,8 @@ pub mod metric_names {
     pub const ROWS_DELETED: &str = "tunix_writer_rows_deleted_total";
     /// Time of the batch INSERT statement.
     pub const INSERT_LATENCY: &str = "tunix_writer_insert_latency_seconds";
+    /// Submissions whose Idempotency-Key was already used for a different body (the first stays).
+    pub const IDEMPOTENCY_CONFLICTS: &str = "tunix_writer_idempotency_conflicts_total";
 }
 
 /// Writer configuration, from the environment.
@@ -112,6 +121,7 @@ pub struct TracesSink {
     inserted: Counter,
     duplicates: Counter,
     deleted: Counter,
+    conflicts: Counter,
     insert_latency: Histogram,
 }
 
@@ -121,6 +131,7 @@ impl Default for TracesSink {
             inserted: counter!(metric_names::ROWS_INSERTED),
             duplicates: counter!(metric_names::DUPLICATES_SKIPPED),
             deleted: counter!(metric_names::ROWS_DELETED),
+            conflicts: counter!(metric_names::IDEMPOTENCY_CONFLICTS),
             insert_latency: histogram!(metric_names::INSERT_LATENCY),
         }
     }
@@ -140,49 +151,45 @@ impl Sink for TracesSink {
         let plan = fold(records);
         let mut applied = Applied::default();
         if !plan.delete.is_empty() {
-            let result = sqlx::query("DELETE FROM traces WHERE id = ANY($1)")
-                .bind(&plan.delete)
-                .execute(&mut *conn)
-                .await?;
-            applied.deleted = result.rows_affected();
+            applied.deleted = store::delete(conn, &plan.delete).await?;
         }
+        let mut conflicts: Vec<&TraceSubmitted> = plan.in_batch_conflicts.clone();
         if !plan.insert.is_empty() {
             let n = plan.insert.len();
-            let mut ids = Vec::with_capacity(n);
-            let mut created = Vec::with_capacity(n);
-            let mut versions = Vec::with_capacity(n);
-            let mut payloads = Vec::with_capacity(n);
-            for s in &plan.insert {
-                ids.push(s.id);
-                created.push(s.created_at);
-                versions.push(s.trace.trace_version());
-                payloads.push(s.trace.to_json());
-            }
             let started = Instant::now();
-            let result = sqlx::query(
-                "INSERT INTO traces (id, created_at, trace_version, payload)
-                 SELECT id, created_at, trace_version, payload::jsonb
-                 FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])
-                      AS t(id, created_at, trace_version, payload)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&ids)
-            .bind(&created)
-            .bind(&versions)
-            .bind(&payloads)
-            .execute(&mut *conn)
-            .await?;
+            applied.inserted = store::insert(conn, &plan.insert).await?;
             self.insert_latency.record(started.elapsed().as_secs_f64());
-            applied.inserted = result.rows_affected();
             applied.duplicates = n as u64 - applied.inserted;
+            if applied.duplicates > 0 {
+                // Some ids existed: a redelivery (same body) or a reused Idempotency-Key with a
+                // different body. Only keyed submissions can be the latter.
+                let keyed: Vec<&TraceSubmitted> = plan
+                    .insert
+                    .iter()
+                    .copied()
+                    .filter(|s| s.idempotency_key.is_some())
+                    .collect();
+                if !keyed.is_empty() {
+                    let ids = store::conflicting(conn, &keyed).await?;
+                    conflicts.extend(keyed.into_iter().filter(|s| ids.contains(&s.id)));
+                }
+            }
         }
         applied.duplicates += plan.in_batch_duplicates;
+        for s in &conflicts {
+            tracing::warn!(
+                id = %s.id,
+                idempotency_key = s.idempotency_key.as_deref().unwrap_or_default(),
+                "Idempotency-Key reused with a different body; the first submission stays stored"
+            );
+        }
         // Counted here, before commit: a rolled-back batch is retried and would count again, so
         // these are "rows written by committed or retried attempts"; the core's
         // records_applied_total counts committed records only.
         self.inserted.increment(applied.inserted);
         self.duplicates.increment(applied.duplicates);
         self.deleted.increment(applied.deleted);
+        self.conflicts.increment(conflicts.len() as u64);
         Ok(applied)
     }
 }

@@ -21,6 +21,9 @@ pub struct Plan<'a> {
     pub insert: Vec<&'a TraceSubmitted>,
     /// Submissions that cannot create a row (a second submission of an id in the same batch).
     pub in_batch_duplicates: u64,
+    /// Those of the in-batch duplicates whose trace differs from the submission kept for their
+    /// id: the same Idempotency-Key reused with a different body.
+    pub in_batch_conflicts: Vec<&'a TraceSubmitted>,
 }
 
 /// Folds a batch (in offset order per partition; one id always maps to one partition) into one
@@ -33,7 +36,12 @@ pub fn fold(records: &[Record]) -> Plan<'_> {
     for record in records {
         match &record.event {
             TraceEvent::Submitted(s) => match pending.get(&s.id) {
-                Some(Some(_)) => plan.in_batch_duplicates += 1,
+                Some(Some(kept)) => {
+                    plan.in_batch_duplicates += 1;
+                    if slots[*kept].is_some_and(|k| k.trace != s.trace) {
+                        plan.in_batch_conflicts.push(s);
+                    }
+                }
                 _ => {
                     pending.insert(s.id, Some(slots.len()));
                     slots.push(Some(s));
@@ -118,6 +126,17 @@ mod tests {
         assert_eq!(plan.delete, vec![a, c]);
         assert_eq!(prompts(&plan), vec!["b1", "c2"]);
         assert_eq!(plan.in_batch_duplicates, 1);
+        assert_eq!(plan.in_batch_conflicts.len(), 1, "b2 differs from b1");
+    }
+
+    #[test]
+    fn an_identical_redelivery_is_a_duplicate_not_a_conflict() {
+        let a = Uuid::new_v4();
+        let first = sub(a, "same");
+        let records = vec![rec(first.clone(), 0), rec(first, 1)];
+        let plan = fold(&records);
+        assert_eq!(plan.in_batch_duplicates, 1);
+        assert!(plan.in_batch_conflicts.is_empty());
     }
 
     #[test]

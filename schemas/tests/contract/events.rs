@@ -7,8 +7,8 @@ use apache_avro::Schema;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use tunix_schemas::{
-    current_schema, schema_fingerprints, DecodeError, EventKind, Trace, TraceDeleted, TraceEvent,
-    TraceSubmitted, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
+    current_schema, legacy_schema_fingerprints, schema_fingerprints, DecodeError, EventKind, Trace,
+    TraceDeleted, TraceEvent, TraceSubmitted, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
 };
 use uuid::Uuid;
 
@@ -118,18 +118,92 @@ fn every_schema_file_is_registered() {
     }
 }
 
+fn hex(fp: &[u8]) -> String {
+    fp.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The fingerprints are a wire contract: downstream consumers look them up. `schemas/README.md`
-/// lists them, and this test keeps the list honest.
+/// lists them (current and legacy), and this test keeps the list honest.
 #[test]
 fn fingerprints_are_pinned_in_the_readme() {
     let readme = std::fs::read_to_string(repo_root().join("schemas/README.md")).unwrap();
-    for (file, fp) in schema_fingerprints() {
-        let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
+    for (file, fp) in schema_fingerprints()
+        .into_iter()
+        .chain(legacy_schema_fingerprints())
+    {
+        let hex = hex(&fp);
         assert!(
             readme.lines().any(|l| l.contains(file) && l.contains(&hex)),
             "schemas/README.md has a line listing {file} with fingerprint {hex}"
         );
     }
+}
+
+/// What producers wrote before 2026-11 (apache-avro's fingerprints): these bytes are in topics
+/// and stay readable forever.
+const LEGACY: [(&str, &str); 3] = [
+    ("trace_submitted.v1.avsc", "a77d23b190d00a55"),
+    ("trace_submitted.v2.avsc", "c8980753878a30ac"),
+    ("trace_deleted.v1.avsc", "e8f86ae0c8e452e1"),
+];
+
+#[test]
+fn legacy_fingerprints_are_pinned_and_still_decode() {
+    let legacy: Vec<(&str, String)> = legacy_schema_fingerprints()
+        .into_iter()
+        .map(|(f, fp)| (f, hex(&fp)))
+        .collect();
+    let pinned: Vec<(&str, String)> = LEGACY.iter().map(|(f, h)| (*f, h.to_string())).collect();
+    assert_eq!(legacy, pinned, "legacy fingerprints never change");
+    let current: Vec<String> = schema_fingerprints()
+        .iter()
+        .map(|(_, fp)| hex(fp))
+        .collect();
+    for (_, h) in LEGACY {
+        assert!(!current.contains(&h.to_owned()), "{h} is no longer written");
+    }
+
+    let trace = Trace::parse_json(testdata("example-27x19.json").as_bytes()).unwrap();
+    let deleted = TraceEvent::Deleted(TraceDeleted {
+        id: Uuid::new_v4(),
+        deleted_at: Utc.timestamp_micros(1_764_000_000_000_000).unwrap(),
+        reason: None,
+    });
+    for (event, legacy_hex) in [
+        (submitted(trace, Some("k")), LEGACY[1].1),
+        (deleted, LEGACY[2].1),
+    ] {
+        let mut bytes = event.encode();
+        for (n, b) in (0..8)
+            .map(|n| u8::from_str_radix(&legacy_hex[2 * n..2 * n + 2], 16).unwrap())
+            .enumerate()
+        {
+            bytes[2 + n] = b;
+        }
+        assert_eq!(TraceEvent::decode(&bytes).unwrap(), event, "{legacy_hex}");
+    }
+}
+
+/// The wire fingerprint is the specification's: CRC-64-AVRO of the Parsing Canonical Form, which
+/// strips `doc`, `default` and `logicalType`. (The same is checked with fastavro, an independent
+/// implementation, in `tests/tests/interop.rs`.)
+#[test]
+fn wire_fingerprints_follow_the_specification() {
+    for f in SCHEMA_FILES {
+        let pcf = tunix_schemas::canonical::parsing_canonical_form(f.text).unwrap();
+        assert!(!pcf.contains("logicalType") && !pcf.contains("doc") && !pcf.contains(' '));
+        assert!(pcf.starts_with(r#"{"name":"ai.tunix.events."#), "{pcf}");
+        let fp = tunix_schemas::canonical::crc64_avro(pcf.as_bytes()).to_le_bytes();
+        let (_, wire) = schema_fingerprints()
+            .into_iter()
+            .find(|(file, _)| *file == f.file)
+            .unwrap();
+        assert_eq!(fp, wire, "{}", f.file);
+    }
+    // Every event starts with its kind's current fingerprint.
+    let trace = Trace::parse_json(testdata("example-temperature.json").as_bytes()).unwrap();
+    let bytes = submitted(trace, None).encode();
+    assert_eq!(bytes[2..10], current_schema(EventKind::Submitted).2);
 }
 
 /// Takes a datum written with the current schema and re-encodes it with an older writer schema,
@@ -170,18 +244,27 @@ fn current_reader_reads_every_earlier_schema() {
             .filter(|f| f.kind == kind && f.file != current_file)
         {
             let older = Schema::parse_str(file.text).unwrap();
-            let mut bytes = SINGLE_OBJECT_MAGIC.to_vec();
-            bytes.extend_from_slice(&older.fingerprint::<apache_avro::rabin::Rabin>().bytes);
-            bytes.extend(reencode_with(&older, current, datum));
-            let decoded = TraceEvent::decode(&bytes)
-                .unwrap_or_else(|e| panic!("{} data read with current schema: {e}", file.file));
-            let mut expected = sample.clone();
-            if let (TraceEvent::Submitted(e), 1) = (&mut expected, file.version) {
-                // Added in v2 with a null default.
-                e.idempotency_key = None;
+            let spec = schema_fingerprints()
+                .into_iter()
+                .find(|(f, _)| *f == file.file)
+                .unwrap()
+                .1;
+            let legacy = older.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+            // Framed as producers write today, and as they wrote before 2026-11.
+            for fingerprint in [&spec[..], &legacy[..8]] {
+                let mut bytes = SINGLE_OBJECT_MAGIC.to_vec();
+                bytes.extend_from_slice(fingerprint);
+                bytes.extend(reencode_with(&older, current, datum));
+                let decoded = TraceEvent::decode(&bytes)
+                    .unwrap_or_else(|e| panic!("{} data read with current schema: {e}", file.file));
+                let mut expected = sample.clone();
+                if let (TraceEvent::Submitted(e), 1) = (&mut expected, file.version) {
+                    // Added in v2 with a null default.
+                    e.idempotency_key = None;
+                }
+                assert_eq!(decoded, expected, "{}", file.file);
+                checked += 1;
             }
-            assert_eq!(decoded, expected, "{}", file.file);
-            checked += 1;
         }
     }
     assert!(checked >= 1, "at least one earlier schema is exercised");

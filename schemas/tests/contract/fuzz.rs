@@ -48,12 +48,24 @@ fn any_seed_mutation() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn text(max: usize) -> impl Strategy<Value = String> {
-    // NUL is refused by the rules; map it instead of filtering (filters exhaust long runs).
+    // Any character, NUL included (the seed stored it; so do we), with NUL made frequent.
+    prop::collection::vec(prop_oneof![9 => any::<char>(), 1 => Just('\0')], 1..max)
+        .prop_map(|v| v.into_iter().collect())
+}
+
+/// `meta` text whose numbers sit at the edges: exponents far beyond PostgreSQL's numeric, values
+/// that round to zero, integers beyond 64 bits. All of them are kept verbatim.
+fn edge_number_meta() -> impl Strategy<Value = String> {
     prop::collection::vec(
-        any::<char>().prop_map(|c| if c == '\0' { ' ' } else { c }),
-        1..max,
+        prop_oneof![
+            (0u8..10, -99_999i64..99_999).prop_map(|(d, e)| format!("{d}e{e}")),
+            (1u8..10, 324i64..99_999).prop_map(|(d, e)| format!("-{d}.25e-{e}")),
+            Just("0e-99999".to_owned()),
+            Just("123456789012345678901234567890".to_owned()),
+        ],
+        1..6,
     )
-    .prop_map(|v| v.into_iter().collect())
+    .prop_map(|numbers| format!(r#"{{"n":[{}]}}"#, numbers.join(",")))
 }
 
 fn trace_strategy() -> impl Strategy<Value = Trace> {
@@ -113,6 +125,25 @@ proptest! {
         });
         prop_assert_eq!(TraceEvent::decode(&event.encode()).unwrap(), event);
         prop_assert_eq!(Trace::parse_json(trace.to_json().as_bytes()).unwrap(), trace);
+    }
+
+    #[test]
+    fn numbers_at_the_edges_are_accepted_and_kept_verbatim(meta in edge_number_meta()) {
+        let body = format!(
+            r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{meta}}}"#
+        );
+        let parsed = Trace::parse_json(body.as_bytes());
+        // Only a literal whose magnitude overflows a double is refused (1e400 and the like).
+        let overflows = meta.split(['[', ',', ']']).any(|n| {
+            n.parse::<f64>().is_ok_and(|f| f.is_infinite())
+        });
+        match parsed {
+            Ok(trace) => {
+                prop_assert!(!overflows, "{meta}");
+                prop_assert_eq!(trace.meta().unwrap().as_str(), meta.as_str());
+            }
+            Err(e) => prop_assert!(overflows, "{meta}: {e}"),
+        }
     }
 
     #[test]

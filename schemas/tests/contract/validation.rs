@@ -328,19 +328,44 @@ fn duplicate_keys_are_refused() {
     assert_eq!(errors_of_bytes(body), err("body.meta.k", "value_error"));
 }
 
+/// The seed API stored NUL anywhere (its payload column was `json`), and so do we: the writer's
+/// `json` column keeps `\u0000`, and text columns of the read models escape it (`pg_text`).
 #[test]
-fn nul_characters_are_refused_because_postgres_cannot_store_them() {
-    assert_eq!(
-        errors_of(&with("prompt", json!("a\u{0}b"))),
-        err("body.prompt", "value_error")
+fn nul_characters_are_accepted_everywhere_and_kept() {
+    let mut body = with("prompt", json!("a\u{0}b"));
+    body["trace_version"] = json!("v\u{0}");
+    body["final_answer"] = json!("\u{0}");
+    body["steps"][0]["type"] = json!("t\u{0}");
+    body["steps"][0]["content"] = json!("\u{0}c");
+    body["meta"] = json!({"k\u{0}": ["\u{0}", {"x": "\u{0}\u{0}"}]});
+    let trace = parse(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(trace.prompt(), "a\u{0}b");
+    assert_eq!(trace.trace_version(), "v\u{0}");
+    let stored: Value = serde_json::from_str(&trace.to_json()).unwrap();
+    assert_eq!(stored, body);
+    assert!(
+        trace.to_json().contains("\\u0000"),
+        "NUL travels as the JSON escape"
     );
+}
+
+/// What the seed accepted and we still refuse, at the door with 422 (README, "Deliberate
+/// differences"): step indices beyond 64 bits, numbers beyond double range, deep or duplicate
+/// meta, lone surrogates.
+#[test]
+fn deliberate_differences_are_refused_with_a_path() {
+    let i = br#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":9223372036854775808,"type":"t","content":"c"}]}"#;
+    assert_eq!(errors_of_bytes(i), err("body.steps.0.i", "less_than_equal"));
+    let big = br#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}],"meta":{"n":[1e400]}}"#;
+    assert_eq!(errors_of_bytes(big), err("body.meta.n.0", "value_error"));
+    let lone = br#"{"trace_version":"1","prompt":"\ud800","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}]}"#;
+    assert_eq!(errors_of_bytes(lone), err("body.prompt", "json_invalid"));
+    // Tiny numbers, even beyond what PostgreSQL's numeric holds, are kept verbatim.
+    let tiny = br#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}],"meta":{"z":0e-99999,"t":1e-400}}"#;
+    let trace = Trace::parse_json(tiny).unwrap();
     assert_eq!(
-        errors_of(&with_step("content", json!("\u{0}"))),
-        err("body.steps.0.content", "value_error")
-    );
-    assert_eq!(
-        errors_of(&with("meta", json!({"k": "\u{0}"}))),
-        err("body.meta.k", "value_error")
+        trace.meta().unwrap().as_str(),
+        r#"{"z":0e-99999,"t":1e-400}"#
     );
 }
 

@@ -1,0 +1,19 @@
+-- The payload is stored as `json` (the exact text) instead of `jsonb`.
+--
+-- Why: `jsonb` refused traces that ingest had already acknowledged. It cannot hold the NUL
+-- character (`\u0000`) and converts every number to `numeric`, which overflows for literals such
+-- as `0e-99999`; such a trace went to the dead-letter topic while its 202 promised it was stored.
+-- The seed API kept its payload in a `json` column, which stores the text as sent and accepts both,
+-- so one storage decision settles the whole class: every string and number comes back from
+-- GET /api/traces/{id} exactly as it was submitted (meta byte for byte, key order and number
+-- spelling included).
+--
+-- What it costs: `json` is re-parsed by operators such as `payload->'meta'`, and an operator that
+-- must de-escape a string holding `\u0000` (`->>`) errors on that row. Queries that need indexed
+-- JSON belong in read models built for them, not on this table. Output (GET) is cheaper than
+-- before: the text is returned as stored, without a jsonb-to-text conversion.
+--
+-- Existing rows keep the text jsonb had normalised them to. The conversion rewrites the table
+-- under an exclusive lock: on a large existing stack, plan a short maintenance window (about a
+-- minute per few million rows).
+ALTER TABLE traces ALTER COLUMN payload TYPE json USING payload::text::json;

@@ -1,0 +1,168 @@
+//! The topic's format, checked with tools nobody on this project wrote: events written by the real
+//! ingest-api are consumed with Python's confluent-kafka and decoded with fastavro, which finds
+//! each record's schema by the fingerprint *it* computes from the `.avsc` files (the Avro
+//! specification's CRC-64-AVRO of the Parsing Canonical Form). `infra/test.sh` installs both from
+//! PyPI into a venv (`tests/python/requirements.txt`) and exports `TUNIX_TEST_PYTHON`.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use tunix_e2e::{Stack, StackOptions};
+
+fn python() -> String {
+    std::env::var("TUNIX_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("TUNIX_TEST_PYTHON is not set: run the suite with ./infra/test.sh, which installs the Python clients")
+    })
+}
+
+fn read_events(args: &[&str]) -> String {
+    let root = tunix_testkit::repo_root();
+    let script = root.join("tests/python/read_events.py");
+    let schemas = root.join("schemas/avro");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(args[0])
+        .arg(&schemas)
+        .args(&args[1..])
+        .output()
+        .expect("run tests/python/read_events.py");
+    assert!(
+        out.status.success(),
+        "read_events.py {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+fn hex(fp: &[u8]) -> String {
+    fp.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn fastavro_computes_the_fingerprints_we_write() {
+    let theirs: HashMap<String, String> =
+        serde_json::from_str(&read_events(&["fingerprints"])).unwrap();
+    let ours: HashMap<String, String> = tunix_schemas::schema_fingerprints()
+        .into_iter()
+        .map(|(file, fp)| (file.to_owned(), hex(&fp)))
+        .collect();
+    assert_eq!(theirs, ours);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_written_by_ingest_api_decode_with_fastavro() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let bodies = [
+        json!({"trace_version": "2.0-β", "prompt": "CJK 推理, emoji 🧠, RTL שלום, \"quotes\" \\ \n",
+               "final_answer": "👍", "steps": [{"i": 7, "type": "思考", "content": "e\u{301}"}, {"i": 2, "type": "t", "content": "x"}],
+               "meta": {"run": 17, "tags": ["a", "b"], "nested": {"x": [1.5, null]}}}),
+        json!({"trace_version": "v\u{0}", "prompt": "nul \u{0} inside", "final_answer": "a",
+               "steps": [{"i": 0, "type": "t", "content": "c"}]}),
+    ];
+    let mut acks = Vec::new();
+    for body in &bodies {
+        let resp = stack
+            .http
+            .post(stack.url("/api/traces"))
+            .header("idempotency-key", format!("interop-{}", acks.len()))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        acks.push(resp.json::<Value>().await.unwrap());
+    }
+    // A trace with meta numbers beyond PostgreSQL's numeric, sent as raw text.
+    let raw = r#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}],"meta":{"z":0e-99999}}"#;
+    let resp = stack
+        .http
+        .post(stack.url("/api/traces"))
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    acks.push(resp.json::<Value>().await.unwrap());
+    let deleted = acks[0]["id"].as_str().unwrap().to_owned();
+    let resp = stack
+        .http
+        .delete(stack.url(&format!("/api/traces/{deleted}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let delete_ack: Value = resp.json().await.unwrap();
+
+    let brokers = stack.topic.settings.brokers.clone();
+    let topic = stack.topic.name().to_owned();
+    let out =
+        tokio::task::spawn_blocking(move || read_events(&["consume", &brokers, &topic, "4", "60"]))
+            .await
+            .unwrap();
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4, "{out}");
+    let spec: HashMap<&str, String> = tunix_schemas::schema_fingerprints()
+        .into_iter()
+        .map(|(f, fp)| (f, hex(&fp)))
+        .collect();
+    for r in &records {
+        assert_eq!(
+            r["fingerprint"].as_str().unwrap(),
+            spec[r["file"].as_str().unwrap()]
+        );
+    }
+
+    let submitted: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["file"] == "trace_submitted.v2.avsc")
+        .collect();
+    assert_eq!(submitted.len(), 3, "{out}");
+    for (body, ack) in bodies.iter().zip(&acks) {
+        let r = submitted
+            .iter()
+            .find(|r| r["key"] == ack["id"])
+            .unwrap_or_else(|| panic!("{ack} on the topic"));
+        let v = &r["value"];
+        assert_eq!(v["id"], ack["id"]);
+        for field in ["trace_version", "prompt", "final_answer", "steps"] {
+            assert_eq!(v[field], body[field], "{field}");
+        }
+        let meta: Value = serde_json::from_str(v["meta"].as_str().unwrap_or("null")).unwrap();
+        assert_eq!(meta, body.get("meta").cloned().unwrap_or(Value::Null));
+        // timestamp-micros, as fastavro reads the logical type.
+        let created = chrono::DateTime::parse_from_rfc3339(v["created_at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            created,
+            chrono::DateTime::parse_from_rfc3339(ack["created_at"].as_str().unwrap()).unwrap()
+        );
+    }
+    let edge = submitted
+        .iter()
+        .find(|r| r["key"] == acks[2]["id"])
+        .unwrap();
+    assert_eq!(
+        edge["value"]["meta"], r#"{"z":0e-99999}"#,
+        "meta text as sent"
+    );
+
+    let tombstone = records
+        .iter()
+        .find(|r| r["file"] == "trace_deleted.v1.avsc")
+        .expect("the delete event");
+    assert_eq!(tombstone["key"], deleted.as_str());
+    assert_eq!(tombstone["value"]["id"], deleted.as_str());
+    let at =
+        chrono::DateTime::parse_from_rfc3339(tombstone["value"]["deleted_at"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        at,
+        chrono::DateTime::parse_from_rfc3339(delete_ack["deleted_at"].as_str().unwrap()).unwrap()
+    );
+}
