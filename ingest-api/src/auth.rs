@@ -62,6 +62,8 @@ pub enum AuthError {
     Unauthenticated,
     /// A valid key without the needed scope: 403.
     Forbidden(Scope),
+    /// `Authorization` sent on more than one line: which key was meant is ambiguous (400).
+    Ambiguous,
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -167,8 +169,12 @@ impl ApiKeys {
         if !self.enabled() {
             return Ok(());
         }
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
+        let mut lines = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        let first = lines.next();
+        if lines.next().is_some() {
+            return Err(AuthError::Ambiguous);
+        }
+        let token = first
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 let (scheme, token) = v.split_once(' ')?;
@@ -241,6 +247,12 @@ mod tests {
             Err(AuthError::Unauthenticated)
         );
         assert_eq!(format!("{keys:?}"), "ApiKeys(3 keys)", "keys never print");
+        let mut twice = headers("Bearer admin-key-0123456789");
+        twice.append(
+            "authorization",
+            HeaderValue::from_static("Bearer ingest-key-0123456789"),
+        );
+        assert_eq!(keys.check(&twice, None), Err(AuthError::Ambiguous));
     }
 
     #[test]

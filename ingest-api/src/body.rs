@@ -1,15 +1,15 @@
 //! Reading request bodies under a byte cap that holds however the body arrives.
 //!
 //! The seed's limit was bypassed by chunked bodies; here the cap applies to the bytes actually
-//! read (Content-Length is only a shortcut for refusing early), and again to the decompressed
-//! bytes for `Content-Encoding: gzip` or `zstd`. Decompression stops one byte past the cap, so a
+//! read (Content-Length is only a shortcut for refusing early, at once when the client waits for
+//! `100 Continue`), and again to the decompressed bytes for `Content-Encoding: gzip` or `zstd`. Decompression stops one byte past the cap, so a
 //! decompression bomb costs at most `cap` bytes of memory. A body that stalls gets 408.
 
 use std::io::Read;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
@@ -34,30 +34,53 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// draining a bounded amount lets them read the 413. Bodies larger still get the reset.
 const DRAIN_MAX: u64 = 64 * 1024 * 1024;
 
-/// The request's `Content-Encoding`, or 415 for anything else.
+/// The one value of a header whose meaning would be ambiguous if repeated (`Content-Type`,
+/// `Idempotency-Key`, `Authorization`): 400 when it arrives on more than one line.
+pub fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "the {name} header was sent more than once; send it once"
+        )));
+    }
+    Ok(first)
+}
+
+/// The request's `Content-Encoding`, or 415 for anything else. Repeated header lines mean their
+/// comma-joined value (RFC 9110, section 5.3): `gzip` on one line and `br` on the next is
+/// `gzip, br`. One coding is supported; a stack of several is refused, as is any unknown one.
 pub fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
-        return Ok(Encoding::Identity);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::UnsupportedMediaType("unreadable Content-Encoding".into()))?
-        .trim()
-        .to_ascii_lowercase();
-    match value.as_str() {
-        "" | "identity" => Ok(Encoding::Identity),
-        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
-        "zstd" => Ok(Encoding::Zstd),
-        other => Err(ApiError::UnsupportedMediaType(format!(
-            "unsupported Content-Encoding {other:?}: send identity, gzip or zstd"
+    let mut codings = Vec::new();
+    for line in headers.get_all(header::CONTENT_ENCODING) {
+        let line = line
+            .to_str()
+            .map_err(|_| ApiError::UnsupportedMediaType("unreadable Content-Encoding".into()))?;
+        codings.extend(
+            line.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .filter(|c| !c.is_empty() && c != "identity"),
+        );
+    }
+    match codings.as_slice() {
+        [] => Ok(Encoding::Identity),
+        [one] => match one.as_str() {
+            "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+            "zstd" => Ok(Encoding::Zstd),
+            other => Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding {other:?}: send identity, gzip or zstd"
+            ))),
+        },
+        several => Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported Content-Encoding {:?}: send one coding (identity, gzip or zstd), not a stack of them",
+            several.join(", ")
         ))),
     }
 }
 
-/// The media type of `Content-Type`, lower-cased and without parameters.
-pub fn media_type(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::CONTENT_TYPE)
+/// The media type of `Content-Type`, lower-cased and without parameters; 400 when repeated.
+pub fn media_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    Ok(single(headers, header::CONTENT_TYPE.as_str())?
         .and_then(|v| v.to_str().ok())
         .map(|v| {
             v.split(';')
@@ -65,7 +88,15 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
                 .unwrap_or_default()
                 .trim()
                 .to_ascii_lowercase()
-        })
+        }))
+}
+
+/// Whether the client waits for `100 Continue` before sending the body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Reads the whole body: at most `limit` bytes on the wire and after decoding, within `timeout`.
@@ -82,7 +113,10 @@ pub async fn read_limited(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        if declared.is_some_and(|n| n <= DRAIN_MAX) {
+        // A client that sent `Expect: 100-continue` has not sent the body and will not until it
+        // hears `100 Continue`, which polling the body would trigger: answer 413 at once instead
+        // (the body is never read, so the connection closes after the answer).
+        if !expects_continue(headers) && declared.is_some_and(|n| n <= DRAIN_MAX) {
             let _ = tokio::time::timeout(timeout, drain(body)).await;
         }
         return Err(ApiError::PayloadTooLarge { limit });
@@ -171,6 +205,40 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(data).unwrap();
         e.finish().unwrap()
+    }
+
+    fn with_lines(name: header::HeaderName, lines: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(name.clone(), HeaderValue::from_str(l).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn repeated_content_encoding_lines_are_one_comma_joined_value() {
+        let ce = header::CONTENT_ENCODING;
+        let enc = |lines: &[&str]| encoding(&with_lines(ce.clone(), lines));
+        assert_eq!(enc(&[]).unwrap(), Encoding::Identity);
+        assert_eq!(enc(&["gzip"]).unwrap(), Encoding::Gzip);
+        assert_eq!(enc(&["identity", "zstd"]).unwrap(), Encoding::Zstd);
+        assert_eq!(enc(&["gzip, identity"]).unwrap(), Encoding::Gzip);
+        for refused in [
+            &["gzip", "br"][..],
+            &["gzip, br"],
+            &["br"],
+            &["gzip", "gzip"],
+        ] {
+            assert_eq!(enc(refused).unwrap_err().status(), 415, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn headers_that_must_not_repeat_are_400() {
+        let h = with_lines(header::CONTENT_TYPE, &["application/json", "text/plain"]);
+        assert_eq!(media_type(&h).unwrap_err().status(), 400);
+        let h = with_lines(header::CONTENT_TYPE, &["Application/JSON; charset=utf-8"]);
+        assert_eq!(media_type(&h).unwrap().as_deref(), Some("application/json"));
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //!   `detail` (a string, or FastAPI's list of `{loc, msg, type}` for validation).
 //! - 503 + `Retry-After`: operational trouble (broker or database unavailable, producer queue full,
 //!   delivery timed out). Retrying later, with the same `Idempotency-Key`, is safe.
-//! - Never 500 for anything a client or an outage can cause.
+//! - Never 500 for anything a client or an outage can cause; 500 only for our own bugs.
+//!
+//! [`json_error_bodies`] gives the answers axum produces by itself (unknown route 404, wrong
+//! method 405 with `Allow`, extractor rejections) the same `{"detail": ...}` shape.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -57,6 +60,9 @@ pub enum ApiError {
     /// 403.
     #[error("the API key lacks the {0:?} scope")]
     Forbidden(Scope),
+    /// 500: a bug on our side (never caused by a client or an outage); the cause is logged.
+    #[error("internal error")]
+    Internal,
     /// 503 + `Retry-After`: try again later.
     #[error("{detail}")]
     Unavailable {
@@ -72,6 +78,9 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Unauthenticated => ApiError::Unauthenticated,
             AuthError::Forbidden(scope) => ApiError::Forbidden(scope),
+            AuthError::Ambiguous => ApiError::BadRequest(
+                "the Authorization header was sent more than once; send it once".into(),
+            ),
         }
     }
 }
@@ -92,6 +101,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -145,4 +155,40 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// Middleware: a 4xx answer without a JSON body (axum's own 404 for an unknown route, 405 for a
+/// wrong method, an extractor's plain-text rejection) gets FastAPI's shape `{"detail": "..."}`:
+/// the reason phrase (`"Not Found"`, `"Method Not Allowed"`) or the rejection's text. Headers
+/// such as `Allow` are kept.
+pub async fn json_error_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let detail = match std::str::from_utf8(&text).map(str::trim) {
+        Ok(t) if !t.is_empty() => t.to_owned(),
+        _ => status.canonical_reason().unwrap_or("Error").to_owned(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(json!({ "detail": detail }).to_string()),
+    )
 }

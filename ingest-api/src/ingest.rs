@@ -50,7 +50,7 @@ pub fn iso(t: &DateTime<Utc>) -> String {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let Some(value) = crate::body::single(headers, "idempotency-key")? else {
         return Ok(None);
     };
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
@@ -66,7 +66,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    match media_type(headers).as_deref() {
+    match media_type(headers)?.as_deref() {
         Some("application/json") => Ok(()),
         Some(other) => Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type {other} is not supported: send application/json (curl: -H 'Content-Type: application/json')"
@@ -208,7 +208,7 @@ pub async fn submit_batch(
     body: Body,
 ) -> Result<Response, ApiError> {
     state.cfg.api_keys.check(&headers, Some(Scope::Ingest))?;
-    let format = match media_type(&headers).as_deref() {
+    let format = match media_type(&headers)?.as_deref() {
         Some("application/json") => BatchFormat::JsonArray,
         Some("application/x-ndjson" | "application/jsonl" | "application/jsonlines" | "application/x-jsonlines") => {
             BatchFormat::Ndjson

@@ -175,6 +175,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let _ = state.openapi.set(doc);
     router
         .with_state(state)
+        // Unknown routes and wrong methods answer like every other error: {"detail": ...}.
+        .layer(axum::middleware::from_fn(error::json_error_bodies))
         .layer(axum::middleware::from_fn(metrics::track))
 }
 

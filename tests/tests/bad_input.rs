@@ -216,13 +216,41 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
             "steps",
             json!([{"i": 1.5, "type": "t", "content": "a"}]),
         ),
-        ("NUL in prompt", "prompt", json!("a\u{0}b")),
-        ("NUL in meta", "meta", json!({"k": "\u{0}"})),
+        (
+            "step index beyond 64 bits",
+            "steps",
+            json!([{"i": 9_223_372_036_854_775_808u64, "type": "t", "content": "a"}]),
+        ),
     ] {
         let mut v = valid();
         v[field] = value;
         cases.push(Case::post(label, serde_json::to_vec(&v).unwrap()));
     }
+    // The seed accepted these; we refuse them on purpose (README, "Deliberate differences").
+    for (n, raw) in [
+        r#""meta":{"n":1e400}"#,
+        r#""meta":{"n":-1.8e308}"#,
+        r#""meta":{"n":[1,2,1e999999]}"#,
+        r#""meta":{"s":"\ud800"}"#,
+        r#""meta":{"\udfff":1}"#,
+        r#""meta":{"k":1,"k":2}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let doc = format!(
+            r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],{raw}}}"#
+        );
+        cases.push(Case::post(
+            format!("deliberate difference #{n}: {raw}"),
+            doc.into_bytes(),
+        ));
+    }
+    let lone = r#"{"trace_version":"1","prompt":"a\ud83d","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}]}"#;
+    cases.push(Case::post(
+        "lone high surrogate in prompt",
+        lone.as_bytes().to_vec(),
+    ));
     // Deep nesting inside meta (100,000 levels), arrays and objects.
     let deep_arrays = format!("{{\"trace_version\":\"1\",\"prompt\":\"p\",\"final_answer\":\"a\",\"steps\":[{{\"i\":0,\"type\":\"t\",\"content\":\"c\"}}],\"meta\":{{\"x\":{}{}}}}}", "[".repeat(100_000), "]".repeat(100_000));
     cases.push(Case::post(
@@ -292,7 +320,8 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
             format!("huge step index #{n}"),
             body.into_bytes(),
         ));
-        if n < 3 {
+        // In meta only overflow is refused: 1e-400 and long integers are kept verbatim.
+        if n < 2 {
             let body = format!(
                 r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{{"n":{num}}}}}"#
             );
@@ -454,6 +483,76 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         "wait_ms negative",
         format!("/api/traces/{}?wait_ms=-1", uuid::Uuid::new_v4()),
     ));
+    // Read parameters PostgreSQL cannot represent: refused with 422 before any query (they were
+    // answered 503 "database unavailable" once).
+    let forged = |micros: i128| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("v1:{micros}:{}", uuid::Uuid::nil()))
+    };
+    for query in [
+        "created_after=-5000-01-01".to_owned(),
+        "created_before=-4713-11-23".to_owned(),
+        "created_after=-262000-06-30T12:00:00".to_owned(),
+        format!("cursor={}", forged(-210_866_803_200_000_001)),
+        format!("cursor={}", forged(i64::MIN as i128)),
+        format!("cursor={}", forged(i64::MAX as i128)),
+        format!("cursor={}", forged(i64::MAX as i128 + 1)),
+        "limit=9223372036854775808".to_owned(),
+        "offset=-9223372036854775808".to_owned(),
+        "offset=99999999999999999999".to_owned(),
+    ] {
+        cases.push(Case::get(
+            format!("read parameter {query:.40}"),
+            format!("/api/traces?{query}"),
+        ));
+    }
+    // Unknown routes and wrong methods: JSON 404 and 405 (they had empty bodies once).
+    let some_id = uuid::Uuid::new_v4();
+    for (method, path) in [
+        ("GET", "/api/nope".to_owned()),
+        ("GET", "/api/traces/a/b".to_owned()),
+        ("PUT", "/api/traces".to_owned()),
+        ("DELETE", "/api/traces/batch".to_owned()),
+        ("PATCH", format!("/api/traces/{some_id}")),
+        ("POST", format!("/api/traces/{some_id}")),
+    ] {
+        let mut c = Case::get(format!("route {method} {path:.30}"), path);
+        c.method = method;
+        cases.push(c);
+    }
+    // Repeated header lines mean their joined value: stacked codings are 415, and a repeated
+    // Content-Type or Idempotency-Key is ambiguous (400). (Once, only the first line counted.)
+    let gz = gzip(&good);
+    for (name, headers, body) in [
+        (
+            "Content-Encoding gzip then br",
+            vec![("content-encoding", "gzip"), ("content-encoding", "br")],
+            gz.clone(),
+        ),
+        (
+            "Content-Encoding gzip then gzip",
+            vec![("content-encoding", "gzip"), ("content-encoding", "gzip")],
+            gz.clone(),
+        ),
+        (
+            "Content-Type twice",
+            vec![("content-type", "application/json")],
+            good.clone(),
+        ),
+        (
+            "Idempotency-Key twice",
+            vec![("idempotency-key", "a"), ("idempotency-key", "b")],
+            good.clone(),
+        ),
+    ] {
+        let mut c = Case::post(format!("repeated header: {name}"), body);
+        c.headers = headers
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        cases.push(c);
+    }
     // Mutations of real traces: random byte edits that break them.
     let mut n = 0;
     while n < 40 {

@@ -1,6 +1,7 @@
 //! ingest-api over real HTTP against the real broker (started by `infra/test.sh`).
 
 mod helpers;
+mod trust;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
