@@ -71,6 +71,8 @@ cleanup() {
 trap cleanup EXIT
 
 start_postgres
+# The compile-checked queries' offline cache must match the code (CI fails when it is stale).
+SQLX_PREPARE_ADMIN_URL="postgres://tunix@127.0.0.1:$PG_PORT/postgres" "$REPO_ROOT/infra/sqlx-prepare.sh" --check
 if ! pid_alive "$STACK_DIR/pids/broker.pid"; then
   rm -f "${BROKER_DIR:-$STACK_DIR/broker}"/tansu.db*  # topics are per test; start empty
 fi

@@ -65,16 +65,16 @@ pub fn progress_line(phase: &str, p: &ReplayProgress) -> String {
 }
 
 async fn report_progress(pool: &PgPool, version: i32, applied: i64, lag: i64) {
-    let _ = sqlx::query(
+    let _ = sqlx::query!(
         "UPDATE projection_state
          SET rebuild_version = $2, rebuild_applied = $3, rebuild_lag = $4, rebuild_updated_at = now(),
              rebuild_started_at = coalesce(rebuild_started_at, now())
          WHERE name = $1",
+        VIEW_NAME,
+        version,
+        applied,
+        lag
     )
-    .bind(VIEW_NAME)
-    .bind(version)
-    .bind(applied)
-    .bind(lag)
     .execute(pool)
     .await;
 }
@@ -92,17 +92,20 @@ pub async fn rebuild(
     tunix_pipeline::db::migrate(&pool).await?;
 
     let mut lock = pool.acquire().await?.detach();
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(REBUILD_LOCK)
-        .fetch_one(&mut lock)
-        .await?;
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
+        REBUILD_LOCK
+    )
+    .fetch_one(&mut lock)
+    .await?;
     anyhow::ensure!(locked, "another rebuild is running");
 
-    let previous: i32 =
-        sqlx::query_scalar("SELECT active_version FROM projection_state WHERE name = $1")
-            .bind(VIEW_NAME)
-            .fetch_one(&pool)
-            .await?;
+    let previous = sqlx::query_scalar!(
+        "SELECT active_version FROM projection_state WHERE name = $1",
+        VIEW_NAME
+    )
+    .fetch_one(&pool)
+    .await?;
     let version = previous + 1;
     let table = table_name(version);
     {
@@ -111,19 +114,18 @@ pub async fn rebuild(
         sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM consumer_offsets WHERE target = $1")
-            .bind(&table)
+        sqlx::query!("DELETE FROM consumer_offsets WHERE target = $1", table)
             .execute(&mut *tx)
             .await?;
         sqlx::query(&view::create_table(version))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE projection_state SET rebuild_version = $2, rebuild_applied = 0, rebuild_lag = NULL,
                  rebuild_started_at = now(), rebuild_updated_at = now() WHERE name = $1",
+            VIEW_NAME,
+            version
         )
-        .bind(VIEW_NAME)
-        .bind(version)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -176,23 +178,25 @@ pub async fn rebuild(
 
     // The switch.
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT active_version FROM projection_state WHERE name = $1 FOR UPDATE")
-        .bind(VIEW_NAME)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "SELECT active_version FROM projection_state WHERE name = $1 FOR UPDATE",
+        VIEW_NAME
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     sqlx::query(&format!("DROP VIEW {VIEW_NAME}"))
         .execute(&mut *tx)
         .await?;
     sqlx::query(&view::create_view(version))
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE projection_state SET active_version = $2, switched_at = now(), rebuild_version = NULL,
              rebuild_applied = NULL, rebuild_lag = NULL, rebuild_started_at = NULL, rebuild_updated_at = NULL
          WHERE name = $1",
+        VIEW_NAME,
+        version
     )
-    .bind(VIEW_NAME)
-    .bind(version)
     .execute(&mut *tx)
     .await?;
     let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
@@ -212,15 +216,13 @@ pub async fn rebuild(
         sqlx::query(&format!("DROP TABLE IF EXISTS {old}"))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM consumer_offsets WHERE target = $1")
-            .bind(&old)
+        sqlx::query!("DELETE FROM consumer_offsets WHERE target = $1", old)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
     }
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(REBUILD_LOCK)
-        .execute(&mut lock)
+    let _ = sqlx::query!("SELECT pg_advisory_unlock($1)", REBUILD_LOCK)
+        .fetch_one(&mut lock)
         .await;
     let _ = lock.close().await;
     Ok(RebuildReport {

@@ -116,10 +116,12 @@ pub struct ViewSink;
 
 /// The active version, read with `FOR SHARE` (held until the caller's transaction ends).
 pub async fn active_version(conn: &mut PgConnection) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar("SELECT active_version FROM projection_state WHERE name = $1 FOR SHARE")
-        .bind(VIEW_NAME)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        "SELECT active_version FROM projection_state WHERE name = $1 FOR SHARE",
+        VIEW_NAME
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Applies records to the view table `table` (a `trace_list_v{N}` name).

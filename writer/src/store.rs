@@ -24,20 +24,20 @@ pub async fn insert(
     for s in submissions {
         ids.push(s.id);
         created.push(s.created_at);
-        versions.push(pg_text::encode(s.trace.trace_version()));
+        versions.push(pg_text::encode(s.trace.trace_version()).into_owned());
         payloads.push(s.trace.to_json());
     }
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "INSERT INTO traces (id, created_at, trace_version, payload)
          SELECT id, created_at, trace_version, payload::json
          FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])
               AS t(id, created_at, trace_version, payload)
          ON CONFLICT (id) DO NOTHING",
+        &ids,
+        &created,
+        &versions as &[String],
+        &payloads
     )
-    .bind(&ids)
-    .bind(&created)
-    .bind(&versions)
-    .bind(&payloads)
     .execute(&mut *conn)
     .await?;
     Ok(result.rows_affected())
@@ -52,21 +52,20 @@ pub async fn conflicting(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     let ids: Vec<Uuid> = submissions.iter().map(|s| s.id).collect();
     let payloads: Vec<String> = submissions.iter().map(|s| s.trace.to_json()).collect();
-    sqlx::query_scalar(
-        "SELECT t.id FROM traces t
+    sqlx::query_scalar!(
+        r#"SELECT t.id AS "id!" FROM traces t
          JOIN unnest($1::uuid[], $2::text[]) AS n(id, payload) ON t.id = n.id
-         WHERE t.payload::text <> n.payload",
+         WHERE t.payload::text <> n.payload"#,
+        &ids,
+        &payloads
     )
-    .bind(&ids)
-    .bind(&payloads)
     .fetch_all(&mut *conn)
     .await
 }
 
 /// Deletes the rows of `ids`; returns how many existed.
 pub async fn delete(conn: &mut PgConnection, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query("DELETE FROM traces WHERE id = ANY($1)")
-        .bind(ids)
+    let result = sqlx::query!("DELETE FROM traces WHERE id = ANY($1)", ids)
         .execute(&mut *conn)
         .await?;
     Ok(result.rows_affected())

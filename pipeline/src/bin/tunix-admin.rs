@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use tunix_pipeline::config::Env;
+use tunix_pipeline::config::{load_or_exit, Env};
 use tunix_pipeline::db::{migrate, DbSettings};
 use tunix_pipeline::kafka::KafkaSettings;
 
@@ -45,10 +45,14 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tunix_pipeline::telemetry::init_tracing(tunix_pipeline::telemetry::LogFormat::Text);
     let cli = Cli::parse();
-    let mut env = Env::from_process();
-    let db = DbSettings::from_env(&mut env);
-    let kafka = KafkaSettings::from_env(&mut env);
-    env.finish()?;
+    let (db, kafka) = load_or_exit("tunix-admin", |mut env: Env| {
+        let settings = (
+            DbSettings::from_env(&mut env),
+            KafkaSettings::from_env(&mut env),
+        );
+        env.finish()?;
+        Ok(settings)
+    });
     match cli.command {
         Command::Migrate => {
             let pool = db.pool()?;
@@ -67,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
             let deadline = Instant::now() + Duration::from_secs(timeout);
             let pool = db.pool()?;
             loop {
-                let pg = sqlx::query("SELECT 1").execute(&pool).await;
+                let pg = sqlx::query!("SELECT 1 AS one").fetch_one(&pool).await;
                 let broker = tokio::task::spawn_blocking({
                     let kafka = kafka.clone();
                     move || kafka.partition_count("__tunix_probe", Duration::from_secs(2))
@@ -108,13 +112,9 @@ async fn main() -> anyhow::Result<()> {
                     .await?
                     .into_iter()
                     .collect();
-            positions.sort();
+            positions.sort_by_key(|(p, _)| *p);
             for (p, pos) in positions {
-                println!(
-                    "{target} {} partition {p}: next offset {}",
-                    kafka.topic,
-                    pos.map_or("beginning".to_owned(), |o| o.to_string())
-                );
+                println!("{target} {} partition {p}: next offset {pos}", kafka.topic);
             }
         }
     }

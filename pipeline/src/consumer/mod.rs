@@ -2,14 +2,30 @@
 //! advance the position only once the batch is durable.
 //!
 //! The writer and the projector are both a [`Sink`] plugged into this core, so the delivery
-//! discipline lives in one place:
+//! discipline lives in one place. Each guarantee has one file that owns it:
+//!
+//! | guarantee | file |
+//! | --- | --- |
+//! | the loop: poll, batch, apply; hand partitions over on shutdown; replays | `run.rs` |
+//! | bounded batches, and the positions a batch moves to (pure) | `batch.rs` |
+//! | every record is batched, recognised as stale, or re-fetched after a broker gap; decoding | `intake.rs` |
+//! | exactly-once effect: effect and positions in one transaction; retries; isolating refused rows | `commit.rs` |
+//! | positions live in Postgres; the zombie fence | `position.rs` |
+//! | partition ownership through leases in Postgres | `leases.rs` |
+//! | nothing dropped silently: the dead-letter topic | `dead_letter.rs` |
+//! | how the member talks to Kafka (librdkafka settings, statistics) | `client.rs` |
+//! | what one running member knows about its partitions | `member.rs` |
+//! | folding a batch into set-based changes per trace id | `fold.rs` |
+//! | metric names and lag gauges | `metrics.rs` |
+//!
+//! In short:
 //!
 //! - **Positions live in Postgres** (`consumer_offsets`), written in the same transaction as the
-//!   batch's effect. On every partition assignment the core seeks to them. A crash at any point
+//!   batch's effect. On every partition assignment the member seeks to them. A crash at any point
 //!   leaves neither a gap nor a double. Kafka group commits happen afterwards, for lag tooling only.
 //! - **Zombie fence**: each batch locks its partitions' rows and checks they still hold the position
-//!   this consumer expects. A consumer that lost a partition (rebalance, long pause) and wakes up
-//!   late rolls back and re-seeks instead of applying stale events.
+//!   this member expects. A member that lost a partition (rebalance, long pause) and wakes up late
+//!   rolls back and re-seeks instead of applying stale events.
 //! - **Poison records** (undecodable, or breaking the trace rules) go to the dead-letter topic with
 //!   their original bytes and provenance headers *before* the batch that skips them commits.
 //!   Records Postgres itself refuses (a data error) are isolated one by one with savepoints and
@@ -17,23 +33,30 @@
 //! - **Postgres down**: the batch is retried with capped exponential backoff, positions do not move,
 //!   readiness turns 503, and consumption resumes by itself.
 //! - **Partition ownership** comes from leases in Postgres (`consumer_leases`), not from the
-//!   Kafka group protocol: instances of a group split the partitions fairly, a killed instance's
+//!   Kafka group protocol: members of a group split the partitions fairly, a killed member's
 //!   leases expire after the lease TTL and are taken over, and a clean shutdown hands them over at
 //!   once. Before giving a partition up, the in-flight batch is finished (bounded by a timeout) or
 //!   abandoned; an abandoned batch is simply re-read by the next owner, because its position never
-//!   moved. Positions are still committed to the Kafka group afterwards, for lag tooling.
+//!   moved.
 //! - **Broker gaps**: offsets of the topic are contiguous, so a jump means the broker skipped
 //!   records (Tansu's memory engine does, after a seek into a record batch); the partition is
-//!   re-fetched from further back until the missing offset arrives.
+//!   re-fetched from further back until the missing offset arrives. A compacted topic, whose gaps
+//!   are legitimate, sets [`OffsetGaps::Legitimate`].
 //!
 //! Kafka calls run on a dedicated OS thread with a `BaseConsumer`; Postgres work is driven from it
 //! with `Handle::block_on`, so positions are loaded before a partition starts fetching.
 
-mod core;
+mod batch;
+mod client;
+mod commit;
+mod dead_letter;
 mod fold;
+mod intake;
 pub mod leases;
+mod member;
 mod metrics;
-mod offsets;
+mod position;
+mod run;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,10 +65,14 @@ use rdkafka::message::{Message, OwnedMessage};
 use sqlx::PgConnection;
 use tunix_schemas::TraceEvent;
 
-pub use self::core::{replay_until_caught_up, run_group, ReplayProgress};
 pub use self::fold::{fold, Plan};
+pub use self::intake::OffsetGaps;
 pub use self::metrics::ConsumerMetrics;
-pub use self::offsets::{load_positions, stored_positions};
+pub use self::position::{load_positions, stored_positions, Position};
+pub use self::run::{replay_until_caught_up, run_group, ReplayProgress};
+
+/// Bound on one broker metadata, watermark or seek call.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 
 use crate::config::Env;
 
@@ -73,6 +100,8 @@ pub struct ConsumerSettings {
     pub drain_timeout: Duration,
     /// Upper bound on one batch transaction; past it the batch is retried.
     pub batch_timeout: Duration,
+    /// What an offset gap on the topic means (a broker skip, or compaction).
+    pub offset_gaps: OffsetGaps,
 }
 
 impl ConsumerSettings {
@@ -92,6 +121,7 @@ impl ConsumerSettings {
             backoff_max: env.millis(names.backoff_max_ms, 10_000),
             drain_timeout: env.millis(names.drain_timeout_ms, 10_000),
             batch_timeout: Duration::from_secs(60),
+            offset_gaps: OffsetGaps::default(),
         }
     }
 
@@ -108,6 +138,7 @@ impl ConsumerSettings {
             backoff_max: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
             batch_timeout: Duration::from_secs(60),
+            offset_gaps: OffsetGaps::default(),
         }
     }
 }
@@ -120,6 +151,24 @@ pub fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The [`SettingNames`] of a service whose variables start with `$prefix`, e.g.
+/// `setting_names!("WRITER")` gives `WRITER_GROUP_ID`, `WRITER_BATCH_MAX_RECORDS`, ...
+#[macro_export]
+macro_rules! setting_names {
+    ($prefix:literal) => {
+        $crate::consumer::SettingNames {
+            group_id: concat!($prefix, "_GROUP_ID"),
+            instance_id: concat!($prefix, "_INSTANCE_ID"),
+            lease_ttl_ms: concat!($prefix, "_LEASE_TTL_MS"),
+            batch_max_records: concat!($prefix, "_BATCH_MAX_RECORDS"),
+            batch_max_bytes: concat!($prefix, "_BATCH_MAX_BYTES"),
+            batch_max_wait_ms: concat!($prefix, "_BATCH_MAX_WAIT_MS"),
+            backoff_max_ms: concat!($prefix, "_BACKOFF_MAX_MS"),
+            drain_timeout_ms: concat!($prefix, "_DRAIN_TIMEOUT_MS"),
+        }
+    };
 }
 
 /// The environment variable names of one consumer's settings.

@@ -1,0 +1,280 @@
+//! **Owns: every polled record is either batched, recognised as stale, or re-fetched; decoding.**
+//!
+//! A polled message is admitted into the batch only if its partition is ours and its offset is the
+//! one we expect next. Earlier offsets are stale deliveries (a fetch issued before a seek) and are
+//! dropped. Later offsets are a *gap*, and what a gap means depends on the topic ([`OffsetGaps`]):
+//!
+//! - **Broker workaround (today's topics).** Our topic's offsets are contiguous (no compaction, no
+//!   transaction markers), so a gap means the broker skipped records: Tansu 0.6's memory engine
+//!   answers a fetch inside a record batch with the *next* batch. The partition is re-fetched from
+//!   further and further back until the expected offset arrives; only a gap that persists from
+//!   offset 0 is real (records removed from the log) and is accepted.
+//! - **Compacted topics** have legitimate gaps (compaction removes records). With
+//!   [`OffsetGaps::Legitimate`] a gap is accepted at once. Which applies is a setting of the
+//!   consumer, so a compacted topic can be told apart from a broker that skips.
+//!
+//! Admitted records are decoded into events; what cannot be decoded becomes [`Poison`] for the
+//! dead-letter topic, with the decoder's reason label.
+
+use std::time::Instant;
+
+use rdkafka::message::{Message, OwnedMessage};
+use tunix_schemas::{DecodeError, TraceEvent};
+
+use super::batch::Poison;
+use super::member::Member;
+use super::position::Position;
+use super::{Record, Sink};
+
+/// What an offset gap on the topic means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetGaps {
+    /// Offsets are contiguous, so a gap means the broker skipped records: re-fetch them.
+    #[default]
+    BrokerSkipped,
+    /// Offsets may be absent for good (a compacted topic): accept gaps.
+    Legitimate,
+}
+
+/// The decision about one polled offset (pure; see [`admit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// The partition is not ours (any more).
+    NotOwned,
+    /// Before our next expected offset: a stale delivery.
+    Stale,
+    /// The expected offset, or any offset when consuming from the beginning.
+    Admit,
+    /// A gap accepted as real (records absent from the log); admit the record.
+    AcceptGap {
+        /// The offset we expected instead.
+        expected: i64,
+    },
+    /// A gap the broker made: seek back to `from` (rewinding `rewind` records) and read again.
+    Refetch {
+        /// The offset we expected instead.
+        expected: i64,
+        /// Where to seek.
+        from: i64,
+        /// How far back from `expected`; grows 4x per attempt.
+        rewind: i64,
+    },
+}
+
+/// First rewind after a gap, in records.
+const FIRST_REWIND: i64 = 64;
+
+/// Decides what to do with `offset`, given the partition's next expected position (`None` when
+/// the partition is not ours), the rewind already tried for a gap on it, and the gap policy.
+pub(super) fn admit(
+    next_fetch: Option<Position>,
+    offset: i64,
+    previous_rewind: Option<i64>,
+    gaps: OffsetGaps,
+) -> Admission {
+    let expected = match next_fetch {
+        None => return Admission::NotOwned,
+        Some(Position::Beginning) => return Admission::Admit,
+        Some(Position::Next(next)) => next,
+    };
+    if offset < expected {
+        return Admission::Stale;
+    }
+    if offset == expected {
+        return Admission::Admit;
+    }
+    if gaps == OffsetGaps::Legitimate || previous_rewind.is_some_and(|k| k >= expected) {
+        return Admission::AcceptGap { expected };
+    }
+    let rewind = previous_rewind.map_or(FIRST_REWIND, |k| k * 4);
+    Admission::Refetch {
+        expected,
+        from: (expected - rewind).max(0),
+        rewind,
+    }
+}
+
+/// What became of a polled message.
+pub(super) enum Intake {
+    /// Added to the batch (as a record or as poison).
+    Batched,
+    /// Stale, or for a partition we no longer own.
+    Dropped,
+    /// Records are missing before it: re-fetch the partition from `from`.
+    Refetch { partition: i32, from: i64 },
+}
+
+/// A message after decoding.
+enum Decoded {
+    /// An event to apply.
+    Record(Record),
+    /// Not an event: for the dead-letter topic.
+    Poison(Poison),
+}
+
+/// Decodes a message's value into a record, or into poison with the reason.
+fn decode(message: OwnedMessage) -> Decoded {
+    let decoded = match message.payload() {
+        None => Err(("empty", "record has no value".to_owned())),
+        Some(bytes) => {
+            TraceEvent::decode(bytes).map_err(|e| (DecodeError::reason(&e), e.to_string()))
+        }
+    };
+    match decoded {
+        Ok(event) => Decoded::Record(Record { event, message }),
+        Err((reason, error)) => Decoded::Poison(Poison {
+            message,
+            reason,
+            error,
+        }),
+    }
+}
+
+impl<S: Sink> Member<S> {
+    /// Takes one polled message: drops it, asks for a re-fetch, or decodes it into the batch.
+    pub(super) fn intake(&self, message: OwnedMessage) -> Intake {
+        let mut ledger = self.ledger();
+        let (p, offset) = (message.partition(), message.offset());
+        let gaps = self.deps.settings.offset_gaps;
+        match admit(
+            ledger.next_fetch.get(&p).copied(),
+            offset,
+            ledger.rewinds.get(&p).copied(),
+            gaps,
+        ) {
+            Admission::NotOwned | Admission::Stale => return Intake::Dropped,
+            Admission::Refetch {
+                expected,
+                from,
+                rewind,
+            } => {
+                ledger.rewinds.insert(p, rewind);
+                self.deps.metrics.gap("refetched");
+                tracing::warn!(
+                    partition = p,
+                    expected,
+                    got = offset,
+                    rewind,
+                    "broker skipped records; re-fetching"
+                );
+                return Intake::Refetch { partition: p, from };
+            }
+            Admission::AcceptGap { expected } => {
+                self.deps.metrics.gap("accepted");
+                tracing::warn!(
+                    partition = p,
+                    expected,
+                    got = offset,
+                    "records absent from the log; accepting the gap"
+                );
+            }
+            Admission::Admit => {}
+        }
+        ledger.rewinds.remove(&p);
+        ledger.next_fetch.insert(p, Position::Next(offset + 1));
+        self.deps.metrics.consumed.increment(1);
+        let now = Instant::now();
+        match decode(message) {
+            Decoded::Record(record) => ledger.batch.push(record, now),
+            Decoded::Poison(poison) => ledger.batch.push_poison(poison, now),
+        }
+        Intake::Batched
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::batch::tests::message;
+
+    const SKIPS: OffsetGaps = OffsetGaps::BrokerSkipped;
+
+    #[test]
+    fn ownership_staleness_and_the_expected_offset() {
+        assert_eq!(admit(None, 5, None, SKIPS), Admission::NotOwned);
+        assert_eq!(
+            admit(Some(Position::Beginning), 5, None, SKIPS),
+            Admission::Admit
+        );
+        assert_eq!(
+            admit(Some(Position::Next(5)), 5, None, SKIPS),
+            Admission::Admit
+        );
+        assert_eq!(
+            admit(Some(Position::Next(5)), 4, None, SKIPS),
+            Admission::Stale
+        );
+        assert_eq!(
+            admit(Some(Position::Next(5)), 0, Some(64), SKIPS),
+            Admission::Stale
+        );
+    }
+
+    #[test]
+    fn a_skipping_broker_is_re_read_from_further_back_until_the_gap_is_proven() {
+        let next = Some(Position::Next(1000));
+        assert_eq!(
+            admit(next, 1010, None, SKIPS),
+            Admission::Refetch {
+                expected: 1000,
+                from: 936,
+                rewind: 64
+            }
+        );
+        assert_eq!(
+            admit(next, 1010, Some(64), SKIPS),
+            Admission::Refetch {
+                expected: 1000,
+                from: 744,
+                rewind: 256
+            }
+        );
+        assert_eq!(
+            admit(next, 1010, Some(256), SKIPS),
+            Admission::Refetch {
+                expected: 1000,
+                from: 0,
+                rewind: 1024
+            }
+        );
+        // Re-read from offset 0 and still missing: the records are gone; accept.
+        assert_eq!(
+            admit(next, 1010, Some(1024), SKIPS),
+            Admission::AcceptGap { expected: 1000 }
+        );
+        // Small expected offsets rewind to 0 at once.
+        assert_eq!(
+            admit(Some(Position::Next(10)), 12, None, SKIPS),
+            Admission::Refetch {
+                expected: 10,
+                from: 0,
+                rewind: 64
+            }
+        );
+    }
+
+    #[test]
+    fn a_compacted_topic_accepts_gaps_at_once() {
+        let compacted = OffsetGaps::Legitimate;
+        assert_eq!(
+            admit(Some(Position::Next(1000)), 1010, None, compacted),
+            Admission::AcceptGap { expected: 1000 }
+        );
+        assert_eq!(
+            admit(Some(Position::Next(1000)), 999, None, compacted),
+            Admission::Stale
+        );
+    }
+
+    #[test]
+    fn undecodable_values_become_poison_with_their_reason() {
+        let poison = |m| match decode(m) {
+            Decoded::Poison(p) => p,
+            Decoded::Record(_) => panic!("decoded"),
+        };
+        assert_eq!(poison(message(0, 1, None)).reason, "empty");
+        let garbage = poison(message(0, 2, Some(b"{\"json\":1}".to_vec())));
+        assert_eq!(garbage.reason, "bad_magic");
+        assert_eq!(garbage.message.offset(), 2, "the original is kept");
+    }
+}
