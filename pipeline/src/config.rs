@@ -17,6 +17,18 @@ pub struct Env {
     errors: Vec<String>,
 }
 
+/// Loads a program's configuration from the process environment, or prints every problem and
+/// exits with status 2 (for `main`).
+pub fn load_or_exit<T>(program: &str, load: impl FnOnce(Env) -> Result<T, ConfigError>) -> T {
+    match load(Env::from_process()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// All configuration problems found at once.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]

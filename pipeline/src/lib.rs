@@ -9,7 +9,8 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`db`]: Postgres pools (seed pool variables, TLS via `DATABASE_URL`) and migrations;
 //! - [`kafka`]: broker settings and topic creation;
-//! - [`consumer`]: the consumer core the writer and the projector plug their sinks into.
+//! - [`consumer`]: the consumer core the writer and the projector plug their sinks into;
+//! - [`service`]: the one runner both consumer services start with.
 
 pub mod config;
 pub mod consumer;
@@ -17,5 +18,6 @@ pub mod db;
 pub mod http;
 pub mod kafka;
 pub mod ops;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -13,32 +13,13 @@
 pub mod rebuild;
 pub mod view;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tunix_pipeline::config::{ConfigError, Env};
-use tunix_pipeline::consumer::{
-    run_group, ConsumerDeps, ConsumerMetrics, ConsumerSettings, SettingNames,
-};
-use tunix_pipeline::db::DbSettings;
-use tunix_pipeline::kafka::KafkaSettings;
-use tunix_pipeline::ops::{ops_router, OpsState, Readiness};
-use tunix_pipeline::telemetry::LogFormat;
-
-/// The projector's consumer setting names.
-pub const SETTING_NAMES: SettingNames = SettingNames {
-    group_id: "PROJECTOR_GROUP_ID",
-    instance_id: "PROJECTOR_INSTANCE_ID",
-    lease_ttl_ms: "PROJECTOR_LEASE_TTL_MS",
-    batch_max_records: "PROJECTOR_BATCH_MAX_RECORDS",
-    batch_max_bytes: "PROJECTOR_BATCH_MAX_BYTES",
-    batch_max_wait_ms: "PROJECTOR_BATCH_MAX_WAIT_MS",
-    backoff_max_ms: "PROJECTOR_BACKOFF_MAX_MS",
-    drain_timeout_ms: "PROJECTOR_DRAIN_TIMEOUT_MS",
-};
+use tunix_pipeline::service::{run_consumer_service, ServiceConfig, ServiceSpec};
 
 /// Metric names specific to the projector (the core adds the `tunix_projector_*` consumer
 /// metrics: events applied, lag in records and seconds, batch latency, ...).
@@ -53,145 +34,83 @@ pub mod metric_names {
     pub const REBUILD_LAG: &str = "tunix_projector_rebuild_lag_records";
 }
 
-/// Projector configuration, from the environment.
-#[derive(Debug, Clone)]
-pub struct ProjectorConfig {
-    /// Kafka brokers and topics.
-    pub kafka: KafkaSettings,
-    /// Postgres.
-    pub db: DbSettings,
-    /// Batching, leases and retries.
-    pub consumer: ConsumerSettings,
-    /// `PROJECTOR_OPS_ADDR`: where `/healthz`, `/readyz`, `/metrics` are served.
-    pub ops_addr: SocketAddr,
-    /// `RUN_MIGRATIONS`: apply pending migrations at start-up.
-    pub run_migrations: bool,
-    /// `LOG_FORMAT`.
-    pub log_format: LogFormat,
+/// Projector configuration, from the environment (the shared consumer-service settings).
+pub type ProjectorConfig = ServiceConfig;
+
+/// The projector's variable and metric names.
+pub const SPEC: ServiceSpec = ServiceSpec {
+    program: "tunix-projector",
+    metrics_prefix: "tunix_projector",
+    settings: tunix_pipeline::setting_names!("PROJECTOR"),
+    ops_addr_var: concat!("PROJECTOR", "_OPS_ADDR"),
+    ops_addr_default: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9102),
+};
+
+/// Reads the projector's configuration, reporting all problems at once.
+pub fn config_from_env(env: Env) -> Result<ProjectorConfig, ConfigError> {
+    ServiceConfig::from_env(&SPEC, env)
 }
 
-impl ProjectorConfig {
-    /// Reads every variable, reporting all problems at once.
-    pub fn from_env(mut env: Env) -> Result<ProjectorConfig, ConfigError> {
-        let cfg = ProjectorConfig::read(&mut env);
-        env.finish()?;
-        Ok(cfg)
-    }
+/// Every environment variable the projector reads (documentation tests check the README).
+pub fn variables() -> Vec<&'static str> {
+    ServiceConfig::variables(&SPEC)
+}
 
-    /// Every environment variable the projector reads (documentation tests check the README).
-    pub fn variables() -> Vec<&'static str> {
-        let mut env = Env::from_map(Vec::<(String, String)>::new());
-        ProjectorConfig::read(&mut env);
-        env.names_read()
-    }
-
-    fn read(env: &mut Env) -> ProjectorConfig {
-        ProjectorConfig {
-            kafka: KafkaSettings::from_env(env),
-            db: DbSettings::from_env(env),
-            consumer: ConsumerSettings::from_env(env, &SETTING_NAMES, "tunix-projector"),
-            ops_addr: env.parse(
-                "PROJECTOR_OPS_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 9102)),
-            ),
-            run_migrations: env.flag("RUN_MIGRATIONS", true),
-            log_format: env.parse("LOG_FORMAT", LogFormat::Text),
+/// Exports the active view version and any running rebuild's progress (from `projection_state`)
+/// every two seconds, until shutdown.
+async fn view_gauges(pool: sqlx::PgPool, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = shutdown.cancelled() => return,
         }
+        let row = sqlx::query!(
+            "SELECT active_version, rebuild_applied, rebuild_lag, rebuild_updated_at
+             FROM projection_state WHERE name = $1",
+            view::VIEW_NAME
+        )
+        .fetch_one(&pool)
+        .await;
+        let Ok(row) = row else {
+            continue;
+        };
+        let (version, applied, lag, updated) = (
+            row.active_version,
+            row.rebuild_applied,
+            row.rebuild_lag,
+            row.rebuild_updated_at,
+        );
+        metrics::gauge!(metric_names::VIEW_VERSION).set(f64::from(version));
+        // A rebuild that stopped reporting for a minute died; do not show it as running.
+        let running =
+            updated.is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::seconds(60));
+        let (applied, lag) = (applied.unwrap_or(0), lag.unwrap_or(0));
+        metrics::gauge!(metric_names::REBUILD_IN_PROGRESS).set(if running { 1.0 } else { 0.0 });
+        metrics::gauge!(metric_names::REBUILD_LAG).set(if running { lag as f64 } else { 0.0 });
+        let ratio = if applied + lag > 0 {
+            applied as f64 / (applied + lag) as f64
+        } else {
+            0.0
+        };
+        metrics::gauge!(metric_names::REBUILD_PROGRESS).set(if running { ratio } else { 0.0 });
     }
 }
 
-/// `projection_state` columns read for the gauges.
-type RebuildRow = (
-    i32,
-    Option<i64>,
-    Option<i64>,
-    Option<chrono::DateTime<chrono::Utc>>,
-);
-
-/// Exports the active view version and any running rebuild's progress (from `projection_state`).
-fn spawn_view_gauges(pool: sqlx::PgPool, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {},
-                _ = shutdown.cancelled() => return,
-            }
-            let row: Result<RebuildRow, _> = sqlx::query_as(
-                "SELECT active_version, rebuild_applied, rebuild_lag, rebuild_updated_at
-                 FROM projection_state WHERE name = $1",
-            )
-            .bind(view::VIEW_NAME)
-            .fetch_one(&pool)
-            .await;
-            let Ok((version, applied, lag, updated)) = row else {
-                continue;
-            };
-            metrics::gauge!(metric_names::VIEW_VERSION).set(f64::from(version));
-            // A rebuild that stopped reporting for a minute died; do not show it as running.
-            let running =
-                updated.is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::seconds(60));
-            let (applied, lag) = (applied.unwrap_or(0), lag.unwrap_or(0));
-            metrics::gauge!(metric_names::REBUILD_IN_PROGRESS).set(if running { 1.0 } else { 0.0 });
-            metrics::gauge!(metric_names::REBUILD_LAG).set(if running { lag as f64 } else { 0.0 });
-            let ratio = if applied + lag > 0 {
-                applied as f64 / (applied + lag) as f64
-            } else {
-                0.0
-            };
-            metrics::gauge!(metric_names::REBUILD_PROGRESS).set(if running { ratio } else { 0.0 });
-        }
-    });
-}
-
-/// Runs the projector until `shutdown` is cancelled: ops endpoints on `ops_listener`, consumer on
-/// a dedicated thread.
+/// Runs the projector until `shutdown` is cancelled: ops endpoints on `ops_listener`, the view
+/// gauges, and the consumer on a dedicated thread.
 pub async fn run(
     cfg: ProjectorConfig,
     ops_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = tunix_pipeline::telemetry::init_metrics();
-    let readiness = Readiness::new(&["kafka", "postgres"]);
-    let pool = cfg.db.pool()?;
-    tracing::info!(
-        database = %cfg.db.redacted_url(),
-        brokers = %cfg.kafka.brokers,
-        topic = %cfg.kafka.topic,
-        group = %cfg.consumer.group_id,
-        ops = %ops_listener.local_addr()?,
-        "projector starting"
-    );
-    let ops = tokio::spawn(tunix_pipeline::http::serve(
+    run_consumer_service(
+        &SPEC,
+        cfg,
+        || view::ViewSink,
         ops_listener,
-        ops_router(OpsState {
-            readiness: readiness.clone(),
-            metrics,
-        }),
-        shutdown.clone(),
-        Duration::from_secs(5),
-    ));
-    if cfg.run_migrations {
-        tunix_pipeline::db::migrate_with_retry(&pool, &readiness, &shutdown).await;
-    }
-    spawn_view_gauges(pool.clone(), shutdown.clone());
-    let deps = ConsumerDeps {
-        kafka: cfg.kafka.clone(),
-        settings: cfg.consumer.clone(),
-        pool,
-        sink: Arc::new(view::ViewSink),
-        readiness: readiness.clone(),
-        metrics: Arc::new(ConsumerMetrics::new("tunix_projector")),
-        shutdown: shutdown.clone(),
-    };
-    let rt = tokio::runtime::Handle::current();
-    let result = tokio::task::spawn_blocking(move || run_group(deps, rt)).await;
-    readiness.start_draining();
-    shutdown.cancel();
-    let _ = ops.await;
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(anyhow::anyhow!("consumer failed: {e}")),
-        Err(e) => Err(anyhow::anyhow!("consumer thread panicked: {e}")),
-    }
+        shutdown,
+        view_gauges,
+    )
+    .await
 }

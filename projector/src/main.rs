@@ -3,9 +3,10 @@
 //! README's configuration table); SIGTERM/SIGINT drain and exit.
 
 use clap::{Parser, Subcommand};
-use tunix_pipeline::config::Env;
+use tunix_pipeline::config::load_or_exit;
+use tunix_pipeline::service::bind;
 use tunix_projector::rebuild::{rebuild, RebuildOptions};
-use tunix_projector::ProjectorConfig;
+use tunix_projector::{config_from_env, SPEC};
 
 #[derive(Parser)]
 #[command(
@@ -32,22 +33,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cfg = match ProjectorConfig::from_env(Env::from_process()) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("tunix-projector: {e}");
-            std::process::exit(2);
-        }
-    };
+    let cfg = load_or_exit(SPEC.program, config_from_env);
     tunix_pipeline::telemetry::init_tracing(cfg.log_format);
     let shutdown = tunix_pipeline::shutdown::signal_token();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(cfg.ops_addr)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot listen on PROJECTOR_OPS_ADDR={}: {e}", cfg.ops_addr)
-                })?;
+            let listener = bind(cfg.ops_addr, SPEC.ops_addr_var).await?;
             tunix_projector::run(cfg, listener, shutdown).await
         }
         Command::Rebuild { keep_previous } => {

@@ -24,23 +24,16 @@
 
 pub mod store;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
 
 use metrics::{counter, histogram, Counter, Histogram};
 use sqlx::PgConnection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tunix_pipeline::config::{ConfigError, Env};
-use tunix_pipeline::consumer::{
-    fold, run_group, Applied, ConsumerDeps, ConsumerMetrics, ConsumerSettings, Record,
-    SettingNames, Sink,
-};
-use tunix_pipeline::db::DbSettings;
-use tunix_pipeline::kafka::KafkaSettings;
-use tunix_pipeline::ops::{ops_router, OpsState, Readiness};
-use tunix_pipeline::telemetry::LogFormat;
+use tunix_pipeline::consumer::{fold, Applied, Record, Sink};
+use tunix_pipeline::service::{run_consumer_service, ServiceConfig, ServiceSpec};
 use tunix_schemas::TraceSubmitted;
 
 /// The positions target of the writer (its table).
@@ -60,60 +53,26 @@ pub mod metric_names {
     pub const IDEMPOTENCY_CONFLICTS: &str = "tunix_writer_idempotency_conflicts_total";
 }
 
-/// Writer configuration, from the environment.
-#[derive(Debug, Clone)]
-pub struct WriterConfig {
-    /// Kafka brokers and topics.
-    pub kafka: KafkaSettings,
-    /// Postgres.
-    pub db: DbSettings,
-    /// Batching and retries.
-    pub consumer: ConsumerSettings,
-    /// `WRITER_OPS_ADDR`: where `/healthz`, `/readyz`, `/metrics` are served.
-    pub ops_addr: SocketAddr,
-    /// `RUN_MIGRATIONS`: apply pending migrations at start-up.
-    pub run_migrations: bool,
-    /// `LOG_FORMAT`.
-    pub log_format: LogFormat,
-}
+/// Writer configuration, from the environment (the shared consumer-service settings).
+pub type WriterConfig = ServiceConfig;
 
-/// The writer's consumer setting names.
-pub const SETTING_NAMES: SettingNames = SettingNames {
-    group_id: "WRITER_GROUP_ID",
-    instance_id: "WRITER_INSTANCE_ID",
-    lease_ttl_ms: "WRITER_LEASE_TTL_MS",
-    batch_max_records: "WRITER_BATCH_MAX_RECORDS",
-    batch_max_bytes: "WRITER_BATCH_MAX_BYTES",
-    batch_max_wait_ms: "WRITER_BATCH_MAX_WAIT_MS",
-    backoff_max_ms: "WRITER_BACKOFF_MAX_MS",
-    drain_timeout_ms: "WRITER_DRAIN_TIMEOUT_MS",
+/// The writer's variable and metric names.
+pub const SPEC: ServiceSpec = ServiceSpec {
+    program: "tunix-writer",
+    metrics_prefix: "tunix_writer",
+    settings: tunix_pipeline::setting_names!("WRITER"),
+    ops_addr_var: concat!("WRITER", "_OPS_ADDR"),
+    ops_addr_default: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9101),
 };
 
-impl WriterConfig {
-    /// Reads every variable, reporting all problems at once.
-    pub fn from_env(mut env: Env) -> Result<WriterConfig, ConfigError> {
-        let cfg = WriterConfig::read(&mut env);
-        env.finish()?;
-        Ok(cfg)
-    }
+/// Reads the writer's configuration, reporting all problems at once.
+pub fn config_from_env(env: Env) -> Result<WriterConfig, ConfigError> {
+    ServiceConfig::from_env(&SPEC, env)
+}
 
-    /// Every environment variable the writer reads (documentation tests check the README).
-    pub fn variables() -> Vec<&'static str> {
-        let mut env = Env::from_map(Vec::<(String, String)>::new());
-        WriterConfig::read(&mut env);
-        env.names_read()
-    }
-
-    fn read(env: &mut Env) -> WriterConfig {
-        WriterConfig {
-            kafka: KafkaSettings::from_env(env),
-            db: DbSettings::from_env(env),
-            consumer: ConsumerSettings::from_env(env, &SETTING_NAMES, "tunix-writer"),
-            ops_addr: env.parse("WRITER_OPS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9101))),
-            run_migrations: env.flag("RUN_MIGRATIONS", true),
-            log_format: env.parse("LOG_FORMAT", LogFormat::Text),
-        }
-    }
+/// Every environment variable the writer reads (documentation tests check the README).
+pub fn variables() -> Vec<&'static str> {
+    ServiceConfig::variables(&SPEC)
 }
 
 /// The `traces` table as a consumer sink.
@@ -201,52 +160,15 @@ pub async fn run(
     ops_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = tunix_pipeline::telemetry::init_metrics();
-    let readiness = Readiness::new(&["kafka", "postgres"]);
-    let pool = cfg.db.pool()?;
-    tracing::info!(
-        database = %cfg.db.redacted_url(),
-        brokers = %cfg.kafka.brokers,
-        topic = %cfg.kafka.topic,
-        group = %cfg.consumer.group_id,
-        ops = %ops_listener.local_addr()?,
-        "writer starting"
-    );
-
-    let ops = tokio::spawn(tunix_pipeline::http::serve(
+    run_consumer_service(
+        &SPEC,
+        cfg,
+        TracesSink::default,
         ops_listener,
-        ops_router(OpsState {
-            readiness: readiness.clone(),
-            metrics,
-        }),
-        shutdown.clone(),
-        Duration::from_secs(5),
-    ));
-
-    if cfg.run_migrations {
-        tunix_pipeline::db::migrate_with_retry(&pool, &readiness, &shutdown).await;
-    }
-
-    let deps = ConsumerDeps {
-        kafka: cfg.kafka.clone(),
-        settings: cfg.consumer.clone(),
-        pool,
-        sink: Arc::new(TracesSink::default()),
-        readiness: readiness.clone(),
-        metrics: Arc::new(ConsumerMetrics::new("tunix_writer")),
-        shutdown: shutdown.clone(),
-    };
-    let rt = tokio::runtime::Handle::current();
-    let consumer = tokio::task::spawn_blocking(move || run_group(deps, rt));
-    let result = consumer.await;
-    readiness.start_draining();
-    shutdown.cancel();
-    let _ = ops.await;
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(anyhow::anyhow!("consumer failed: {e}")),
-        Err(e) => Err(anyhow::anyhow!("consumer thread panicked: {e}")),
-    }
+        shutdown,
+        |_, _| async {},
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -255,10 +177,10 @@ mod tests {
 
     #[test]
     fn config_defaults_and_errors() {
-        let cfg = WriterConfig::from_env(Env::from_map(Vec::<(String, String)>::new())).unwrap();
+        let cfg = config_from_env(Env::from_map(Vec::<(String, String)>::new())).unwrap();
         assert_eq!(cfg.consumer.group_id, "tunix-writer");
         assert_eq!(cfg.ops_addr.port(), 9101);
-        let err = WriterConfig::from_env(Env::from_map([
+        let err = config_from_env(Env::from_map([
             ("WRITER_BATCH_MAX_RECORDS", "0"),
             ("WRITER_OPS_ADDR", "nope"),
         ]))
