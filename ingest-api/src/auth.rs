@@ -7,7 +7,12 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tunix_pipeline::config::Env;
@@ -272,5 +277,33 @@ mod tests {
             ApiKeys::default().check(&HeaderMap::new(), Some(Scope::Admin)),
             Ok(())
         );
+    }
+}
+
+/// What a group of routes demands: a key with `scope`, or any valid key when `scope` is `None`.
+#[derive(Clone)]
+pub struct Requirement {
+    keys: Arc<ApiKeys>,
+    scope: Option<Scope>,
+}
+
+impl Requirement {
+    /// A requirement checked against `keys`.
+    pub fn new(keys: Arc<ApiKeys>, scope: Option<Scope>) -> Requirement {
+        Requirement { keys, scope }
+    }
+}
+
+/// Route-layer middleware (`from_fn_with_state(requirement, enforce)`): admits the request only
+/// when its key meets the requirement; 401 or 403 otherwise (400 for two `Authorization` lines).
+/// With authentication off it admits everything.
+pub async fn enforce(
+    State(requirement): State<Requirement>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match requirement.keys.check(request.headers(), requirement.scope) {
+        Ok(()) => next.run(request).await,
+        Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }

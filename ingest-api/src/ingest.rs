@@ -1,19 +1,18 @@
-//! `POST /api/traces` and `POST /api/traces/batch`: validate, give ids, append, answer after the
-//! broker's acknowledgement.
+//! Every write: `POST /api/traces` and `POST /api/traces/batch` (validate, give ids, append,
+//! answer after the broker's acknowledgement) and `DELETE /api/traces/{id}` (append a tombstone).
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tunix_schemas::{
-    ids, BatchError, BatchFormat, Trace, TraceEvent, TraceSubmitted, ValidationErrors,
+    ids, BatchError, BatchFormat, Trace, TraceDeleted, TraceEvent, TraceSubmitted, ValidationErrors,
 };
 use uuid::Uuid;
 
-use crate::auth::Scope;
 use crate::body::{media_type, read_limited};
 use crate::error::ApiError;
 use crate::producer::ProduceError;
@@ -84,7 +83,7 @@ fn rejected(state: &AppState, errs: ValidationErrors) -> ApiError {
     ApiError::Validation(errs)
 }
 
-pub(crate) fn produce_error(state: &AppState, e: ProduceError) -> ApiError {
+fn produce_error(state: &AppState, e: ProduceError) -> ApiError {
     match e {
         ProduceError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
         other => {
@@ -127,7 +126,6 @@ pub async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    state.cfg.api_keys.check(&headers, Some(Scope::Ingest))?;
     require_json(&headers)?;
     let key = idempotency_key(&headers)?;
     let (bytes, wire) = read_limited(
@@ -207,7 +205,6 @@ pub async fn submit_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    state.cfg.api_keys.check(&headers, Some(Scope::Ingest))?;
     let format = match media_type(&headers)?.as_deref() {
         Some("application/json") => BatchFormat::JsonArray,
         Some("application/x-ndjson" | "application/jsonl" | "application/jsonlines" | "application/x-jsonlines") => {
@@ -273,6 +270,63 @@ pub async fn submit_batch(
             count: ids.len(),
             ids,
             created_at: iso(&created_at),
+        }),
+    )
+        .into_response())
+}
+
+/// `202` body of `DELETE /api/traces/{id}`.
+#[derive(Serialize)]
+struct DeleteAccepted {
+    id: Uuid,
+    deleted_at: String,
+}
+
+/// `DELETE /api/traces/{id}`: appends a tombstone; every read model drops the trace. Idempotent:
+/// deleting an unknown or already deleted id also answers 202.
+#[utoipa::path(
+    delete,
+    path = "/api/traces/{id}",
+    tag = "ingest",
+    summary = "Delete a trace",
+    description = "Appends a tombstone event; the writer's table and the list view drop the trace. Requires the admin scope when auth is on.",
+    params(
+        ("id" = String, Path, description = "Trace id (UUID)"),
+        ("X-Delete-Reason" = Option<String>, Header, description = "Recorded in the tombstone (up to 500 characters)"),
+    ),
+    responses(
+        (status = 202, body = crate::openapi::DeleteAccepted),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, body = crate::openapi::ErrorBody),
+        (status = 422, body = crate::openapi::ValidationErrorBody),
+        (status = 503, body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+    )
+)]
+pub async fn delete(
+    State(state): State<std::sync::Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = crate::read::parse_id(&id)?;
+    let deleted_at = tunix_schemas::truncate_to_micros(Utc::now());
+    let event = TraceEvent::Deleted(TraceDeleted {
+        id,
+        deleted_at,
+        reason: headers
+            .get("x-delete-reason")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(500).collect()),
+    });
+    state
+        .producer
+        .append(std::slice::from_ref(&event))
+        .await
+        .map_err(|e| produce_error(&state, e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeleteAccepted {
+            id,
+            deleted_at: iso(&deleted_at),
         }),
     )
         .into_response())

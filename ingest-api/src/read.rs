@@ -1,11 +1,10 @@
-//! Read endpoints: the list view (offset and keyset paging, filters), one trace by id (with an
-//! optional read-your-writes wait), and deletes. Reads only need Postgres, never the broker.
+//! Read endpoints: the list view (offset and keyset paging, filters) and one trace by id (with an
+//! optional read-your-writes wait). Reads only need Postgres, never the broker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,10 +14,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sqlx::{Postgres, QueryBuilder};
 use tunix_pipeline::db::ErrorCause;
-use tunix_schemas::{pg_text, TraceDeleted, TraceEvent};
+use tunix_schemas::pg_text;
 use uuid::Uuid;
 
-use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::ingest::iso;
 use crate::AppState;
@@ -317,25 +315,58 @@ async fn bounded<T>(
     }
 }
 
-/// Query parameters of `GET /api/traces` (documentation; parsing is [`ListQuery::parse`]).
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ListParams {
-    /// Page size, 1..100.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<i64>,
-    /// Rows to skip (offset paging); not with `cursor`.
-    #[param(minimum = 0, default = 0)]
-    offset: Option<i64>,
-    /// `next_cursor` of the previous page (keyset paging: page N costs the same as page 1).
-    cursor: Option<String>,
-    /// Only this trace_version.
-    trace_version: Option<String>,
-    /// Only traces created at or after this ISO-8601 instant.
-    created_after: Option<String>,
-    /// Only traces created before this ISO-8601 instant.
-    created_before: Option<String>,
+/// The list parameters are documented from the same type that parses them, with the same limits.
+impl utoipa::IntoParams for ListQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Type};
+        let param = |name: &str, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        let int = |min: i64, max: Option<i64>, default: i64| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(min as f64))
+                .maximum(max.map(|m| m as f64))
+                .default(Some(default.into()))
+        };
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        vec![
+            param("limit", "Page size.", int(1, Some(MAX_LIMIT), DEFAULT_LIMIT)),
+            param(
+                "offset",
+                "Rows to skip (offset paging); not with cursor.",
+                int(0, None, 0),
+            ),
+            param(
+                "cursor",
+                "next_cursor of the previous page (keyset paging: page N costs the same as page 1).",
+                text(),
+            ),
+            param(
+                "trace_version",
+                "Only this trace_version (exact match, at most 64 characters).",
+                text().max_length(Some(tunix_schemas::TRACE_VERSION_MAX_CHARS)),
+            ),
+            param(
+                "created_after",
+                "Only traces created at or after this ISO-8601 instant.",
+                text(),
+            ),
+            param(
+                "created_before",
+                "Only traces created before this ISO-8601 instant.",
+                text(),
+            ),
+        ]
+    }
 }
 
 /// `GET /api/traces`.
@@ -345,7 +376,7 @@ pub struct ListParams {
     tag = "read",
     summary = "List traces, newest first",
     description = "Ordered by (created_at, id) descending. Offset paging (next_offset) as in the seed API, or keyset paging with the opaque cursor (next_cursor). Filters combine with both.",
-    params(ListParams),
+    params(ListQuery),
     responses(
         (status = 200, body = ListPage),
         (status = 401, body = crate::openapi::ErrorBody),
@@ -356,10 +387,8 @@ pub struct ListParams {
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ListPage>, ApiError> {
-    state.cfg.api_keys.check(&headers, Some(Scope::Read))?;
     let q = ListQuery::parse(raw.as_deref())?;
     let mut rows: Vec<ListItem> =
         bounded(&state, q.sql().build_query_as().fetch_all(&state.pool)).await?;
@@ -395,7 +424,7 @@ fn decode_text(value: &mut String) {
 /// Parses a trace id. Besides the canonical hyphenated form, the spellings Python's `uuid.UUID`
 /// (and so the seed API) accepted resolve to the same trace: no hyphens, braces, `urn:uuid:`,
 /// any case. Answers always carry the canonical form.
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id.trim()).map_err(|e| ApiError::InvalidParam {
         param: "id",
         msg: format!("Input should be a valid UUID, {e}"),
@@ -434,11 +463,9 @@ struct TraceBody {
 )]
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    state.cfg.api_keys.check(&headers, Some(Scope::Read))?;
     let id = parse_id(&id)?;
     let mut wait = Duration::ZERO;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
@@ -450,15 +477,17 @@ pub async fn get(
     let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(10);
     loop {
-        let row: Option<(Uuid, DateTime<Utc>, String, String)> = bounded(
+        let row = bounded(
             &state,
-            sqlx::query_as(
-                "SELECT id, created_at, trace_version, payload::text FROM traces WHERE id = $1",
+            sqlx::query!(
+                r#"SELECT id, created_at, trace_version, payload::text AS "payload!"
+                   FROM traces WHERE id = $1"#,
+                id
             )
-            .bind(id)
             .fetch_optional(&state.pool),
         )
-        .await?;
+        .await?
+        .map(|r| (r.id, r.created_at, r.trace_version, r.payload));
         if let Some((id, created_at, mut trace_version, payload)) = row {
             decode_text(&mut trace_version);
             let payload = RawValue::from_string(payload).map_err(|e| {
@@ -480,64 +509,6 @@ pub async fn get(
         tokio::time::sleep(delay.min(deadline - now)).await;
         delay = (delay * 2).min(Duration::from_millis(100));
     }
-}
-
-/// `202` body of `DELETE /api/traces/{id}`.
-#[derive(Serialize)]
-struct DeleteAccepted {
-    id: Uuid,
-    deleted_at: String,
-}
-
-/// `DELETE /api/traces/{id}`: appends a tombstone; every read model drops the trace. Idempotent:
-/// deleting an unknown or already deleted id also answers 202.
-#[utoipa::path(
-    delete,
-    path = "/api/traces/{id}",
-    tag = "read",
-    summary = "Delete a trace",
-    description = "Appends a tombstone event; the writer's table and the list view drop the trace. Requires the admin scope when auth is on.",
-    params(
-        ("id" = String, Path, description = "Trace id (UUID)"),
-        ("X-Delete-Reason" = Option<String>, Header, description = "Recorded in the tombstone (up to 500 characters)"),
-    ),
-    responses(
-        (status = 202, body = crate::openapi::DeleteAccepted),
-        (status = 401, body = crate::openapi::ErrorBody),
-        (status = 403, body = crate::openapi::ErrorBody),
-        (status = 422, body = crate::openapi::ValidationErrorBody),
-        (status = 503, body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
-    )
-)]
-pub async fn delete(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    state.cfg.api_keys.check(&headers, Some(Scope::Admin))?;
-    let id = parse_id(&id)?;
-    let deleted_at = tunix_schemas::truncate_to_micros(Utc::now());
-    let event = TraceEvent::Deleted(TraceDeleted {
-        id,
-        deleted_at,
-        reason: headers
-            .get("x-delete-reason")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(500).collect()),
-    });
-    state
-        .producer
-        .append(std::slice::from_ref(&event))
-        .await
-        .map_err(|e| crate::ingest::produce_error(&state, e))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(DeleteAccepted {
-            id,
-            deleted_at: iso(&deleted_at),
-        }),
-    )
-        .into_response())
 }
 
 #[cfg(test)]

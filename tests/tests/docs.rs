@@ -23,8 +23,8 @@ fn documented_variables(text: &str) -> BTreeSet<String> {
 fn code_variables() -> BTreeSet<String> {
     tunix_ingest_api::IngestConfig::variables()
         .into_iter()
-        .chain(tunix_writer::WriterConfig::variables())
-        .chain(tunix_projector::ProjectorConfig::variables())
+        .chain(tunix_writer::variables())
+        .chain(tunix_projector::variables())
         .map(str::to_owned)
         .collect()
 }
@@ -52,6 +52,7 @@ fn every_metric_name_is_documented() {
             tunix_writer::metric_names::DUPLICATES_SKIPPED,
             tunix_writer::metric_names::ROWS_DELETED,
             tunix_writer::metric_names::INSERT_LATENCY,
+            tunix_writer::metric_names::IDEMPOTENCY_CONFLICTS,
             tunix_projector::metric_names::VIEW_VERSION,
             tunix_projector::metric_names::REBUILD_IN_PROGRESS,
             tunix_projector::metric_names::REBUILD_PROGRESS,
@@ -137,4 +138,21 @@ fn compose_sets_only_documented_variables() {
         text.contains("KAFKA_PROCESS_ROLES: broker,controller"),
         "Kafka runs in KRaft mode"
     );
+}
+
+/// The README's authentication table lists every `/api` route with the scope the router enforces
+/// (`ingest-api/tests/api/auth.rs` proves the enforcement).
+#[test]
+fn every_api_route_is_listed_with_its_scope() {
+    let text = readme();
+    for (method, path, scope) in tunix_ingest_api::router::ROUTE_SCOPES {
+        let scope = match scope {
+            Some(tunix_ingest_api::auth::Scope::Ingest) => "`ingest`",
+            Some(tunix_ingest_api::auth::Scope::Read) => "`read`",
+            Some(tunix_ingest_api::auth::Scope::Admin) => "`admin`",
+            None => "any valid key",
+        };
+        let row = format!("| `{method} {path}` | {scope} |");
+        assert!(text.contains(&row), "README lacks the row {row}");
+    }
 }

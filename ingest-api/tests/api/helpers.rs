@@ -123,3 +123,12 @@ pub async fn json(resp: reqwest::Response) -> (u16, Value) {
     let body = resp.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
 }
+
+/// The seed's example trace (`testdata/example-27x19.json`).
+pub fn example() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(tunix_testkit::repo_root().join("testdata/example-27x19.json"))
+            .unwrap(),
+    )
+    .unwrap()
+}

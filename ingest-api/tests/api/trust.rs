@@ -164,7 +164,7 @@ async fn repeated_header_lines_mean_their_joined_value() {
     .await;
     let auth = ("authorization", "Bearer ingest-key-0123456789");
     let ct = ("content-type", "application/json");
-    let gz = super::gzip(&trace_body());
+    let gz = crate::ingest::gzip(&trace_body());
 
     let cases: Vec<HeaderCase> = vec![
         (

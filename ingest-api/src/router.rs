@@ -1,0 +1,91 @@
+//! The router: every route the public address serves, grouped by the API-key scope it demands.
+//!
+//! A route is registered in exactly one scope group, and the group's route layer checks the key
+//! before the handler runs, so no handler can forget authentication. `tests/api/auth.rs` walks the
+//! served routes and proves each `/api` route demands the scope the README documents.
+//!
+//! | group | scope | routes |
+//! | --- | --- | --- |
+//! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch` |
+//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}` |
+//! | admin | `admin` | `DELETE /api/traces/{id}` |
+//! | any key | any valid key | `GET /api/health` |
+//! | open | none | `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the UI |
+//!
+//! Routes come from `utoipa_axum`, so the OpenAPI document lists exactly what is served.
+
+use std::sync::Arc;
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{enforce, ApiKeys, Requirement, Scope};
+use crate::{error, health, ingest, metrics, openapi, read, ui, AppState};
+
+/// The documented scope of every `/api` route (`None`: any valid key). The README's
+/// authentication table lists the same; tests prove the router enforces exactly this.
+pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
+    ("POST", "/api/traces", Some(Scope::Ingest)),
+    ("POST", "/api/traces/batch", Some(Scope::Ingest)),
+    ("GET", "/api/traces", Some(Scope::Read)),
+    ("GET", "/api/traces/{id}", Some(Scope::Read)),
+    ("DELETE", "/api/traces/{id}", Some(Scope::Admin)),
+    ("GET", "/api/health", None),
+];
+
+/// The route layer demanding `scope` (any valid key when `None`).
+macro_rules! scoped {
+    ($keys:expr, $scope:expr) => {
+        axum::middleware::from_fn_with_state(Requirement::new($keys.clone(), $scope), enforce)
+    };
+}
+
+/// Every route with its OpenAPI operation and its scope.
+fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
+    let ingest = OpenApiRouter::new()
+        .routes(routes!(ingest::submit))
+        .routes(routes!(ingest::submit_batch))
+        .route_layer(scoped!(keys, Some(Scope::Ingest)));
+    let read = OpenApiRouter::new()
+        .routes(routes!(read::list))
+        .routes(routes!(read::get))
+        .route_layer(scoped!(keys, Some(Scope::Read)));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(ingest::delete))
+        .route_layer(scoped!(keys, Some(Scope::Admin)));
+    let any_key = OpenApiRouter::new()
+        .routes(routes!(health::api_health))
+        .route_layer(scoped!(keys, None));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics_endpoint))
+        .routes(routes!(health::openapi_json))
+        .routes(routes!(ui::index))
+        .routes(routes!(ui::app_js))
+        .routes(routes!(ui::app_css))
+        .routes(routes!(ui::example))
+        .merge(ingest)
+        .merge(read)
+        .merge(admin)
+        .merge(any_key)
+}
+
+/// The OpenAPI document of [`app`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented_routes(&Arc::new(ApiKeys::default())).into_openapi()
+}
+
+/// The router: every route the public address serves.
+pub fn app(state: Arc<AppState>) -> Router {
+    let keys = Arc::new(state.cfg.api_keys.clone());
+    let (router, doc) = documented_routes(&keys).split_for_parts();
+    let _ = state.openapi.set(doc);
+    router
+        .with_state(state)
+        // Unknown routes and wrong methods answer like every other error: {"detail": ...}.
+        .layer(axum::middleware::from_fn(error::json_error_bodies))
+        .layer(axum::middleware::from_fn(metrics::track))
+}
