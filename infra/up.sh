@@ -48,7 +48,6 @@ NEED_PG=1; [ -n "${DATABASE_URL:-}" ] && NEED_PG=0
 NEED_BROKER=1; [ -n "${KAFKA_BROKERS:-}" ] && NEED_BROKER=0
 
 prepare_stack_dir
-echo "$STACK_DIR" >"$REPO_ROOT/.stack-last" 2>/dev/null || true
 
 # 1. Install what is missing.
 [ "$NEED_PG" = 1 ] && ensure_postgres_binaries

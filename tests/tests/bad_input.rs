@@ -66,13 +66,42 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// The corpus: deterministic for a given seed.
-fn corpus(seed: u64, limit: usize) -> Vec<Case> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut cases = Vec::new();
-    let good = serde_json::to_vec(&valid()).unwrap();
-    let dataset = tunix_testkit::dataset();
+/// What every category of the corpus draws on.
+struct Context {
+    /// Seeded, so the corpus is the same on every run.
+    rng: StdRng,
+    /// A valid trace body.
+    good: Vec<u8>,
+    /// The 550 dataset traces.
+    dataset: Vec<Value>,
+    /// The TRACE_MAX_BYTES the server runs with.
+    limit: usize,
+}
 
+/// The corpus, by category: deterministic for a given seed.
+fn corpus(seed: u64, limit: usize) -> Vec<(&'static str, Vec<Case>)> {
+    let mut cx = Context {
+        rng: StdRng::seed_from_u64(seed),
+        good: serde_json::to_vec(&valid()).unwrap(),
+        dataset: tunix_testkit::dataset(),
+        limit,
+    };
+    vec![
+        ("syntax", syntax(&mut cx)),
+        ("schema", schema(&mut cx)),
+        ("deliberate differences", differences(&mut cx)),
+        ("transport", transport(&mut cx)),
+        ("batches", batches(&mut cx)),
+        ("reads and routes", reads(&mut cx)),
+        ("mutations", mutations(&mut cx)),
+    ]
+}
+
+/// Bodies that are not JSON: truncated documents, malformed syntax, random bytes.
+fn syntax(cx: &mut Context) -> Vec<Case> {
+    let rng = &mut cx.rng;
+    let dataset = &cx.dataset;
+    let mut cases = Vec::new();
     // Truncated JSON.
     for n in 0..25 {
         let src = serde_json::to_vec(&dataset[rng.random_range(0..dataset.len())]).unwrap();
@@ -118,6 +147,12 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         let garbage: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         cases.push(Case::post(format!("random bytes #{n}"), garbage));
     }
+    cases
+}
+
+/// JSON that breaks the trace rules: wrong types, missing fields, limits, numbers, duplicate keys.
+fn schema(_: &mut Context) -> Vec<Case> {
+    let mut cases = Vec::new();
     // Wrong types at every field, including nulls where values are required.
     let wrongs = [
         json!(null),
@@ -226,6 +261,54 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         v[field] = value;
         cases.push(Case::post(label, serde_json::to_vec(&v).unwrap()));
     }
+    // Huge numbers.
+    for (n, num) in [
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "123456789012345678901234567890",
+        "9223372036854775808",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = format!(
+            r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":{num},"type":"t","content":"c"}}]}}"#
+        );
+        cases.push(Case::post(
+            format!("huge step index #{n}"),
+            body.into_bytes(),
+        ));
+        // In meta only overflow is refused: 1e-400 and long integers are kept verbatim.
+        if n < 2 {
+            let body = format!(
+                r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{{"n":{num}}}}}"#
+            );
+            cases.push(Case::post(
+                format!("huge meta number #{n}"),
+                body.into_bytes(),
+            ));
+        }
+    }
+    // Duplicate keys.
+    for (n, body) in [
+        r#"{"trace_version":"1","trace_version":"2","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}]}"#,
+        r#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"i":1,"type":"t","content":"c"}]}"#,
+        r#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}],"meta":{"k":1,"k":2}}"#,
+        r#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}],"meta":{"a":{"k":1,"\u006b":2}}}"#,
+        r#"{"steps":[],"steps":[{"i":0,"type":"t","content":"c"}],"trace_version":"1","prompt":"p","final_answer":"a"}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        cases.push(Case::post(format!("duplicate keys #{n}"), body.as_bytes().to_vec()));
+    }
+    cases
+}
+
+/// What the seed accepted and we refuse on purpose (README, "Deliberate differences"), and documents built to exhaust a parser.
+fn differences(_: &mut Context) -> Vec<Case> {
+    let mut cases = Vec::new();
     // The seed accepted these; we refuse them on purpose (README, "Deliberate differences").
     for (n, raw) in [
         r#""meta":{"n":1e400}"#,
@@ -302,48 +385,14 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
             body.into_bytes(),
         ));
     }
-    // Huge numbers.
-    for (n, num) in [
-        "1e400",
-        "-1e400",
-        "1e-400",
-        "123456789012345678901234567890",
-        "9223372036854775808",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let body = format!(
-            r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":{num},"type":"t","content":"c"}}]}}"#
-        );
-        cases.push(Case::post(
-            format!("huge step index #{n}"),
-            body.into_bytes(),
-        ));
-        // In meta only overflow is refused: 1e-400 and long integers are kept verbatim.
-        if n < 2 {
-            let body = format!(
-                r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{{"n":{num}}}}}"#
-            );
-            cases.push(Case::post(
-                format!("huge meta number #{n}"),
-                body.into_bytes(),
-            ));
-        }
-    }
-    // Duplicate keys.
-    for (n, body) in [
-        r#"{"trace_version":"1","trace_version":"2","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}]}"#,
-        r#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"i":1,"type":"t","content":"c"}]}"#,
-        r#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}],"meta":{"k":1,"k":2}}"#,
-        r#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}],"meta":{"a":{"k":1,"\u006b":2}}}"#,
-        r#"{"steps":[],"steps":[{"i":0,"type":"t","content":"c"}],"trace_version":"1","prompt":"p","final_answer":"a"}"#,
-    ]
-    .iter()
-    .enumerate()
-    {
-        cases.push(Case::post(format!("duplicate keys #{n}"), body.as_bytes().to_vec()));
-    }
+    cases
+}
+
+/// Everything around the body: content types, compression, sizes, headers.
+fn transport(cx: &mut Context) -> Vec<Case> {
+    let good = &cx.good;
+    let limit = cx.limit;
+    let mut cases = Vec::new();
     // Wrong and missing content types.
     for ct in [
         None,
@@ -413,6 +462,45 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         c.headers.push(("idempotency-key", key));
         cases.push(c);
     }
+    // Repeated header lines mean their joined value: stacked codings are 415, and a repeated
+    // Content-Type or Idempotency-Key is ambiguous (400). (Once, only the first line counted.)
+    let gz = gzip(good);
+    for (name, headers, body) in [
+        (
+            "Content-Encoding gzip then br",
+            vec![("content-encoding", "gzip"), ("content-encoding", "br")],
+            gz.clone(),
+        ),
+        (
+            "Content-Encoding gzip then gzip",
+            vec![("content-encoding", "gzip"), ("content-encoding", "gzip")],
+            gz.clone(),
+        ),
+        (
+            "Content-Type twice",
+            vec![("content-type", "application/json")],
+            good.clone(),
+        ),
+        (
+            "Idempotency-Key twice",
+            vec![("idempotency-key", "a"), ("idempotency-key", "b")],
+            good.clone(),
+        ),
+    ] {
+        let mut c = Case::post(format!("repeated header: {name}"), body);
+        c.headers = headers
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        cases.push(c);
+    }
+    cases
+}
+
+/// Malformed batches.
+fn batches(cx: &mut Context) -> Vec<Case> {
+    let good = &cx.good;
+    let mut cases = Vec::new();
     // Batches.
     let one = String::from_utf8(good.clone()).unwrap();
     for (label, body, ct) in [
@@ -446,6 +534,12 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         c.content_type = Some(ct);
         cases.push(c);
     }
+    cases
+}
+
+/// Read parameters, ids, unknown routes and wrong methods.
+fn reads(_: &mut Context) -> Vec<Case> {
+    let mut cases = Vec::new();
     // Query parameters and ids.
     for q in [
         "limit=0",
@@ -521,38 +615,14 @@ fn corpus(seed: u64, limit: usize) -> Vec<Case> {
         c.method = method;
         cases.push(c);
     }
-    // Repeated header lines mean their joined value: stacked codings are 415, and a repeated
-    // Content-Type or Idempotency-Key is ambiguous (400). (Once, only the first line counted.)
-    let gz = gzip(&good);
-    for (name, headers, body) in [
-        (
-            "Content-Encoding gzip then br",
-            vec![("content-encoding", "gzip"), ("content-encoding", "br")],
-            gz.clone(),
-        ),
-        (
-            "Content-Encoding gzip then gzip",
-            vec![("content-encoding", "gzip"), ("content-encoding", "gzip")],
-            gz.clone(),
-        ),
-        (
-            "Content-Type twice",
-            vec![("content-type", "application/json")],
-            good.clone(),
-        ),
-        (
-            "Idempotency-Key twice",
-            vec![("idempotency-key", "a"), ("idempotency-key", "b")],
-            good.clone(),
-        ),
-    ] {
-        let mut c = Case::post(format!("repeated header: {name}"), body);
-        c.headers = headers
-            .into_iter()
-            .map(|(k, v)| (k, v.to_owned()))
-            .collect();
-        cases.push(c);
-    }
+    cases
+}
+
+/// Real traces with random byte edits that break them.
+fn mutations(cx: &mut Context) -> Vec<Case> {
+    let rng = &mut cx.rng;
+    let dataset = &cx.dataset;
+    let mut cases = Vec::new();
     // Mutations of real traces: random byte edits that break them.
     let mut n = 0;
     while n < 40 {
@@ -599,7 +669,12 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
     .await;
     let pid = stack.api.pid().unwrap();
     let rss_before = rss_mb(pid);
-    let cases = corpus(2026, limit);
+    let categories = corpus(2026, limit);
+    for (category, cases) in &categories {
+        assert!(!cases.is_empty(), "category {category} has requests");
+    }
+    let sizes: Vec<(&str, usize)> = categories.iter().map(|(c, v)| (*c, v.len())).collect();
+    let cases: Vec<Case> = categories.into_iter().flat_map(|(_, v)| v).collect();
     assert!(
         cases.len() >= 200,
         "the corpus has {} requests",
@@ -682,7 +757,7 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
 
     let rss_after = rss_mb(pid);
     eprintln!(
-        "bad input: {} requests, by status {by_status:?}; ingest-api RSS {rss_before:.0} MB before, {rss_peak:.0} MB peak, {rss_after:.0} MB after",
+        "bad input: {} requests {sizes:?}, by status {by_status:?}; ingest-api RSS {rss_before:.0} MB before, {rss_peak:.0} MB peak, {rss_after:.0} MB after",
         cases.len() + 1
     );
     assert!(!by_status.keys().any(|s| *s >= 500), "zero 5xx");
