@@ -46,6 +46,24 @@ pub enum EventKind {
     Submitted,
     /// `ai.tunix.events.TraceDeleted`.
     Deleted,
+    /// `ai.tunix.events.ScoreRecorded`.
+    ScoreRecorded,
+    /// `ai.tunix.events.ScoreRetracted`.
+    ScoreRetracted,
+}
+
+impl EventKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Submitted,
+        EventKind::Deleted,
+        EventKind::ScoreRecorded,
+        EventKind::ScoreRetracted,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// A schema file this crate ships.
@@ -82,6 +100,18 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
         kind: EventKind::Deleted,
         version: 1,
     },
+    SchemaFile {
+        file: "score_recorded.v1.avsc",
+        text: include_str!("../avro/score_recorded.v1.avsc"),
+        kind: EventKind::ScoreRecorded,
+        version: 1,
+    },
+    SchemaFile {
+        file: "score_retracted.v1.avsc",
+        text: include_str!("../avro/score_retracted.v1.avsc"),
+        kind: EventKind::ScoreRetracted,
+        version: 1,
+    },
 ];
 
 struct Registered {
@@ -89,16 +119,23 @@ struct Registered {
     schema: Schema,
     /// The specification's fingerprint (little-endian): what producers write.
     fingerprint: [u8; 8],
-    /// apache-avro's fingerprint of the same file, written by producers before 2026-11; read only.
-    legacy_fingerprint: [u8; 8],
+    /// apache-avro's fingerprint of the same file, for the files producers framed with it before
+    /// 2026-11 ([`LEGACY_FRAMED`]); read only.
+    legacy_fingerprint: Option<[u8; 8]>,
 }
+
+/// The schema files events were framed with apache-avro's fingerprint for, before 2026-11.
+/// Files added later were only ever framed with the specification's.
+const LEGACY_FRAMED: [&str; 3] = [
+    "trace_submitted.v1.avsc",
+    "trace_submitted.v2.avsc",
+    "trace_deleted.v1.avsc",
+];
 
 struct Registry {
     all: Vec<Registered>,
-    /// Index into `all` of the current (highest-version) schema for submitted events.
-    current_submitted: usize,
-    /// Index into `all` of the current schema for deleted events.
-    current_deleted: usize,
+    /// Per kind (`EventKind::index`): index into `all` of its current (highest-version) schema.
+    current: [usize; 4],
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -113,7 +150,9 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
             Registered {
                 file,
                 fingerprint: crate::canonical::crc64_avro(canonical.as_bytes()).to_le_bytes(),
-                legacy_fingerprint: legacy_fingerprint(&schema),
+                legacy_fingerprint: LEGACY_FRAMED
+                    .contains(&file.file)
+                    .then(|| legacy_fingerprint(&schema)),
                 schema,
             }
         })
@@ -127,8 +166,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
             .expect("every event kind has a schema")
     };
     Registry {
-        current_submitted: current(EventKind::Submitted),
-        current_deleted: current(EventKind::Deleted),
+        current: EventKind::ALL.map(current),
         all,
     }
 });
@@ -157,17 +195,13 @@ pub fn legacy_schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
     REGISTRY
         .all
         .iter()
-        .filter(|r| r.fingerprint != r.legacy_fingerprint)
-        .map(|r| (r.file.file, r.legacy_fingerprint))
+        .filter_map(|r| Some((r.file.file, r.legacy_fingerprint?)))
         .collect()
 }
 
 /// The schema producers write for `kind` today, with its file name and fingerprint.
 pub fn current_schema(kind: EventKind) -> (&'static str, &'static Schema, [u8; 8]) {
-    let r = &REGISTRY.all[match kind {
-        EventKind::Submitted => REGISTRY.current_submitted,
-        EventKind::Deleted => REGISTRY.current_deleted,
-    }];
+    let r = &REGISTRY.all[REGISTRY.current[kind.index()]];
     (r.file.file, &r.schema, r.fingerprint)
 }
 
@@ -195,6 +229,34 @@ pub struct TraceDeleted {
     pub reason: Option<String>,
 }
 
+/// A judgement of one trace; the latest per `(trace_id, name)` wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRecorded {
+    /// The trace judged.
+    pub trace_id: Uuid,
+    /// What was judged (validated: see [`crate::score`]).
+    pub name: String,
+    /// A finite number.
+    pub value: f64,
+    /// Who or what judged.
+    pub source: Option<String>,
+    /// Free text.
+    pub comment: Option<String>,
+    /// When it was accepted, truncated to microseconds.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Withdraws one score of a trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreRetracted {
+    /// The trace.
+    pub trace_id: Uuid,
+    /// The score's name.
+    pub name: String,
+    /// When it was accepted, truncated to microseconds.
+    pub retracted_at: DateTime<Utc>,
+}
+
 /// Any event on the `traces` topic.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceEvent {
@@ -202,6 +264,20 @@ pub enum TraceEvent {
     Submitted(TraceSubmitted),
     /// See [`TraceDeleted`].
     Deleted(TraceDeleted),
+    /// See [`ScoreRecorded`].
+    ScoreRecorded(ScoreRecorded),
+    /// See [`ScoreRetracted`].
+    ScoreRetracted(ScoreRetracted),
+}
+
+/// The partition of a trace's events among `partitions`: CRC-32 (IEEE) of the trace id's
+/// hyphenated lower-case text, modulo the partition count. This is exactly what librdkafka's
+/// default partitioner (`consistent_random`) computes for the submission's key, so events keyed
+/// otherwise (scores) land in the same partition as the submission they belong to, after it.
+pub fn partition_for(trace_id: &Uuid, partitions: i32) -> i32 {
+    let mut buf = Uuid::encode_buffer();
+    let text = trace_id.hyphenated().encode_lower(&mut buf);
+    (crc32fast::hash(text.as_bytes()) % partitions.max(1) as u32) as i32
 }
 
 /// Why a record could not be turned into an event. Each variant is a reason label in the writer's
@@ -223,8 +299,8 @@ pub enum DecodeError {
     /// Bytes left over after the datum: a framing bug or corruption.
     #[error("{0} trailing bytes after the Avro datum")]
     TrailingBytes(usize),
-    /// The datum decodes but breaks a trace rule (an old or foreign producer).
-    #[error("event breaks the trace rules: {0}")]
+    /// The datum decodes but breaks a trace or score rule (an old or foreign producer).
+    #[error("event breaks the rules: {0}")]
     Invalid(ValidationErrors),
 }
 
@@ -278,12 +354,41 @@ struct DeletedWire<'a> {
     reason: Option<&'a str>,
 }
 
+#[derive(Serialize)]
+struct ScoreWire<'a> {
+    trace_id: &'a str,
+    name: &'a str,
+    value: f64,
+    source: Option<&'a str>,
+    comment: Option<&'a str>,
+    recorded_at: i64,
+}
+
+#[derive(Serialize)]
+struct RetractedWire<'a> {
+    trace_id: &'a str,
+    name: &'a str,
+    retracted_at: i64,
+}
+
 impl TraceEvent {
-    /// The trace this event is about (the Kafka key).
+    /// The trace this event is about (it decides the partition).
     pub fn id(&self) -> Uuid {
         match self {
             TraceEvent::Submitted(e) => e.id,
             TraceEvent::Deleted(e) => e.id,
+            TraceEvent::ScoreRecorded(e) => e.trace_id,
+            TraceEvent::ScoreRetracted(e) => e.trace_id,
+        }
+    }
+
+    /// The Kafka key: the trace id for submissions and deletions; `<trace id>/score/<name>` for
+    /// scores, so that under compaction a score never replaces the submission it belongs to.
+    pub fn key(&self) -> String {
+        match self {
+            TraceEvent::Submitted(_) | TraceEvent::Deleted(_) => self.id().to_string(),
+            TraceEvent::ScoreRecorded(e) => score_key(&e.trace_id, &e.name),
+            TraceEvent::ScoreRetracted(e) => score_key(&e.trace_id, &e.name),
         }
     }
 
@@ -292,6 +397,8 @@ impl TraceEvent {
         match self {
             TraceEvent::Submitted(_) => EventKind::Submitted,
             TraceEvent::Deleted(_) => EventKind::Deleted,
+            TraceEvent::ScoreRecorded(_) => EventKind::ScoreRecorded,
+            TraceEvent::ScoreRetracted(_) => EventKind::ScoreRetracted,
         }
     }
 
@@ -327,6 +434,27 @@ impl TraceEvent {
                 },
                 &mut out,
             ),
+            TraceEvent::ScoreRecorded(e) => apache_avro::write_avro_datum_ref(
+                schema,
+                &ScoreWire {
+                    trace_id: id,
+                    name: &e.name,
+                    value: e.value,
+                    source: e.source.as_deref(),
+                    comment: e.comment.as_deref(),
+                    recorded_at: to_micros(&e.recorded_at),
+                },
+                &mut out,
+            ),
+            TraceEvent::ScoreRetracted(e) => apache_avro::write_avro_datum_ref(
+                schema,
+                &RetractedWire {
+                    trace_id: id,
+                    name: &e.name,
+                    retracted_at: to_micros(&e.retracted_at),
+                },
+                &mut out,
+            ),
         };
         // The wire structs mirror the shipped schemas field by field (pinned by the round-trip
         // tests), so serialization cannot fail at run time.
@@ -352,13 +480,10 @@ impl TraceEvent {
                 registry
                     .all
                     .iter()
-                    .find(|r| r.legacy_fingerprint == fingerprint)
+                    .find(|r| r.legacy_fingerprint.is_some_and(|l| l == fingerprint))
             })
             .ok_or_else(|| DecodeError::UnknownSchema(hex(fingerprint)))?;
-        let reader_idx = match writer.file.kind {
-            EventKind::Submitted => registry.current_submitted,
-            EventKind::Deleted => registry.current_deleted,
-        };
+        let reader_idx = registry.current[writer.file.kind.index()];
         let reader = &registry.all[reader_idx];
         // apache-avro reads a string or union cut off by end-of-input as null instead of failing,
         // so a truncated datum could decode "successfully" with fields missing. One sentinel byte
@@ -378,8 +503,17 @@ impl TraceEvent {
         match writer.file.kind {
             EventKind::Submitted => submitted_from_value(value).map(TraceEvent::Submitted),
             EventKind::Deleted => deleted_from_value(value).map(TraceEvent::Deleted),
+            EventKind::ScoreRecorded => score_from_value(value).map(TraceEvent::ScoreRecorded),
+            EventKind::ScoreRetracted => {
+                retraction_from_value(value).map(TraceEvent::ScoreRetracted)
+            }
         }
     }
+}
+
+/// The Kafka key of the score `name` of trace `trace_id`.
+pub fn score_key(trace_id: &Uuid, name: &str) -> String {
+    format!("{trace_id}/score/{name}")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -488,4 +622,38 @@ fn deleted_from_value(value: Value) -> Result<TraceDeleted, DecodeError> {
         deleted_at: micros(take(&mut fields, "deleted_at")?, "deleted_at")?,
         reason: optional_string(take(&mut fields, "reason")?, "reason")?,
     })
+}
+
+fn score_from_value(value: Value) -> Result<ScoreRecorded, DecodeError> {
+    let mut fields = record(value)?;
+    let score = ScoreRecorded {
+        trace_id: uuid(take(&mut fields, "trace_id")?)?,
+        name: string(take(&mut fields, "name")?, "name")?,
+        value: match take(&mut fields, "value")? {
+            Value::Double(v) => v,
+            _ => return Err(shape("field value is not a double")),
+        },
+        source: optional_string(take(&mut fields, "source")?, "source")?,
+        comment: optional_string(take(&mut fields, "comment")?, "comment")?,
+        recorded_at: micros(take(&mut fields, "recorded_at")?, "recorded_at")?,
+    };
+    crate::score::check(
+        &score.name,
+        score.value,
+        score.source.as_deref(),
+        score.comment.as_deref(),
+    )
+    .map_err(DecodeError::Invalid)?;
+    Ok(score)
+}
+
+fn retraction_from_value(value: Value) -> Result<ScoreRetracted, DecodeError> {
+    let mut fields = record(value)?;
+    let retraction = ScoreRetracted {
+        trace_id: uuid(take(&mut fields, "trace_id")?)?,
+        name: string(take(&mut fields, "name")?, "name")?,
+        retracted_at: micros(take(&mut fields, "retracted_at")?, "retracted_at")?,
+    };
+    crate::score::check_name(&retraction.name).map_err(DecodeError::Invalid)?;
+    Ok(retraction)
 }

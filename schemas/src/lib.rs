@@ -9,23 +9,29 @@
 //! - [`TraceEvent`]: the Avro events on the `traces` topic, single-object encoded with the schemas
 //!   in `schemas/avro/`;
 //! - [`ids`]: how trace ids are chosen and derived from idempotency keys;
-//! - [`pg_text`]: how trace strings (NUL included) are kept in PostgreSQL `text` columns.
+//! - [`pg_text`]: how trace strings (NUL included) are kept in PostgreSQL `text` columns;
+//! - [`facets`] and [`search`]: what the metadata filters and text search index and look for;
+//! - [`score`]: the rules of scores and the seed's `baseline` criteria.
 
 mod batch;
 pub mod canonical;
 mod error;
 mod events;
+pub mod facets;
 pub mod ids;
 mod meta;
 pub mod pg_text;
+pub mod score;
+pub mod search;
 mod trace;
 
 pub use batch::{parse_batch, BatchError, BatchFormat, BATCH_MAX_ITEMS};
 pub use error::{ErrorKind, Loc, LocPart, ValidationError, ValidationErrors};
 pub use events::{
-    current_schema, from_micros, legacy_schema_fingerprints, schema_fingerprints, to_micros,
-    truncate_to_micros, DecodeError, EventKind, SchemaFile, TraceDeleted, TraceEvent,
-    TraceSubmitted, HEADER_LEN, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
+    current_schema, from_micros, legacy_schema_fingerprints, partition_for, schema_fingerprints,
+    score_key, to_micros, truncate_to_micros, DecodeError, EventKind, SchemaFile, ScoreRecorded,
+    ScoreRetracted, TraceDeleted, TraceEvent, TraceSubmitted, HEADER_LEN, SCHEMA_FILES,
+    SINGLE_OBJECT_MAGIC,
 };
 pub use meta::{META_MAX_DEPTH, META_MAX_NUMBER_CHARS};
 pub use trace::{

@@ -7,8 +7,9 @@ use apache_avro::Schema;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use tunix_schemas::{
-    current_schema, legacy_schema_fingerprints, schema_fingerprints, DecodeError, EventKind, Trace,
-    TraceDeleted, TraceEvent, TraceSubmitted, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
+    current_schema, legacy_schema_fingerprints, partition_for, schema_fingerprints, DecodeError,
+    EventKind, ScoreRecorded, ScoreRetracted, Trace, TraceDeleted, TraceEvent, TraceSubmitted,
+    SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
 };
 use uuid::Uuid;
 
@@ -98,6 +99,76 @@ fn deletes_round_trip() {
             reason,
         });
         assert_eq!(round_trip(&event), event);
+    }
+}
+
+#[test]
+fn scores_round_trip_and_are_keyed_apart_from_their_trace() {
+    let trace_id = Uuid::now_v7();
+    for (name, value, source, comment) in [
+        ("correct", 1.0, None, None),
+        (
+            "quality ✓ 质量",
+            -0.125,
+            Some("grader-v2".to_owned()),
+            Some("close, but ß".to_owned()),
+        ),
+        ("n", f64::MAX, None, Some(String::new())),
+    ] {
+        let event = TraceEvent::ScoreRecorded(ScoreRecorded {
+            trace_id,
+            name: name.to_owned(),
+            value,
+            source,
+            comment,
+            recorded_at: Utc.timestamp_micros(1_764_000_000_123_456).unwrap(),
+        });
+        assert_eq!(round_trip(&event), event);
+        assert_eq!(event.id(), trace_id);
+        assert_eq!(event.key(), format!("{trace_id}/score/{name}"));
+        let retracted = TraceEvent::ScoreRetracted(ScoreRetracted {
+            trace_id,
+            name: name.to_owned(),
+            retracted_at: Utc.timestamp_micros(1_764_000_000_223_456).unwrap(),
+        });
+        assert_eq!(round_trip(&retracted), retracted);
+        assert_eq!(
+            retracted.key(),
+            event.key(),
+            "a retraction replaces the score"
+        );
+    }
+    let submission = submitted(parse(&valid()).unwrap(), None);
+    assert_eq!(submission.key(), submission.id().to_string());
+}
+
+/// A score event that decodes but breaks the score rules (a foreign producer) is refused.
+#[test]
+fn invalid_score_events_are_refused() {
+    let bad = TraceEvent::ScoreRecorded(ScoreRecorded {
+        trace_id: Uuid::new_v4(),
+        name: String::new(),
+        value: f64::NAN,
+        source: None,
+        comment: None,
+        recorded_at: Utc::now(),
+    });
+    assert!(matches!(
+        TraceEvent::decode(&bad.encode()),
+        Err(DecodeError::Invalid(_))
+    ));
+}
+
+/// The partitioner is librdkafka's default (`consistent_random`: CRC-32 of the key), which
+/// placed every submission so far; scores computed with it land beside their trace. The
+/// integration test in `ingest-api/tests/api/scores.rs` checks it against librdkafka itself.
+#[test]
+fn partitions_follow_crc32_of_the_trace_id() {
+    let id: Uuid = "0191d6e2-7b7a-7c3e-8f00-123456789abc".parse().unwrap();
+    let crc = 0x4a93_758bu32; // crc32("0191d6e2-7b7a-7c3e-8f00-123456789abc"), pinned
+    assert_eq!(crc32fast::hash(id.to_string().as_bytes()), crc);
+    for n in [1, 3, 6, 7, 64] {
+        assert_eq!(partition_for(&id, n), (crc % n as u32) as i32);
     }
 }
 
