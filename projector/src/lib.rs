@@ -11,6 +11,7 @@
 //!   switches the `trace_list` view to it in one transaction.
 
 pub mod rebuild;
+pub mod scores;
 pub mod view;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -32,6 +33,10 @@ pub mod metric_names {
     pub const REBUILD_PROGRESS: &str = "tunix_projector_rebuild_progress_ratio";
     /// Records a running rebuild still has to apply.
     pub const REBUILD_LAG: &str = "tunix_projector_rebuild_lag_records";
+    /// Score recordings and retractions applied to the scores table.
+    pub const SCORES_APPLIED: &str = "tunix_projector_scores_applied_total";
+    /// Scores ignored because their trace does not exist (never submitted, or deleted).
+    pub const SCORES_IGNORED: &str = "tunix_projector_scores_ignored_total";
 }
 
 /// Projector configuration, from the environment (the shared consumer-service settings).
@@ -107,7 +112,7 @@ pub async fn run(
     run_consumer_service(
         &SPEC,
         cfg,
-        || view::ViewSink,
+        view::ViewSink::default,
         ops_listener,
         shutdown,
         view_gauges,

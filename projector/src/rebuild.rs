@@ -1,13 +1,14 @@
 //! Rebuilding the list view from offset 0 without downtime.
 //!
-//! 1. Create `trace_list_v{N+1}` (primary key only, for a fast bulk load).
+//! 1. Create `trace_list_v{N+1}` and `trace_scores_v{N+1}` (primary keys only, for a fast bulk
+//!    load).
 //! 2. Replay every partition from the beginning into it, with progress (events/s, lag, ETA).
 //! 3. Add the secondary indexes, then replay again to catch up with what arrived meanwhile.
-//! 4. Switch: in one transaction, lock `projection_state`, point the `trace_list` view at the new
-//!    table and make it active. Readers see the old version until the commit and the new one
+//! 4. Switch: in one transaction, lock `projection_state`, point the `trace_list` and
+//!    `trace_scores` views at the new tables and make them active. Readers see the old version until the commit and the new one
 //!    after. The running projector's next batch finds the new version's positions (the rebuild's)
 //!    differ from its own, re-seeks to them (the fence) and keeps the new table current.
-//! 5. Drop the previous table and its positions (unless asked to keep it).
+//! 5. Drop the previous tables and their positions (unless asked to keep them).
 //!
 //! An interrupted rebuild leaves the active view untouched; running it again starts over. One
 //! rebuild runs at a time (an advisory lock).
@@ -111,15 +112,17 @@ pub async fn rebuild(
     {
         // A leftover from an interrupted rebuild that never switched: start clean.
         let mut tx = pool.begin().await?;
-        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
-            .execute(&mut *tx)
-            .await?;
+        for t in [&table, &view::scores_table_name(version)] {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {t}"))
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query!("DELETE FROM consumer_offsets WHERE target = $1", table)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&view::create_table(version))
-            .execute(&mut *tx)
-            .await?;
+        for ddl in view::create_tables(version) {
+            sqlx::query(&ddl).execute(&mut *tx).await?;
+        }
         sqlx::query!(
             "UPDATE projection_state SET rebuild_version = $2, rebuild_applied = 0, rebuild_lag = NULL,
                  rebuild_started_at = now(), rebuild_updated_at = now() WHERE name = $1",
@@ -184,12 +187,14 @@ pub async fn rebuild(
     )
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query(&format!("DROP VIEW {VIEW_NAME}"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(&view::create_view(version))
-        .execute(&mut *tx)
-        .await?;
+    for old_view in [VIEW_NAME, view::SCORES_VIEW] {
+        sqlx::query(&format!("DROP VIEW IF EXISTS {old_view}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    for ddl in view::create_views(version) {
+        sqlx::query(&ddl).execute(&mut *tx).await?;
+    }
     sqlx::query!(
         "UPDATE projection_state SET active_version = $2, switched_at = now(), rebuild_version = NULL,
              rebuild_applied = NULL, rebuild_lag = NULL, rebuild_started_at = NULL, rebuild_updated_at = NULL
@@ -213,9 +218,11 @@ pub async fn rebuild(
     if !options.keep_previous {
         let old = table_name(previous);
         let mut tx = pool.begin().await?;
-        sqlx::query(&format!("DROP TABLE IF EXISTS {old}"))
-            .execute(&mut *tx)
-            .await?;
+        for t in [&old, &view::scores_table_name(previous)] {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {t}"))
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query!("DELETE FROM consumer_offsets WHERE target = $1", old)
             .execute(&mut *tx)
             .await?;

@@ -1,63 +1,108 @@
 //! The list view: its shape, the summary it keeps per trace, and the sink that maintains it.
 //!
-//! Each shape version lives in its own table `trace_list_v{N}`; readers only ever query the view
-//! `trace_list`, which points at the active version (`projection_state.active_version`). A new
-//! shape ships by changing [`create_table`] and [`Summary`], then running a rebuild.
+//! Each shape version lives in its own tables, `trace_list_v{N}` (one row per trace: the summary,
+//! its metadata facets and search terms) and `trace_scores_v{N}` (see [`crate::scores`]). Readers
+//! only ever query the views `trace_list` and `trace_scores`, which point at the active version
+//! (`projection_state.active_version`). A new shape ships by changing [`create_tables`] and
+//! [`Summary`], then running a rebuild.
 
 use std::io::Write;
 
 use sqlx::PgConnection;
 use tunix_pipeline::consumer::{fold, Applied, Record, Sink};
-use tunix_schemas::{pg_text, Trace};
+use tunix_schemas::{facets, pg_text, search, Trace};
+
+use crate::scores;
 
 /// `projection_state.name` of the list view.
 pub const VIEW_NAME: &str = "trace_list";
+/// The view over the active scores table.
+pub const SCORES_VIEW: &str = "trace_scores";
 
 /// Characters of the prompt kept for the list.
 pub const PROMPT_PREVIEW_CHARS: usize = 120;
 
-/// The table holding version `version` of the view.
+/// The list table of version `version`.
 pub fn table_name(version: i32) -> String {
     format!("trace_list_v{version}")
 }
 
-/// DDL for version `version` of the view: the same shape as the migration's `trace_list_v1`
-/// (a test compares them). Secondary indexes come separately ([`create_indexes`]) so a rebuild
-/// can add them after its bulk load.
-pub fn create_table(version: i32) -> String {
-    let t = table_name(version);
-    format!(
-        "CREATE TABLE {t} (
-            id             uuid        PRIMARY KEY,
-            created_at     timestamptz NOT NULL,
-            trace_version  text        NOT NULL,
-            step_count     integer     NOT NULL,
-            prompt_preview text        NOT NULL,
-            payload_bytes  integer     NOT NULL
-        )"
-    )
+/// The scores table of version `version`.
+pub fn scores_table_name(version: i32) -> String {
+    format!("trace_scores_v{version}")
 }
 
-/// The secondary indexes of version `version`: newest-first paging and the version filter.
-pub fn create_indexes(version: i32) -> Vec<String> {
+/// The scores table that belongs with the list table `list` (`trace_list_vN`).
+pub fn scores_table_of(list: &str) -> String {
+    let version = list.strip_prefix("trace_list_v").unwrap_or_default();
+    format!("trace_scores_v{version}")
+}
+
+/// DDL for version `version`: the same shape the migrations give `trace_list_v1` (a test compares
+/// them). Secondary indexes come separately ([`create_indexes`]) so a rebuild can add them after
+/// its bulk load.
+pub fn create_tables(version: i32) -> Vec<String> {
     let t = table_name(version);
+    let s = scores_table_name(version);
     vec![
-        format!("CREATE INDEX {t}_created_idx ON {t} (created_at DESC, id DESC)"),
-        format!("CREATE INDEX {t}_version_idx ON {t} (trace_version, created_at DESC, id DESC)"),
+        format!(
+            "CREATE TABLE {t} (
+                id             uuid        PRIMARY KEY,
+                created_at     timestamptz NOT NULL,
+                trace_version  text        NOT NULL,
+                step_count     integer     NOT NULL,
+                prompt_preview text        NOT NULL,
+                payload_bytes  integer     NOT NULL,
+                facets         text[]      NOT NULL DEFAULT '{{}}',
+                search         tsvector    NOT NULL DEFAULT ''
+            )"
+        ),
+        format!(
+            "CREATE TABLE {s} (
+                trace_id    uuid             NOT NULL,
+                name        text             NOT NULL,
+                value       double precision NOT NULL,
+                source      text,
+                comment     text,
+                recorded_at timestamptz      NOT NULL,
+                PRIMARY KEY (trace_id, name)
+            )"
+        ),
     ]
 }
 
-/// `CREATE VIEW` pointing readers at version `version`.
-pub fn create_view(version: i32) -> String {
-    format!(
-        "CREATE VIEW {VIEW_NAME} AS
-            SELECT id, created_at, trace_version, step_count, prompt_preview, payload_bytes
-            FROM {}",
-        table_name(version)
-    )
+/// The secondary indexes of version `version`: newest-first paging, the version filter, the
+/// metadata facets, text search, and score values.
+pub fn create_indexes(version: i32) -> Vec<String> {
+    let t = table_name(version);
+    let s = scores_table_name(version);
+    vec![
+        format!("CREATE INDEX {t}_created_idx ON {t} (created_at DESC, id DESC)"),
+        format!("CREATE INDEX {t}_version_idx ON {t} (trace_version, created_at DESC, id DESC)"),
+        format!("CREATE INDEX {t}_facets_idx ON {t} USING gin (facets)"),
+        format!("CREATE INDEX {t}_search_idx ON {t} USING gin (search)"),
+        format!("CREATE INDEX {s}_value_idx ON {s} (name, value)"),
+    ]
 }
 
-/// The cheap summary the list shows for one trace.
+/// `CREATE VIEW` statements pointing readers at version `version`.
+pub fn create_views(version: i32) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE VIEW {VIEW_NAME} AS
+                SELECT id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search
+                FROM {}",
+            table_name(version)
+        ),
+        format!(
+            "CREATE VIEW {SCORES_VIEW} AS
+                SELECT trace_id, name, value, source, comment, recorded_at FROM {}",
+            scores_table_name(version)
+        ),
+    ]
+}
+
+/// What the list keeps for one trace: the summary it shows, and what filters look up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// Number of steps.
@@ -66,6 +111,10 @@ pub struct Summary {
     pub prompt_preview: String,
     /// Size of the trace's JSON payload (as `GET /api/traces/{id}` returns it) in bytes.
     pub payload_bytes: i32,
+    /// The metadata facets (`schemas::facets`).
+    pub facets: Vec<String>,
+    /// The search terms as `tsvector` input (`schemas::search`).
+    pub search: String,
 }
 
 struct Counter(usize);
@@ -101,18 +150,37 @@ impl Summary {
         }
         let mut size = Counter(0);
         serde_json::to_writer(&mut size, trace).expect("counting never fails");
+        let texts = [trace.prompt(), trace.final_answer()]
+            .into_iter()
+            .chain(trace.steps().iter().map(|s| s.content.as_str()));
         Summary {
             step_count: trace.steps().len() as i32,
             prompt_preview: preview.trim().to_owned(),
             payload_bytes: size.0.min(i32::MAX as usize) as i32,
+            facets: trace
+                .meta()
+                .map(|m| facets::facets(m.as_str()))
+                .unwrap_or_default(),
+            search: search::tsvector_text(&search::index_terms(texts)),
         }
     }
 }
 
 /// The list view as a consumer sink. Its target is whatever version is active, read inside each
 /// batch's transaction with a share lock, so a rebuild's switch never splits a batch.
-#[derive(Default)]
-pub struct ViewSink;
+pub struct ViewSink {
+    scores: metrics::Counter,
+    ignored: metrics::Counter,
+}
+
+impl Default for ViewSink {
+    fn default() -> Self {
+        ViewSink {
+            scores: metrics::counter!(crate::metric_names::SCORES_APPLIED),
+            ignored: metrics::counter!(crate::metric_names::SCORES_IGNORED),
+        }
+    }
+}
 
 /// The active version, read with `FOR SHARE` (held until the caller's transaction ends).
 pub async fn active_version(conn: &mut PgConnection) -> Result<i32, sqlx::Error> {
@@ -124,7 +192,7 @@ pub async fn active_version(conn: &mut PgConnection) -> Result<i32, sqlx::Error>
     .await
 }
 
-/// Applies records to the view table `table` (a `trace_list_v{N}` name).
+/// Applies records to the view table `table` (a `trace_list_v{N}` name) and its scores table.
 pub async fn apply_to(
     conn: &mut PgConnection,
     table: &str,
@@ -133,6 +201,7 @@ pub async fn apply_to(
     debug_assert!(
         table.starts_with("trace_list_v") && table[12..].bytes().all(|b| b.is_ascii_digit())
     );
+    let scores_table = scores_table_of(table);
     let plan = fold(records);
     let mut applied = Applied::default();
     if !plan.delete.is_empty() {
@@ -141,6 +210,7 @@ pub async fn apply_to(
             .execute(&mut *conn)
             .await?;
         applied.deleted = result.rows_affected();
+        scores::delete_for(conn, &scores_table, &plan.delete).await?;
     }
     if !plan.insert.is_empty() {
         let n = plan.insert.len();
@@ -154,6 +224,7 @@ pub async fn apply_to(
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let (mut facet_lists, mut searches) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for s in &plan.insert {
             let summary = Summary::of(&s.trace);
             ids.push(s.id);
@@ -164,10 +235,16 @@ pub async fn apply_to(
             steps.push(summary.step_count);
             previews.push(pg_text::encode(&summary.prompt_preview).into_owned());
             sizes.push(summary.payload_bytes);
+            // A text[][] cannot be ragged, so each trace's facets travel as one JSON array.
+            facet_lists.push(serde_json::to_string(&summary.facets).expect("strings serialize"));
+            searches.push(summary.search);
         }
         let result = sqlx::query(&format!(
-            "INSERT INTO {table} (id, created_at, trace_version, step_count, prompt_preview, payload_bytes)
-             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[], $5::text[], $6::int[])
+            "INSERT INTO {table} (id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search)
+             SELECT u.id, u.created_at, u.trace_version, u.step_count, u.prompt_preview, u.payload_bytes,
+                    ARRAY(SELECT jsonb_array_elements_text(u.facets::jsonb)), u.search::tsvector
+             FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[])
+                  AS u(id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search)
              ON CONFLICT (id) DO NOTHING"
         ))
         .bind(&ids)
@@ -176,12 +253,20 @@ pub async fn apply_to(
         .bind(&steps)
         .bind(&previews)
         .bind(&sizes)
+        .bind(&facet_lists)
+        .bind(&searches)
         .execute(&mut *conn)
         .await?;
         applied.inserted = result.rows_affected();
         applied.duplicates = n as u64 - applied.inserted;
     }
     applied.duplicates += plan.in_batch_duplicates;
+    let score_plan = scores::fold_scores(records);
+    if !score_plan.upsert.is_empty() || !score_plan.retract.is_empty() {
+        let (scored, ignored) = scores::apply(conn, &scores_table, table, &score_plan).await?;
+        applied.scores = scored;
+        applied.orphan_scores = ignored;
+    }
     Ok(applied)
 }
 
@@ -196,7 +281,11 @@ impl Sink for ViewSink {
         target: &str,
         records: &[Record],
     ) -> Result<Applied, sqlx::Error> {
-        apply_to(conn, target, records).await
+        let applied = apply_to(conn, target, records).await?;
+        // Counted before commit, like the writer's row counters: a retried batch counts again.
+        self.scores.increment(applied.scores);
+        self.ignored.increment(applied.orphan_scores);
+        Ok(applied)
     }
 }
 

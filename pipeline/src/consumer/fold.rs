@@ -55,6 +55,8 @@ pub fn fold(records: &[Record]) -> Plan<'_> {
                     plan.delete.push(d.id);
                 }
             }
+            // Scores are another read model's concern (the projector's `scores`).
+            TraceEvent::ScoreRecorded(_) | TraceEvent::ScoreRetracted(_) => {}
         }
     }
     plan.insert = slots.into_iter().flatten().collect();

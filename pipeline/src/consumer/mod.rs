@@ -225,6 +225,10 @@ pub struct Applied {
     pub duplicates: u64,
     /// Rows removed by tombstones.
     pub deleted: u64,
+    /// Scores recorded or retracted.
+    pub scores: u64,
+    /// Scores ignored because their trace does not exist (never submitted, or deleted).
+    pub orphan_scores: u64,
 }
 
 impl std::ops::AddAssign for Applied {
@@ -232,6 +236,8 @@ impl std::ops::AddAssign for Applied {
         self.inserted += rhs.inserted;
         self.duplicates += rhs.duplicates;
         self.deleted += rhs.deleted;
+        self.scores += rhs.scores;
+        self.orphan_scores += rhs.orphan_scores;
     }
 }
 
