@@ -495,7 +495,7 @@ pub async fn read(
     .bind(depth - 1)
     .fetch_one(&pool)
     .await?;
-    let cursor = tunix_ingest_api::read::encode_cursor(&at, &id);
+    let cursor = tunix_ingest_api::list::ListQuery::parse(None)?.cursor_after(&at, &id);
     let mid: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT now() - interval '15 days'")
             .fetch_one(&pool)

@@ -48,6 +48,11 @@ pub struct IngestConfig {
     pub db: DbSettings,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// The upstream health check of `GET /api/redi/health`.
+    pub redi: crate::redi::RediSettings,
+    /// `CORS_ORIGINS`: origins allowed to call the API from a browser (a UI served elsewhere);
+    /// empty means none (same origin only).
+    pub cors_origins: Vec<String>,
 }
 
 impl IngestConfig {
@@ -96,6 +101,16 @@ impl IngestConfig {
             kafka: KafkaSettings::from_env(env),
             db: DbSettings::from_env(env),
             log_format: env.parse("LOG_FORMAT", LogFormat::Text),
+            redi: crate::redi::RediSettings::from_env(env),
+            cors_origins: env
+                .optional("CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

@@ -26,8 +26,8 @@ pub enum ApiError {
     /// 422 about a query or path parameter, with a message that names it.
     #[error("invalid parameter {param}: {msg}")]
     InvalidParam {
-        /// The parameter's name, e.g. `limit`.
-        param: &'static str,
+        /// The parameter's name, e.g. `limit` or `meta.run`.
+        param: std::borrow::Cow<'static, str>,
         /// What is wrong.
         msg: String,
         /// Where: `query` or `path`.

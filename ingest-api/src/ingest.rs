@@ -32,7 +32,8 @@ pub struct Accepted {
     pub trace_version: String,
 }
 
-/// `202` body of `POST /api/traces/batch`.
+/// `202` body of `POST /api/traces/batch`: our shape (`count`, `ids`, `created_at`) and the seed
+/// API's (`created_count`, `traces`) in one body, so clients of either keep working.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchAccepted {
     /// Number of traces appended.
@@ -41,6 +42,10 @@ pub struct BatchAccepted {
     pub ids: Vec<Uuid>,
     /// Acceptance time shared by every trace of the batch.
     pub created_at: String,
+    /// The seed's name for `count`.
+    pub created_count: usize,
+    /// The seed's per-trace answers, in input order.
+    pub traces: Vec<Accepted>,
 }
 
 /// ISO-8601 UTC with microseconds and `Z`, the format of every timestamp in the API.
@@ -64,7 +69,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match media_type(headers)?.as_deref() {
         Some("application/json") => Ok(()),
         Some(other) => Err(ApiError::UnsupportedMediaType(format!(
@@ -76,14 +81,14 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn rejected(state: &AppState, errs: ValidationErrors) -> ApiError {
+pub(crate) fn rejected(state: &AppState, errs: ValidationErrors) -> ApiError {
     for e in errs.errors() {
         state.metrics.validation_failure(e.kind.as_str());
     }
     ApiError::Validation(errs)
 }
 
-fn produce_error(state: &AppState, e: ProduceError) -> ApiError {
+pub(crate) fn produce_error(state: &AppState, e: ProduceError) -> ApiError {
     match e {
         ProduceError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
         other => {
@@ -93,7 +98,7 @@ fn produce_error(state: &AppState, e: ProduceError) -> ApiError {
     }
 }
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     tunix_schemas::truncate_to_micros(Utc::now())
 }
 
@@ -264,12 +269,26 @@ pub async fn submit_batch(
         .await
         .map_err(|e| produce_error(&state, e))?;
     state.metrics.accepted.increment(ids.len() as u64);
+    let created_at = iso(&created_at);
+    let traces = events
+        .iter()
+        .filter_map(|e| match e {
+            TraceEvent::Submitted(s) => Some(Accepted {
+                id: s.id,
+                created_at: created_at.clone(),
+                trace_version: s.trace.trace_version().to_owned(),
+            }),
+            _ => None,
+        })
+        .collect();
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {
             count: ids.len(),
+            created_count: ids.len(),
             ids,
-            created_at: iso(&created_at),
+            created_at,
+            traces,
         }),
     )
         .into_response())

@@ -20,14 +20,18 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod list;
 pub mod metrics;
 pub mod openapi;
 pub mod producer;
 pub mod read;
+pub mod redi;
 pub mod router;
+pub mod scores;
 pub mod server;
 pub mod ui;
 
@@ -57,6 +61,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Read endpoints' pool (lazy: ingestion works while Postgres is down).
     pub pool: PgPool,
+    /// The upstream health check of `GET /api/redi/health`, with its cache.
+    pub redi: redi::RediHealth,
     /// The OpenAPI document, set when the router is built.
     pub openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
 }
@@ -85,6 +91,7 @@ impl AppState {
             metrics,
             prometheus,
             readiness: Readiness::new(&["broker"]),
+            redi: redi::RediHealth::new(cfg.redi.clone()),
             openapi: std::sync::OnceLock::new(),
             cfg,
         }))

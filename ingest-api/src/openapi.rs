@@ -99,6 +99,43 @@ pub struct Readiness {
     checks: serde_json::Value,
 }
 
+/// A score (`POST /api/traces/{id}/scores`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ScoreIn {
+    /// What was judged.
+    #[schema(min_length = 1, max_length = 64, example = "correct")]
+    name: String,
+    /// A finite number.
+    #[schema(example = 1.0)]
+    value: f64,
+    /// Who or what judged.
+    #[schema(max_length = 128, example = "grader-v2")]
+    source: Option<String>,
+    /// Free text.
+    #[schema(max_length = 2000)]
+    comment: Option<String>,
+}
+
+/// One item of `POST /api/scores/batch`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ScoreBatchItem {
+    /// The trace judged.
+    trace_id: uuid::Uuid,
+    /// What was judged.
+    #[schema(min_length = 1, max_length = 64, example = "correct")]
+    name: String,
+    /// A finite number.
+    value: f64,
+    /// Who or what judged.
+    #[schema(max_length = 128)]
+    source: Option<String>,
+    /// Free text.
+    #[schema(max_length = 2000)]
+    comment: Option<String>,
+}
+
 /// An error with a message: 400, 401, 403, 404, 408, 413, 415, 503.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -154,15 +191,16 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "tunix-rt API",
-        description = "Ingest reasoning traces (acknowledged once durable in Kafka), list and read them, delete them. Errors: 4xx with a `detail`; 503 with `Retry-After` for operational trouble.",
+        description = "Ingest reasoning traces (acknowledged once durable in Kafka); find them by metadata, tags, text and scores; judge them with scores; read and delete them. Errors: 4xx with a `detail`; 503 with `Retry-After` for operational trouble.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(TraceIn, StepIn, TraceOut, DeleteAccepted, Health, Readiness, ErrorBody, ValidationDetail, ValidationErrorBody)),
+    components(schemas(TraceIn, StepIn, TraceOut, DeleteAccepted, Health, Readiness, ErrorBody, ValidationDetail, ValidationErrorBody, ScoreIn, ScoreBatchItem)),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
     tags(
         (name = "ingest", description = "Submit traces"),
-        (name = "read", description = "List, read and delete traces"),
+        (name = "read", description = "List, search, read and compare traces"),
+        (name = "scores", description = "Record and retract scores"),
         (name = "ops", description = "Health, readiness, metrics, documents and the UI")
     )
 )]

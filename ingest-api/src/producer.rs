@@ -4,14 +4,15 @@
 //! and a librdkafka retry never duplicates it. Callers answer HTTP only after [`EventProducer::append`]
 //! returns, so a 2xx always means "durable in the topic".
 
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tunix_pipeline::kafka::{KafkaSettings, TOPIC_MAX_MESSAGE_BYTES};
-use tunix_schemas::TraceEvent;
+use tunix_schemas::{partition_for, TraceEvent};
 
 use crate::metrics::IngestMetrics;
 
@@ -80,6 +81,10 @@ pub struct EventProducer {
     /// one, which Tansu 0.6's sqlite engine mishandles (its storage panics and stops serving).
     /// Also replaced after a fatal error. Requests in flight keep their clone.
     producer: RwLock<(u64, FutureProducer)>,
+    /// The topic's partition count from the latest metadata (0 until known). Every event goes
+    /// to its trace's partition, computed here (`schemas::partition_for`), so that scores, keyed
+    /// apart from their trace, still land beside it.
+    partitions: Arc<AtomicI32>,
     kafka: KafkaSettings,
     settings: ProducerSettings,
     metrics: IngestMetrics,
@@ -94,6 +99,7 @@ impl EventProducer {
     ) -> Result<EventProducer, KafkaError> {
         Ok(EventProducer {
             producer: RwLock::new((0, create(kafka, &settings)?)),
+            partitions: Arc::new(AtomicI32::new(0)),
             kafka: kafka.clone(),
             settings,
             metrics,
@@ -104,21 +110,50 @@ impl EventProducer {
         self.producer.read().expect("producer lock").clone()
     }
 
-    /// Appends `events` (keyed by trace id) and waits until the broker acknowledged every one.
+    /// The topic's partition count; fetched (off the async workers) if no probe has reported it
+    /// yet.
+    async fn partition_count(&self) -> Result<i32, ProduceError> {
+        let known = self.partitions.load(Ordering::Relaxed);
+        if known > 0 {
+            return Ok(known);
+        }
+        let producer = self.current().1;
+        let topic = self.kafka.topic.clone();
+        let timeout = self.settings.timeout;
+        let slot = self.partitions.clone();
+        tokio::task::spawn_blocking(move || {
+            let n = topic_partitions(&producer, &topic, timeout)?;
+            slot.store(n, Ordering::Relaxed);
+            Ok::<i32, String>(n)
+        })
+        .await
+        .map_err(|e| ProduceError::Broker(format!("metadata task failed: {e}")))?
+        .map_err(|e| ProduceError::Broker(format!("topic metadata: {e}")))
+    }
+
+    /// Appends `events` (each with its key, in its trace's partition) and waits until the broker
+    /// acknowledged every one.
     pub async fn append(&self, events: &[TraceEvent]) -> Result<(), ProduceError> {
         let (generation, producer) = self.current();
         let started = Instant::now();
+        let partitions = match self.partition_count().await {
+            Ok(n) => n,
+            Err(e) => {
+                self.metrics.produce_error(e.reason());
+                return Err(e);
+            }
+        };
         let mut pending = Vec::with_capacity(events.len());
         let mut largest = 0;
         let mut first_error = None;
         for event in events {
-            let mut id_buf = uuid::Uuid::encode_buffer();
-            let key = event.id().hyphenated().encode_lower(&mut id_buf);
+            let key = event.key();
             let value = event.encode();
             largest = largest.max(value.len());
             let record = FutureRecord::to(&self.kafka.topic)
-                .key(&*key)
-                .payload(&value);
+                .key(&key)
+                .payload(&value)
+                .partition(partition_for(&event.id(), partitions));
             match producer.send_result(record) {
                 Ok(delivery) => pending.push((delivery, value.len())),
                 Err((e, _)) => {
@@ -206,28 +241,36 @@ impl EventProducer {
         self.current().1.in_flight_count()
     }
 
-    /// Whether the broker answers a metadata request for the topic within `timeout`. Blocking.
+    /// Whether the broker answers a metadata request for the topic within `timeout` (and records
+    /// its partition count). Blocking.
     pub fn broker_reachable(&self, timeout: Duration) -> Result<(), String> {
-        let metadata = self
-            .current()
-            .1
-            .client()
-            .fetch_metadata(Some(&self.kafka.topic), Timeout::After(timeout))
-            .map_err(|e| e.to_string())?;
-        match metadata.topics().first() {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
-            Some(t) => Err(format!(
-                "topic {} unavailable: {:?}",
-                self.kafka.topic,
-                t.error()
-            )),
-            None => Err(format!("topic {} unknown", self.kafka.topic)),
-        }
+        let n = topic_partitions(&self.current().1, &self.kafka.topic, timeout)?;
+        self.partitions.store(n, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Waits up to `timeout` for queued events to be delivered (shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.current().1.flush(Timeout::After(timeout))
+    }
+}
+
+/// The partition count of `topic` from broker metadata. Blocking.
+fn topic_partitions(
+    producer: &FutureProducer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, String> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), Timeout::After(timeout))
+        .map_err(|e| e.to_string())?;
+    match metadata.topics().first() {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().len() as i32)
+        }
+        Some(t) => Err(format!("topic {topic} unavailable: {:?}", t.error())),
+        None => Err(format!("topic {topic} unknown")),
     }
 }
 

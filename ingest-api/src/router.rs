@@ -6,8 +6,8 @@
 //!
 //! | group | scope | routes |
 //! | --- | --- | --- |
-//! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch` |
-//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}` |
+//! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch`, scores: record, retract, batch, baseline |
+//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/redi/health` |
 //! | admin | `admin` | `DELETE /api/traces/{id}` |
 //! | any key | any valid key | `GET /api/health` |
 //! | open | none | `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the UI |
@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{enforce, ApiKeys, Requirement, Scope};
-use crate::{error, health, ingest, metrics, openapi, read, ui, AppState};
+use crate::{cors, error, health, ingest, metrics, openapi, read, redi, scores, ui, AppState};
 
 /// The documented scope of every `/api` route (`None`: any valid key). The README's
 /// authentication table lists the same; tests prove the router enforces exactly this.
@@ -32,6 +32,16 @@ pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
     ("GET", "/api/traces", Some(Scope::Read)),
     ("GET", "/api/traces/{id}", Some(Scope::Read)),
     ("DELETE", "/api/traces/{id}", Some(Scope::Admin)),
+    ("POST", "/api/traces/{id}/scores", Some(Scope::Ingest)),
+    (
+        "DELETE",
+        "/api/traces/{id}/scores/{name}",
+        Some(Scope::Ingest),
+    ),
+    ("POST", "/api/scores/batch", Some(Scope::Ingest)),
+    ("POST", "/api/traces/{id}/score", Some(Scope::Ingest)),
+    ("GET", "/api/traces/compare", Some(Scope::Read)),
+    ("GET", "/api/redi/health", Some(Scope::Read)),
     ("GET", "/api/health", None),
 ];
 
@@ -47,10 +57,16 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
     let ingest = OpenApiRouter::new()
         .routes(routes!(ingest::submit))
         .routes(routes!(ingest::submit_batch))
+        .routes(routes!(scores::record))
+        .routes(routes!(scores::retract))
+        .routes(routes!(scores::record_batch))
+        .routes(routes!(scores::baseline))
         .route_layer(scoped!(keys, Some(Scope::Ingest)));
     let read = OpenApiRouter::new()
         .routes(routes!(read::list))
         .routes(routes!(read::get))
+        .routes(routes!(scores::compare))
+        .routes(routes!(redi::health))
         .route_layer(scoped!(keys, Some(Scope::Read)));
     let admin = OpenApiRouter::new()
         .routes(routes!(ingest::delete))
@@ -81,11 +97,21 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// The router: every route the public address serves.
 pub fn app(state: Arc<AppState>) -> Router {
     let keys = Arc::new(state.cfg.api_keys.clone());
+    let origins = state.cfg.cors_origins.clone();
     let (router, doc) = documented_routes(&keys).split_for_parts();
     let _ = state.openapi.set(doc);
-    router
+    let router = router
         .with_state(state)
         // Unknown routes and wrong methods answer like every other error: {"detail": ...}.
         .layer(axum::middleware::from_fn(error::json_error_bodies))
-        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(metrics::track));
+    if origins.is_empty() {
+        router
+    } else {
+        // Outermost: a preflight never reaches routing or authentication.
+        router.layer(axum::middleware::from_fn_with_state(
+            cors::Origins(Arc::new(origins)),
+            cors::cors,
+        ))
+    }
 }

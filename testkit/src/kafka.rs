@@ -51,19 +51,24 @@ fn producer(brokers: &str) -> FutureProducer {
         .expect("test producer")
 }
 
-/// Produces events keyed by trace id, as ingest-api does, and waits for every ack.
+/// Produces events with their keys, in their trace's partition, as ingest-api does, and waits
+/// for every ack.
 pub async fn produce_events(topic: &TestTopic, events: &[TraceEvent]) {
     let producer = producer(&topic.settings.brokers);
     let mut pending = Vec::with_capacity(events.len());
     for event in events {
-        let key = event.id().to_string();
+        let key = event.key();
         let value = event.encode();
+        let partition = tunix_schemas::partition_for(&event.id(), topic.settings.partitions);
         let producer = producer.clone();
         let topic = topic.name().to_owned();
         pending.push(tokio::spawn(async move {
             producer
                 .send(
-                    FutureRecord::to(&topic).key(&key).payload(&value),
+                    FutureRecord::to(&topic)
+                        .key(&key)
+                        .payload(&value)
+                        .partition(partition),
                     Duration::from_secs(30),
                 )
                 .await

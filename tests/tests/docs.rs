@@ -57,6 +57,8 @@ fn every_metric_name_is_documented() {
             tunix_projector::metric_names::REBUILD_IN_PROGRESS,
             tunix_projector::metric_names::REBUILD_PROGRESS,
             tunix_projector::metric_names::REBUILD_LAG,
+            tunix_projector::metric_names::SCORES_APPLIED,
+            tunix_projector::metric_names::SCORES_IGNORED,
         ]
         .iter()
         .map(|s| s.to_string()),

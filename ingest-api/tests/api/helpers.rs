@@ -96,8 +96,14 @@ impl TestApi {
         req.send().await.expect("request")
     }
 
-    /// Every event on the topic, decoded, waiting for at least `min`.
+    /// Every event on the topic, decoded, waiting for at least `min`. Checks each record's key
+    /// and partition: the event's own key, in its trace's partition.
     pub fn events(&self, min: usize) -> Vec<TraceEvent> {
+        self.records(min).into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Like [`TestApi::events`], with each record's partition.
+    pub fn records(&self, min: usize) -> Vec<(i32, TraceEvent)> {
         consume_all(
             &self.topic.settings.brokers,
             self.topic.name(),
@@ -107,12 +113,13 @@ impl TestApi {
         .iter()
         .map(|m| {
             let event = TraceEvent::decode(m.payload().expect("value")).expect("decodes");
+            assert_eq!(m.key(), Some(event.key().as_bytes()), "the event's key");
             assert_eq!(
-                m.key(),
-                Some(event.id().to_string().as_bytes()),
-                "keyed by trace id"
+                m.partition(),
+                tunix_schemas::partition_for(&event.id(), self.topic.settings.partitions),
+                "the trace's partition"
             );
-            event
+            (m.partition(), event)
         })
         .collect()
     }

@@ -7,5 +7,7 @@ mod helpers;
 mod ingest;
 mod openapi;
 mod reads;
+mod scores;
+mod seed;
 mod shutdown;
 mod trust;

@@ -34,9 +34,12 @@ async fn openapi_lists_every_served_route() {
     documented.sort();
     let expected: Vec<(String, String)> = [
         ("DELETE", "/api/traces/{id}"),
+        ("DELETE", "/api/traces/{id}/scores/{name}"),
         ("GET", "/"),
         ("GET", "/api/health"),
+        ("GET", "/api/redi/health"),
         ("GET", "/api/traces"),
+        ("GET", "/api/traces/compare"),
         ("GET", "/api/traces/{id}"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
@@ -45,8 +48,11 @@ async fn openapi_lists_every_served_route() {
         ("GET", "/ui/app.css"),
         ("GET", "/ui/app.js"),
         ("GET", "/ui/example.json"),
+        ("POST", "/api/scores/batch"),
         ("POST", "/api/traces"),
         ("POST", "/api/traces/batch"),
+        ("POST", "/api/traces/{id}/score"),
+        ("POST", "/api/traces/{id}/scores"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -54,7 +60,11 @@ async fn openapi_lists_every_served_route() {
     assert_eq!(documented, expected);
     // Every documented operation is served (an unrouted request gets an empty 404 or a 405).
     for (method, path) in &documented {
-        let url = api.url(&path.replace("{id}", &uuid::Uuid::new_v4().to_string()));
+        let url = api.url(
+            &path
+                .replace("{id}", &uuid::Uuid::new_v4().to_string())
+                .replace("{name}", "correct"),
+        );
         let resp = api
             .client
             .request(method.parse().unwrap(), url)
