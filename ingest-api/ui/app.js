@@ -1,6 +1,18 @@
 // tunix-rt web UI: plain ES module, no build step. Served by ingest-api from /ui/app.js.
+//
+// Every view has its own URL (hash routes, so they never collide with the API's paths):
+//   #/?q=…&meta.run=17&tag=math&score.correct=1   the list with its search and filters
+//   #/trace/<id>?<list filters>                   one trace (the list keeps its filters)
+//   #/compare?base=<id>&other=<id>                two traces side by side
+// The back button walks these states; a link can be shared.
 const $ = (id) => document.getElementById(id);
-const state = { cursors: [null], page: 0, nextCursor: null, timer: null, current: null };
+const el = (tag, props = {}, ...children) => {
+  const e = Object.assign(document.createElement(tag), props);
+  e.append(...children);
+  return e;
+};
+const state = { cursors: [null], page: 0, nextCursor: null, timer: null, current: null, listKey: null, picked: [] };
+const FOLD_AT = 600; // characters: longer step contents are folded
 
 function headers(extra = {}) {
   const h = { ...extra };
@@ -17,16 +29,73 @@ async function api(path, options = {}) {
   return { status: resp.status, body, headers: resp.headers };
 }
 
+function formatLoc(loc) {
+  // ["body","steps",3,"content"] -> body.steps[3].content
+  return (loc || []).map((p, n) => (typeof p === 'number' ? `[${p}]` : n === 0 ? p : `.${p}`)).join('');
+}
+
 function describeError(status, body) {
   if (body && typeof body.detail === 'string') return `${status}: ${body.detail}`;
+  if (body && Array.isArray(body.detail)) return `${status}: ${body.detail.map((d) => `${formatLoc(d.loc)}: ${d.msg}`).join('; ')}`;
   return `${status}`;
+}
+
+// ---- routing ------------------------------------------------------------------------------
+// List filters live in the hash's query: q, trace_version, created_after, created_before, and
+// repeatable meta.*, tag, score.*.
+const LIST_KEYS = ['q', 'trace_version', 'created_after', 'created_before'];
+const isChip = (k) => k.startsWith('meta.') || k === 'tag' || k.startsWith('score.');
+
+function parseHash() {
+  const h = location.hash.replace(/^#/, '') || '/';
+  const q = h.indexOf('?');
+  const path = q < 0 ? h : h.slice(0, q);
+  const params = new URLSearchParams(q < 0 ? '' : h.slice(q + 1));
+  return { path, params };
+}
+
+function listParams(params) {
+  const out = new URLSearchParams();
+  for (const [k, v] of params) if (LIST_KEYS.includes(k) || isChip(k)) out.append(k, v);
+  return out;
+}
+
+function go(path, params) {
+  const query = params && [...params].length ? `?${params}` : '';
+  const target = `#${path}${query}`;
+  if (location.hash === target) route(); else location.hash = target;
+}
+
+async function route() {
+  const { path, params } = parseHash();
+  const filters = listParams(params);
+  showFilters(filters);
+  const key = filters.toString();
+  if (key !== state.listKey) {
+    state.listKey = key;
+    state.cursors = [null];
+    state.page = 0;
+  }
+  refreshList();
+  $('compare-panel').hidden = path !== '/compare';
+  if (path.startsWith('/trace/')) {
+    await openTrace(decodeURIComponent(path.slice('/trace/'.length)));
+  } else {
+    $('detail-panel').hidden = true;
+    state.current = null;
+  }
+  if (path === '/compare') await showCompare(params.get('base'), params.get('other'));
+}
+
+function currentFilters() {
+  return listParams(parseHash().params);
 }
 
 // ---- health cards -------------------------------------------------------------------------
 function setCard(id, text, ok) {
-  const el = $(id);
-  el.textContent = text;
-  el.className = `value ${ok === true ? 'ok' : ok === false ? 'bad' : 'warn'}`;
+  const e = $(id);
+  e.textContent = text;
+  e.className = `value ${ok === true ? 'ok' : ok === false ? 'bad' : 'warn'}`;
 }
 
 async function refreshHealth() {
@@ -51,21 +120,12 @@ function showErrors(items) {
   const ul = $('errors');
   ul.innerHTML = '';
   for (const item of items) {
-    const li = document.createElement('li');
     if (typeof item === 'string') {
-      li.textContent = item;
+      ul.append(el('li', { textContent: item }));
     } else {
-      const code = document.createElement('code');
-      code.textContent = formatLoc(item.loc);
-      li.append(code, ` ${item.msg} (${item.type})`);
+      ul.append(el('li', {}, el('code', { textContent: formatLoc(item.loc) }), ` ${item.msg} (${item.type})`));
     }
-    ul.append(li);
   }
-}
-
-function formatLoc(loc) {
-  // ["body","steps",3,"content"] -> body.steps[3].content
-  return (loc || []).map((p, n) => (typeof p === 'number' ? `[${p}]` : n === 0 ? p : `.${p}`)).join('');
 }
 
 async function upload() {
@@ -77,14 +137,12 @@ async function upload() {
   if (r.status === 202) {
     const id = r.body.id;
     $('upload-result').innerHTML = '';
-    $('upload-result').append('accepted ', Object.assign(document.createElement('code'), { textContent: id }), ' — waiting until readable…');
-    $('upload-result').dataset.id = id;
+    $('upload-result').append('accepted ', el('code', { textContent: id }), ' — waiting until readable…');
     // Read-your-writes: the trace is durable in the topic; wait until the writer stored it.
     const got = await api(`/api/traces/${id}?wait_ms=10000`);
     if (got.status === 200) {
       $('upload-result').lastChild.textContent = ' — stored';
-      showTrace(got.body);
-      refreshList();
+      go(`/trace/${id}`, currentFilters());
     } else {
       $('upload-result').lastChild.textContent = ` — not readable yet (${got.status})`;
     }
@@ -103,10 +161,77 @@ async function loadExample() {
   showErrors([]);
 }
 
-async function fetchById() {
+function fetchById() {
   const id = $('fetch-id').value.trim();
-  if (!id) return;
-  await openTrace(id);
+  if (id) go(`/trace/${encodeURIComponent(id)}`, currentFilters());
+}
+
+// ---- one trace ----------------------------------------------------------------------------
+function jsonNode(value, key) {
+  const span = (cls, text) => el('span', { className: cls, textContent: text });
+  const label = key === undefined ? [] : [span('k', JSON.stringify(key)), ': '];
+  if (value !== null && typeof value === 'object') {
+    const isArray = Array.isArray(value);
+    const entries = isArray ? value.map((v, i) => [i, v]) : Object.entries(value);
+    const details = el('details', { open: true }, el('summary', {}, ...label, isArray ? `[${entries.length}]` : `{${entries.length}}`));
+    for (const [k, v] of entries) details.append(jsonNode(v, isArray ? undefined : k));
+    return details;
+  }
+  const cls = typeof value === 'string' ? 's' : typeof value === 'number' ? 'n' : 'b';
+  return el('div', {}, ...label, span(cls, JSON.stringify(value)));
+}
+
+function stepItem(s) {
+  const content = s.content.length > FOLD_AT
+    ? el('details', { className: 'content' },
+      el('summary', { textContent: `${s.content.slice(0, 240)}… (${s.content.length.toLocaleString()} characters)` }),
+      el('div', { className: 'full', textContent: s.content }))
+    : el('span', { className: 'content', textContent: s.content });
+  const li = el('li', {}, el('span', { className: 'i', textContent: `#${s.i}` }), el('span', { className: 'type', textContent: s.type }), content);
+  li.dataset.testid = 'step';
+  return li;
+}
+
+function scoreList(scores, id) {
+  const ul = $('d-scores');
+  ul.innerHTML = '';
+  const names = Object.keys(scores || {}).sort();
+  if (!names.length) ul.append(el('li', { className: 'muted', textContent: 'none yet' }));
+  for (const name of names) {
+    const s = scores[name];
+    const retract = el('button', { type: 'button', className: 'link', textContent: 'retract', title: `retract ${name}` });
+    retract.addEventListener('click', async () => {
+      const r = await api(`/api/traces/${id}/scores/${encodeURIComponent(name)}`, { method: 'DELETE' });
+      $('score-result').textContent = r.status === 202 ? `retracted ${name}` : describeError(r.status, r.body);
+      await waitForScores(id, (got) => !(name in got));
+    });
+    const li = el('li', {}, el('b', { textContent: name }), ` ${s.value}`, el('span', { className: 'muted', textContent: s.source ? ` · ${s.source}` : '' }), ' ', retract);
+    li.dataset.testid = 'score';
+    li.dataset.name = name;
+    li.title = s.comment || new Date(s.recorded_at).toLocaleString();
+    ul.append(li);
+  }
+}
+
+function showTrace(t) {
+  state.current = t.id;
+  $('detail-panel').hidden = false;
+  $('d-id').textContent = t.id;
+  $('d-link').href = `#/trace/${t.id}`;
+  $('d-created').textContent = new Date(t.created_at).toLocaleString();
+  $('d-version').textContent = t.trace_version;
+  $('d-stepcount').textContent = `${t.payload.steps.length} steps`;
+  $('d-prompt').textContent = t.payload.prompt;
+  $('d-answer').textContent = t.payload.final_answer;
+  const ol = $('d-steps');
+  ol.innerHTML = '';
+  for (const s of [...t.payload.steps].sort((a, b) => a.i - b.i)) ol.append(stepItem(s));
+  const meta = $('d-meta');
+  meta.innerHTML = '';
+  meta.append(t.payload.meta == null ? el('span', { className: 'muted', textContent: 'none' }) : jsonNode(t.payload.meta));
+  scoreList(t.scores, t.id);
+  $('score-result').textContent = '';
+  $('detail-panel').scrollIntoView({ behavior: 'smooth', block: 'start' });
 }
 
 async function openTrace(id) {
@@ -115,56 +240,40 @@ async function openTrace(id) {
     $('fetch-result').textContent = '';
     showTrace(r.body);
   } else {
+    $('detail-panel').hidden = true;
     $('fetch-result').textContent = describeError(r.status, r.body);
   }
 }
 
-// ---- detail -------------------------------------------------------------------------------
-function jsonNode(value, key) {
-  const span = (cls, text) => Object.assign(document.createElement('span'), { className: cls, textContent: text });
-  const label = key === undefined ? [] : [span('k', JSON.stringify(key)), ': '];
-  if (value !== null && typeof value === 'object') {
-    const isArray = Array.isArray(value);
-    const entries = isArray ? value.map((v, i) => [i, v]) : Object.entries(value);
-    const details = document.createElement('details');
-    details.open = true;
-    const summary = document.createElement('summary');
-    summary.append(...label, isArray ? `[${entries.length}]` : `{${entries.length}}`);
-    details.append(summary);
-    for (const [k, v] of entries) details.append(jsonNode(v, isArray ? undefined : k));
-    return details;
+// Scores are events: poll until the read model shows the change (bounded).
+async function waitForScores(id, done) {
+  for (let n = 0; n < 40; n++) {
+    const r = await api(`/api/traces/${id}`);
+    if (r.status === 200 && done(r.body.scores || {})) {
+      if (state.current === id) scoreList(r.body.scores, id);
+      refreshList();
+      return true;
+    }
+    await new Promise((ok) => setTimeout(ok, 250));
   }
-  const div = document.createElement('div');
-  const cls = typeof value === 'string' ? 's' : typeof value === 'number' ? 'n' : 'b';
-  div.append(...label, span(cls, JSON.stringify(value)));
-  return div;
+  return false;
 }
 
-function showTrace(t) {
-  state.current = t.id;
-  $('detail-panel').hidden = false;
-  $('d-id').textContent = t.id;
-  $('d-created').textContent = new Date(t.created_at).toLocaleString();
-  $('d-version').textContent = t.trace_version;
-  $('d-prompt').textContent = t.payload.prompt;
-  $('d-answer').textContent = t.payload.final_answer;
-  const ol = $('d-steps');
-  ol.innerHTML = '';
-  const steps = [...t.payload.steps].sort((a, b) => a.i - b.i);
-  for (const s of steps) {
-    const li = document.createElement('li');
-    li.dataset.testid = 'step';
-    li.append(
-      Object.assign(document.createElement('span'), { className: 'i', textContent: `#${s.i}` }),
-      Object.assign(document.createElement('span'), { className: 'type', textContent: s.type }),
-      Object.assign(document.createElement('span'), { className: 'content', textContent: s.content }),
-    );
-    ol.append(li);
+async function recordScore(ev) {
+  ev.preventDefault();
+  const id = state.current;
+  const name = $('s-name').value.trim();
+  const value = Number($('s-value').value);
+  const source = $('s-source').value.trim();
+  const body = { name, value: $('s-value').value.trim() === '' ? null : value };
+  if (source) body.source = source;
+  const r = await api(`/api/traces/${id}/scores`, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+  if (r.status !== 202) {
+    $('score-result').textContent = describeError(r.status, r.body);
+    return;
   }
-  const meta = $('d-meta');
-  meta.innerHTML = '';
-  meta.append(t.payload.meta == null ? Object.assign(document.createElement('span'), { className: 'muted', textContent: 'none' }) : jsonNode(t.payload.meta));
-  $('detail-panel').scrollIntoView({ behavior: 'smooth', block: 'start' });
+  $('score-result').textContent = `recorded ${name} = ${value}`;
+  await waitForScores(id, (got) => got[name] && got[name].value === value);
 }
 
 async function deleteCurrent() {
@@ -179,8 +288,7 @@ async function deleteCurrent() {
     if (dialog.returnValue !== 'delete') return;
     const r = await api(`/api/traces/${id}`, { method: 'DELETE' });
     if (r.status === 202) {
-      $('detail-panel').hidden = true;
-      state.current = null;
+      go('/', currentFilters());
       $('list-status').textContent = `deleted ${id}`;
       // The list view drops it once the projector applied the tombstone.
       for (let n = 0; n < 20; n++) {
@@ -194,51 +302,157 @@ async function deleteCurrent() {
   });
 }
 
+// ---- compare ------------------------------------------------------------------------------
+function side(t, label) {
+  const steps = el('ol', { className: 'steps' });
+  for (const s of [...t.payload.steps].sort((a, b) => a.i - b.i)) steps.append(stepItem(s));
+  const link = el('a', { href: `#/trace/${t.id}`, textContent: t.id });
+  return el('div', { className: 'side' },
+    el('h3', { textContent: label }),
+    el('p', {}, el('code', {}, link), el('br'), el('span', { className: 'muted', textContent: `${new Date(t.created_at).toLocaleString()} · version ${t.trace_version}` })),
+    el('p', { className: 'big' }, 'baseline score ', el('b', { className: 'score', textContent: String(t.score) })),
+    el('h3', { textContent: 'Prompt' }), el('pre', { className: 'text', textContent: t.payload.prompt }),
+    el('h3', { textContent: `Reasoning (${t.payload.steps.length} steps)` }), steps,
+    el('h3', { textContent: 'Final answer' }), el('pre', { className: 'text answer', textContent: t.payload.final_answer }));
+}
+
+async function showCompare(base, other) {
+  $('compare-panel').hidden = false;
+  $('c-base').innerHTML = '';
+  $('c-other').innerHTML = '';
+  const r = await api(`/api/traces/compare?${new URLSearchParams({ base: base || '', other: other || '' })}`);
+  if (r.status !== 200) {
+    $('compare-status').textContent = describeError(r.status, r.body);
+    return;
+  }
+  $('compare-status').textContent = '';
+  $('c-base').append(side(r.body.base, 'Base'));
+  $('c-other').append(side(r.body.other, 'Other'));
+  $('compare-panel').scrollIntoView({ behavior: 'smooth', block: 'start' });
+}
+
+function compareWith(ev) {
+  ev.preventDefault();
+  const other = $('compare-other').value.trim();
+  if (state.current && other) go('/compare', new URLSearchParams({ base: state.current, other }));
+}
+
+function comparePicked() {
+  if (state.picked.length === 2) go('/compare', new URLSearchParams({ base: state.picked[0], other: state.picked[1] }));
+}
+
 // ---- list ---------------------------------------------------------------------------------
 function toIso(localValue) {
   return localValue ? new Date(localValue).toISOString() : '';
 }
 
-function listQuery() {
-  const p = new URLSearchParams({ limit: '20' });
-  const version = $('f-version').value.trim();
-  if (version) p.set('trace_version', version);
-  const after = toIso($('f-after').value);
-  if (after) p.set('created_after', after);
-  const before = toIso($('f-before').value);
-  if (before) p.set('created_before', before);
-  const cursor = state.cursors[state.page];
-  if (cursor) p.set('cursor', cursor);
+function fromIso(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function showFilters(filters) {
+  $('f-q').value = filters.get('q') || '';
+  $('f-version').value = filters.get('trace_version') || '';
+  $('f-after').value = fromIso(filters.get('created_after'));
+  $('f-before').value = fromIso(filters.get('created_before'));
+  const chips = $('chips');
+  chips.innerHTML = '';
+  for (const [k, v] of filters) {
+    if (!isChip(k)) continue;
+    const remove = el('button', { type: 'button', className: 'link', textContent: '×', title: 'remove this filter' });
+    remove.addEventListener('click', () => {
+      const next = new URLSearchParams([...currentFilters()].filter(([k2, v2]) => !(k2 === k && v2 === v)));
+      go('/', next);
+    });
+    const chip = el('span', { className: 'chip' }, `${k}=${v} `, remove);
+    chip.dataset.testid = 'chip';
+    chips.append(chip);
+  }
+}
+
+function filtersFromInputs() {
+  const p = new URLSearchParams();
+  const put = (k, v) => { if (v) p.set(k, v); };
+  put('q', $('f-q').value.trim());
+  put('trace_version', $('f-version').value.trim());
+  put('created_after', toIso($('f-after').value));
+  put('created_before', toIso($('f-before').value));
+  for (const [k, v] of currentFilters()) if (isChip(k)) p.append(k, v);
   return p;
+}
+
+function applyFilters(ev) {
+  ev?.preventDefault();
+  go('/', filtersFromInputs());
+}
+
+function addChip(ev) {
+  ev.preventDefault();
+  const text = $('f-chip').value.trim();
+  const eq = text.indexOf('=');
+  if (eq < 1) { $('list-status').textContent = 'write a filter as key=value, e.g. meta.run=17, tag=math or score.correct=1'; return; }
+  const key = text.slice(0, eq).trim();
+  if (!isChip(key)) { $('list-status').textContent = `unknown filter ${key}: use meta.<key>, tag or score.<name>`; return; }
+  const p = filtersFromInputs();
+  p.append(key, text.slice(eq + 1).trim());
+  $('f-chip').value = '';
+  go('/', p);
 }
 
 function fmtBytes(n) {
   return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1048576).toFixed(1)} MB`;
 }
 
+function scoreBadges(scores) {
+  return Object.keys(scores || {}).sort().map((name) => `${name} ${scores[name].value}`).join(' · ');
+}
+
+function updatePicked() {
+  $('compare-selected').disabled = state.picked.length !== 2;
+}
+
 async function refreshList() {
-  const r = await api(`/api/traces?${listQuery()}`);
+  const p = currentFilters();
+  p.set('limit', '20');
+  const cursor = state.cursors[state.page];
+  if (cursor) p.set('cursor', cursor);
+  const r = await api(`/api/traces?${p}`);
   const tbody = document.querySelector('#list tbody');
   if (r.status !== 200) {
     $('list-status').textContent = describeError(r.status, r.body);
-    if (Array.isArray(r.body?.detail)) $('list-status').textContent = r.body.detail.map((d) => `${formatLoc(d.loc)}: ${d.msg}`).join('; ');
     return;
   }
   tbody.innerHTML = '';
   for (const item of r.body.data) {
-    const tr = document.createElement('tr');
+    const tr = el('tr');
     tr.dataset.id = item.id;
     tr.dataset.testid = 'list-row';
-    for (const text of [new Date(item.created_at).toLocaleString(), item.trace_version, item.step_count, item.prompt_preview, fmtBytes(item.payload_bytes)]) {
-      tr.append(Object.assign(document.createElement('td'), { textContent: String(text), title: String(text) }));
+    const pick = el('input', { type: 'checkbox', checked: state.picked.includes(item.id), title: 'select to compare' });
+    pick.dataset.testid = 'compare-check';
+    pick.addEventListener('click', (e) => e.stopPropagation());
+    pick.addEventListener('change', () => {
+      state.picked = state.picked.filter((x) => x !== item.id);
+      if (pick.checked) state.picked.push(item.id);
+      state.picked = state.picked.slice(-2);
+      updatePicked();
+      refreshList();
+    });
+    tr.append(el('td', { className: 'pick' }, pick));
+    const scores = scoreBadges(item.scores);
+    for (const text of [new Date(item.created_at).toLocaleString(), item.trace_version, item.step_count, item.prompt_preview, scores, fmtBytes(item.payload_bytes)]) {
+      tr.append(el('td', { textContent: String(text), title: String(text) }));
     }
-    tr.addEventListener('click', () => openTrace(item.id));
+    tr.addEventListener('click', () => go(`/trace/${item.id}`, currentFilters()));
     tbody.append(tr);
   }
   state.nextCursor = r.body.pagination.next_cursor;
   $('older').disabled = !state.nextCursor;
   $('newest').disabled = state.page === 0;
-  $('list-status').textContent = `page ${state.page + 1}${r.body.data.length ? '' : ' (empty)'}`;
+  $('list-status').textContent = `page ${state.page + 1}${r.body.data.length ? '' : ' (nothing matches)'}`;
 }
 
 function older() {
@@ -270,10 +484,16 @@ $('upload').addEventListener('click', upload);
 $('fetch').addEventListener('click', fetchById);
 $('fetch-id').addEventListener('keydown', (e) => { if (e.key === 'Enter') fetchById(); });
 $('delete').addEventListener('click', deleteCurrent);
-$('apply-filters').addEventListener('click', newest);
+$('search-form').addEventListener('submit', applyFilters);
+for (const id of ['f-version', 'f-after', 'f-before']) $(id).addEventListener('change', applyFilters);
+$('chip-form').addEventListener('submit', addChip);
+$('score-form').addEventListener('submit', recordScore);
+$('compare-form').addEventListener('submit', compareWith);
+$('compare-selected').addEventListener('click', comparePicked);
 $('older').addEventListener('click', older);
 $('newest').addEventListener('click', newest);
 $('auto-refresh').addEventListener('change', setAutoRefresh);
+window.addEventListener('hashchange', route);
 refreshHealth();
-newest();
+route();
 setAutoRefresh();

@@ -1,5 +1,7 @@
 // Drives the tunix-rt web UI in headless Chromium: load the page, load the example, upload it,
-// see it in the list, open it, check the detail view, show a validation error, delete it.
+// see it in the list, open it, check the detail view; search, score it, filter by the score,
+// compare it with another trace (every view with its own URL, the back button working); show a
+// validation error, delete it.
 // Usage: node ui.mjs <base-url> <screenshot-dir>
 // Exits non-zero with a message on the first failed expectation.
 import { chromium } from 'playwright-core';
@@ -76,6 +78,60 @@ try {
   await page.getByTestId('filter-version').fill('1.0');
   await page.getByTestId('apply-filters').click();
   await row.waitFor();
+
+  // Find and judge: search → open → score → filter by that score → compare.
+  await page.getByTestId('filter-version').fill('');
+  await page.getByTestId('search').fill('nosuchwordanywhere');
+  await page.getByTestId('apply-filters').click();
+  await page.waitForFunction(() => document.querySelectorAll('#list tbody tr').length === 0);
+  await page.getByTestId('search').fill('celsius');  // the prompt says "Celsius": case-insensitive
+  await page.getByTestId('apply-filters').click();
+  await row.waitFor();
+  expect(page.url().includes('q=celsius'), `the search has its own URL: ${page.url()}`);
+  await page.screenshot({ path: join(shots, 'ui-search.png'), fullPage: true });
+  await row.click();
+  await page.getByTestId('detail-id').filter({ hasText: id }).waitFor();
+  expect(page.url().includes(`#/trace/${id}`), `the trace has its own URL: ${page.url()}`);
+  await page.getByTestId('score-name').fill('correct');
+  await page.getByTestId('score-value').fill('1');
+  await page.getByTestId('record-score').click();
+  const scored = page.locator('[data-testid="score"][data-name="correct"]');
+  await scored.waitFor({ timeout: 30000 });
+  expect((await scored.textContent()).includes('correct 1'), `the score is shown: ${await scored.textContent()}`);
+  await page.getByTestId('filter-add').fill('score.correct=1');
+  await page.getByTestId('filter-add-button').click();
+  await page.getByTestId('chip').filter({ hasText: 'score.correct=1' }).waitFor();
+  await row.waitFor();
+  expect((await row.textContent()).includes('correct 1'), 'scores are a column of the list');
+  await page.getByTestId('filter-add').fill('score.correct=0');
+  await page.getByTestId('filter-add-button').click();
+  await page.waitForFunction(() => document.querySelectorAll('#list tbody tr').length === 0);
+  await page.goBack();  // the back button undoes the last filter
+  await row.waitFor();
+  // A second trace to compare with, posted through the API.
+  const other = await page.evaluate(async () => {
+    const body = { trace_version: '1.0', prompt: 'Convert 100°C to Fahrenheit', final_answer: '212°F',
+      steps: [{ i: 0, type: 'compute', content: '100 × 9/5 + 32 = 212' }] };
+    const r = await fetch('/api/traces', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const { id } = await r.json();
+    await fetch(`/api/traces/${id}?wait_ms=10000`);
+    return id;
+  });
+  await page.locator('a.home').click();  // back to the unfiltered list
+  const otherRow = page.locator(`#list tr[data-id="${other}"]`);
+  await otherRow.waitFor({ timeout: 30000 });
+  await row.locator('[data-testid="compare-check"]').check();
+  await otherRow.locator('[data-testid="compare-check"]').check();
+  await page.getByTestId('compare-selected').click();
+  await page.getByTestId('compare-panel').waitFor({ state: 'visible' });
+  await page.getByTestId('compare-base').locator('.score').waitFor();
+  const compared = `${await page.getByTestId('compare-base').textContent()} ${await page.getByTestId('compare-other-side').textContent()}`;
+  expect(compared.includes(id) && compared.includes(other), 'both traces side by side');
+  expect(compared.includes('212°F') && compared.includes('20°C'), 'with their answers');
+  expect(page.url().includes('#/compare?base='), `the comparison has its own URL: ${page.url()}`);
+  await page.screenshot({ path: join(shots, 'ui-compare.png'), fullPage: true });
+  await page.goBack();
+  await page.getByTestId('compare-panel').waitFor({ state: 'hidden' });
 
   // Validation errors are shown against their field paths.
   await page.getByTestId('trace-json').fill('{"trace_version": "", "prompt": "p", "final_answer": "a", "steps": [{"i": -1, "type": "t", "content": "c"}]}');
