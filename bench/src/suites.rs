@@ -139,11 +139,24 @@ async fn produce(
     let started = Instant::now();
     let mut inflight = futures::stream::FuturesUnordered::new();
     use futures::StreamExt;
+    // Partitions as ingest-api places them: the trace's, for every event of it.
+    let partitions = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?
+        .topics()
+        .first()
+        .map_or(1, |t| t.partitions().len().max(1) as i32);
     for event in &events {
-        let key = event.id().to_string();
+        let key = event.key();
         let value = event.encode();
+        let partition = tunix_schemas::partition_for(&event.id(), partitions);
         loop {
-            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&value)) {
+            match producer.send_result(
+                FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&value)
+                    .partition(partition),
+            ) {
                 Ok(delivery) => {
                     inflight.push(delivery);
                     break;
@@ -211,6 +224,32 @@ fn events(root: &Path, n: usize, long_every: usize) -> (Vec<TraceEvent>, usize) 
         })
         .collect();
     (events, bytes)
+}
+
+/// `events` with a score after every `every`-th submission (alternately `correct` and `quality`),
+/// as an eval harness would interleave them.
+fn with_scores(events: Vec<TraceEvent>, every: usize) -> Vec<TraceEvent> {
+    let mut out = Vec::with_capacity(events.len() + events.len() / every.max(1));
+    for (i, event) in events.into_iter().enumerate() {
+        let id = event.id();
+        out.push(event);
+        if every > 0 && i % every == 0 {
+            out.push(TraceEvent::ScoreRecorded(tunix_schemas::ScoreRecorded {
+                trace_id: id,
+                name: if i % (2 * every) == 0 {
+                    "correct"
+                } else {
+                    "quality"
+                }
+                .to_owned(),
+                value: (i % 7) as f64 / 7.0,
+                source: Some("bench".to_owned()),
+                comment: None,
+                recorded_at: tunix_schemas::truncate_to_micros(chrono::Utc::now()),
+            }));
+        }
+    }
+    out
 }
 
 /// The raw rate of an idempotent `acks=all` producer to the stack's broker.
@@ -298,15 +337,35 @@ fn consumer_settings(group: &str) -> ConsumerSettings {
 }
 
 /// Writer drain vs COPY, and projector throughput, on a pre-filled topic.
-pub async fn consumers(env: &StackEnv, n: usize, long_every: usize) -> anyhow::Result<()> {
+pub async fn consumers(
+    env: &StackEnv,
+    n: usize,
+    long_every: usize,
+    scores_every: usize,
+) -> anyhow::Result<()> {
     let root = find_root(&std::env::current_dir()?);
     let (url, pool) = env.fresh_database("tunix_bench").await?;
     let topic = env.fresh_topic("bench").await?;
     eprintln!("generating {n} events...");
     let (events, payload_bytes) = events(&root, n, long_every);
+    let scored_events = (scores_every > 0).then(|| with_scores(events.clone(), scores_every));
     eprintln!("pre-filling topic {}...", topic.topic);
     let fill_rate = produce(&producer(&env.brokers)?, &topic.topic, events).await?;
     eprintln!("  pre-filled at {fill_rate:.0} events/s");
+    // The same traces with scores interleaved, in a topic of their own.
+    let scored = match scored_events {
+        Some(events) => {
+            let scored_topic = env.fresh_topic("bench_scored").await?;
+            let total = events.len();
+            eprintln!(
+                "pre-filling topic {} ({total} events, scores included)...",
+                scored_topic.topic
+            );
+            produce(&producer(&env.brokers)?, &scored_topic.topic, events).await?;
+            Some((scored_topic, total))
+        }
+        None => None,
+    };
 
     // The broker's delivery ceiling: a bare consumer reading every record, doing nothing else.
     let raw_consume_rate = {
@@ -376,6 +435,31 @@ pub async fn consumers(env: &StackEnv, n: usize, long_every: usize) -> anyhow::R
     shutdown.cancel();
     projector.await??;
 
+    // Projector again, on the topic with scores, into a fresh database.
+    let scored_time = match &scored {
+        Some((scored_topic, total)) => {
+            let (url2, pool2) = env.fresh_database("tunix_bench_scored").await?;
+            let shutdown = CancellationToken::new();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let cfg = tunix_projector::ProjectorConfig {
+                kafka: scored_topic.clone(),
+                db: DbSettings::for_url(&url2),
+                consumer: consumer_settings("bench-projector-scored"),
+                ops_addr: listener.local_addr()?,
+                run_migrations: false,
+                log_format: tunix_pipeline::telemetry::LogFormat::Text,
+            };
+            let projector = tokio::spawn(tunix_projector::run(cfg, listener, shutdown.clone()));
+            let t = wait_drained(&pool2, "trace_list_v1", *total as i64).await;
+            shutdown.cancel();
+            projector.await??;
+            pool2.close().await;
+            env.drop_database(&url2).await;
+            Some((t, *total))
+        }
+        None => None,
+    };
+
     let mb = payload_bytes as f64 / 1e6;
     let rate = |t: Duration| n as f64 / t.as_secs_f64();
     println!("events: {n} ({long}), JSON payload {mb:.0} MB, topic pre-filled at {fill_rate:.0} events/s\n",
@@ -403,6 +487,18 @@ pub async fn consumers(env: &StackEnv, n: usize, long_every: usize) -> anyhow::R
         rate(projector_time),
         rate(projector_time) / raw_consume_rate * 100.0
     );
+    if let Some((t, total)) = scored_time {
+        let events_rate = total as f64 / t.as_secs_f64();
+        println!(
+            "| projector with scores ({} events: {n} traces + {} scores) | {:.1} | {:.0} events/s ({:.0} traces/s) | - | - | {:.2}x the projector without scores (events/s) |",
+            total,
+            total - n,
+            t.as_secs_f64(),
+            events_rate,
+            n as f64 / t.as_secs_f64(),
+            events_rate / rate(projector_time)
+        );
+    }
     Ok(())
 }
 
@@ -415,42 +511,118 @@ fn quantiles(samples: &mut [f64]) -> (f64, f64, f64) {
 /// Builds the request path for sample `i`.
 type PathFn = Box<dyn Fn(usize) -> String>;
 
-/// Fills `traces` and `trace_list_v1` with `rows` synthetic rows spread over 30 days.
+/// How the synthetic read data is spread, so each filter has a known selectivity.
+pub mod spread {
+    /// Distinct `meta.run` values (each run holds 1/RUNS of the traces).
+    pub const RUNS: i64 = 1_000;
+    /// Distinct tags; each trace has two.
+    pub const TAGS: i64 = 20;
+    /// A word in every other trace.
+    pub const COMMON_WORD: &str = "answer";
+    /// A word in one trace of RARE_EVERY.
+    pub const RARE_WORD: &str = "zebra";
+    /// A CJK pair in every other trace.
+    pub const COMMON_CJK: &str = "推理";
+    /// A CJK pair in one trace of RARE_EVERY.
+    pub const RARE_CJK: &str = "数学";
+    /// 1 in this many traces has the rare terms.
+    pub const RARE_EVERY: i64 = 10_000;
+}
+
+/// Fills `traces`, `trace_list_v1` and `trace_scores_v1` with `rows` synthetic rows spread over
+/// 30 days. List rows are written in time order, as the projector writes them (traces arrive
+/// roughly in `created_at` order), so the time index and the table agree. Every list row gets the facets and search terms the projector would compute for one
+/// real trace, plus: `meta.run` (one of [`spread::RUNS`]), two tags, common and rare words and
+/// CJK pairs; 80% of traces have a `correct` score (0 or 1), 50% a `quality` score in [0, 1).
 async fn load_read_rows(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
-    let payload = serde_json::to_string(&gen::dataset(&find_root(&std::env::current_dir()?))[0])?;
+    use spread::*;
+    let root = find_root(&std::env::current_dir()?);
+    let trace_json = serde_json::to_string(&gen::dataset(&root)[0])?;
+    let trace = Trace::parse_json(trace_json.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let base = tunix_projector::view::Summary::of(&trace);
+    let runs: Vec<String> = (0..RUNS)
+        .map(|r| tunix_schemas::facets::facets(&format!(r#"{{"run": {r}}}"#))[0].clone())
+        .collect();
+    let tags: Vec<String> = (0..TAGS)
+        .map(|t| tunix_schemas::facets::facets(&format!(r#"{{"tags": ["t{t}"]}}"#))[0].clone())
+        .collect();
     let started = Instant::now();
-    eprintln!("loading {rows} rows into traces and trace_list_v1...");
-    let chunk = 1_000_000i64;
+    eprintln!("loading {rows} rows into traces, trace_list_v1 and trace_scores_v1...");
+    // No secondary indexes while loading: build them afterwards, as a rebuild does.
+    for idx in [
+        "trace_list_v1_created_idx",
+        "trace_list_v1_version_idx",
+        "trace_list_v1_facets_idx",
+        "trace_list_v1_search_idx",
+        "trace_scores_v1_value_idx",
+    ] {
+        sqlx::query(&format!("DROP INDEX IF EXISTS {idx}"))
+            .execute(pool)
+            .await?;
+    }
+    let chunk = 500_000i64;
     let mut done = 0;
     while done < rows {
         let n = chunk.min(rows - done);
         sqlx::query(
             "INSERT INTO traces (id, created_at, trace_version, payload)
-             SELECT gen_random_uuid(),
-                    now() - (random() * interval '30 days'),
-                    'v' || (g % 5),
-                    $2::jsonb
-             FROM generate_series(1, $1) AS g",
+             SELECT gen_random_uuid(), now() - (random() * interval '30 days'), 'v' || (g % 5), $2::json
+             FROM generate_series($3 + 1, $3 + $1) AS g",
         )
         .bind(n)
-        .bind(&payload)
+        .bind(&trace_json)
+        .bind(done)
         .execute(pool)
         .await?;
         done += n;
-        eprintln!("  {done}/{rows}");
+        eprintln!(
+            "  traces {done}/{rows} ({:.0}s)",
+            started.elapsed().as_secs_f64()
+        );
     }
+    // The list rows: the same ordinal g drives run, tags and terms, so selectivities are exact.
+    sqlx::query(&format!(
+        "INSERT INTO trace_list_v1 (id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search)
+         SELECT id, created_at, trace_version, $1, $2, $3,
+                ARRAY[($4::text[])[g % {RUNS} + 1], ($5::text[])[g % {TAGS} + 1], ($5::text[])[(g / 7) % {TAGS} + 1]],
+                $6::tsvector
+                  || CASE WHEN g % 2 = 0 THEN '{COMMON_WORD} {COMMON_CJK}'::tsvector ELSE ''::tsvector END
+                  || CASE WHEN g % {RARE_EVERY} = 17 THEN '{RARE_WORD} {RARE_CJK}'::tsvector ELSE ''::tsvector END
+         FROM (SELECT id, created_at, trace_version, row_number() OVER (ORDER BY created_at) AS g FROM traces) t
+         ORDER BY created_at"
+    ))
+    .bind(base.step_count)
+    .bind(&base.prompt_preview)
+    .bind(base.payload_bytes)
+    .bind(&runs)
+    .bind(&tags)
+    .bind(&base.search)
+    .execute(pool)
+    .await?;
+    eprintln!("  list rows ({:.0}s)", started.elapsed().as_secs_f64());
     sqlx::query(
-        "INSERT INTO trace_list_v1 (id, created_at, trace_version, step_count, prompt_preview, payload_bytes)
-         SELECT id, created_at, trace_version, 4, left(payload->>'prompt', 120), length(payload::text) FROM traces",
+        "INSERT INTO trace_scores_v1 (trace_id, name, value, source, recorded_at)
+         SELECT id, 'correct', (random() < 0.5)::int, 'bench', created_at FROM trace_list_v1 WHERE random() < 0.8
+         UNION ALL
+         SELECT id, 'quality', random(), 'bench', created_at FROM trace_list_v1 WHERE random() < 0.5",
     )
     .execute(pool)
     .await?;
-    sqlx::query("VACUUM ANALYZE traces").execute(pool).await?;
-    sqlx::query("VACUUM ANALYZE trace_list_v1")
-        .execute(pool)
-        .await?;
+    eprintln!("  scores ({:.0}s)", started.elapsed().as_secs_f64());
+    for ddl in tunix_projector::view::create_indexes(1) {
+        sqlx::query(&ddl).execute(pool).await?;
+        eprintln!(
+            "  {} ({:.0}s)",
+            ddl.split(" ON ").next().unwrap_or(&ddl),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    for table in ["traces", "trace_list_v1", "trace_scores_v1"] {
+        sqlx::query(&format!("VACUUM ANALYZE {table}"))
+            .execute(pool)
+            .await?;
+    }
     eprintln!("  loaded in {:.0}s", started.elapsed().as_secs_f64());
-
     Ok(())
 }
 
@@ -460,6 +632,7 @@ pub async fn read(
     rows: i64,
     samples: usize,
     reuse: Option<&str>,
+    keep: bool,
 ) -> anyhow::Result<()> {
     let (url, pool) = match reuse {
         Some(name) => {
@@ -495,6 +668,14 @@ pub async fn read(
     .bind(depth - 1)
     .fetch_one(&pool)
     .await?;
+    // A deep cursor for a filtered query: the position half-way down the whole view, bound to
+    // that query's filters (what a client paging through the filtered results would hold).
+    let deep = move |filters: &str| -> String {
+        let q =
+            tunix_ingest_api::list::ListQuery::parse(Some(filters)).expect("bench filters parse");
+        let cursor = q.cursor_after(&at, &id);
+        format!("/api/traces?limit=20&{filters}&cursor={cursor}")
+    };
     let cursor = tunix_ingest_api::list::ListQuery::parse(None)?.cursor_after(&at, &id);
     let mid: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT now() - interval '15 days'")
@@ -506,7 +687,48 @@ pub async fn read(
             .fetch_all(&pool)
             .await?;
     let client = reqwest_like::Client::new(&base).await?;
-    let queries: Vec<(String, PathFn)> = vec![
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    use spread::*;
+    let filters: Vec<(String, String)> = vec![
+        (
+            format!("meta filter (1 in {RUNS})"),
+            "meta.run=417".to_owned(),
+        ),
+        (format!("tag (2 of {TAGS} per trace)"), "tag=t3".to_owned()),
+        (
+            "text, common word (1 in 2)".into(),
+            format!("q={COMMON_WORD}"),
+        ),
+        (
+            format!("text, rare word (1 in {RARE_EVERY})"),
+            format!("q={RARE_WORD}"),
+        ),
+        (
+            "text, common CJK pair (1 in 2)".into(),
+            format!("q={}", enc(COMMON_CJK)),
+        ),
+        (
+            format!("text, rare CJK pair (1 in {RARE_EVERY})"),
+            format!("q={}", enc(RARE_CJK)),
+        ),
+        (
+            "score equals (correct=1, 2 in 5)".into(),
+            "score.correct=1".to_owned(),
+        ),
+        (
+            "score range (quality ≥ 0.95, 1 in 40)".into(),
+            "score.quality=gte:0.95".to_owned(),
+        ),
+        (
+            "score missing (no quality, 1 in 2)".into(),
+            "score.quality=missing".to_owned(),
+        ),
+        (
+            "meta + text (1 in 1000 and 1 in 2)".into(),
+            format!("meta.run=417&q={COMMON_WORD}"),
+        ),
+    ];
+    let mut queries: Vec<(String, PathFn)> = vec![
         (
             "page 1 (limit 20)".into(),
             Box::new(|_| "/api/traces?limit=20".to_owned()),
@@ -529,10 +751,19 @@ pub async fn read(
             }),
         ),
         (
-            "GET /api/traces/{id}".into(),
+            "GET /api/traces/{id} (with scores)".into(),
             Box::new(move |i| format!("/api/traces/{}", ids[i % ids.len()])),
         ),
     ];
+    for (name, f) in filters {
+        let page1 = format!("/api/traces?limit=20&{f}");
+        queries.push((format!("{name}: page 1"), Box::new(move |_| page1.clone())));
+        let deep_path = deep(&f);
+        queries.push((
+            format!("{name}: cursor at depth {depth}"),
+            Box::new(move |_| deep_path.clone()),
+        ));
+    }
     println!("view: {rows} rows; {samples} samples per query (30 for the deep offset page), measured over loopback HTTP against ingest-api (server time + ~0.1 ms)\n");
     println!("| query | p50 ms | p99 ms | max ms | non-200 answers |");
     println!("| --- | ---: | ---: | ---: | --- |");
@@ -574,8 +805,13 @@ pub async fn read(
     shutdown.cancel();
     let _ = server.await;
     pool.close().await;
-    if reuse.is_none() {
+    if reuse.is_none() && !keep {
         env.drop_database(&url).await;
+    } else {
+        eprintln!(
+            "kept the database: --reuse-database {}",
+            url.rsplit('/').next().unwrap_or(&url)
+        );
     }
     Ok(())
 }

@@ -85,6 +85,7 @@ impl AppState {
         )?;
         let mut db = cfg.db.clone();
         db.statement_timeout = Some(read::QUERY_TIMEOUT);
+        db.interactive = true;
         Ok(Arc::new(AppState {
             pool: db.pool()?,
             producer,

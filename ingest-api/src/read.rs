@@ -103,9 +103,12 @@ pub(crate) struct StoredTrace {
     pub trace_version: String,
     /// The payload text, exactly as stored.
     pub payload: String,
+    /// Its scores (the projector's view).
+    pub scores: Scores,
 }
 
-/// Reads one trace from the writer's table.
+/// Reads one trace from the writer's table, with its scores, in one statement (one round trip:
+/// the by-id read is the hottest one).
 pub(crate) async fn stored_trace(
     state: &AppState,
     id: Uuid,
@@ -113,18 +116,56 @@ pub(crate) async fn stored_trace(
     let row = bounded(
         state,
         sqlx::query!(
-            r#"SELECT id, created_at, trace_version, payload::text AS "payload!"
-               FROM traces WHERE id = $1"#,
+            r#"SELECT t.id, t.created_at, t.trace_version, t.payload::text AS "payload!",
+                      sc.names AS "names: Vec<String>", sc.vals AS "vals: Vec<f64>",
+                      sc.sources AS "sources: Vec<Option<String>>",
+                      sc.comments AS "comments: Vec<Option<String>>",
+                      sc.recorded AS "recorded: Vec<DateTime<Utc>>"
+               FROM traces t
+               LEFT JOIN LATERAL (
+                   SELECT array_agg(s.name) AS names, array_agg(s.value) AS vals,
+                          array_agg(s.source) AS sources, array_agg(s.comment) AS comments,
+                          array_agg(s.recorded_at) AS recorded
+                   FROM trace_scores s WHERE s.trace_id = t.id
+               ) sc ON true
+               WHERE t.id = $1"#,
             id
         )
         .fetch_optional(&state.pool),
     )
     .await?;
-    Ok(row.map(|r| StoredTrace {
-        id: r.id,
-        created_at: r.created_at,
-        trace_version: pg_text::decode(&r.trace_version).into_owned(),
-        payload: r.payload,
+    Ok(row.map(|r| {
+        let text = |v: String| pg_text::decode(&v).into_owned();
+        let mut scores = Scores::new();
+        // One array per column of the same rows, so equally long (NULL when there are none).
+        let columns = r.names.unwrap_or_default().into_iter().zip(
+            r.vals.unwrap_or_default().into_iter().zip(
+                r.sources.unwrap_or_default().into_iter().zip(
+                    r.comments
+                        .unwrap_or_default()
+                        .into_iter()
+                        .zip(r.recorded.unwrap_or_default()),
+                ),
+            ),
+        );
+        for (name, (value, (source, (comment, recorded_at)))) in columns {
+            scores.insert(
+                text(name),
+                ScoreOut {
+                    value,
+                    source: source.map(text),
+                    comment: comment.map(text),
+                    recorded_at,
+                },
+            );
+        }
+        StoredTrace {
+            id: r.id,
+            created_at: r.created_at,
+            trace_version: pg_text::decode(&r.trace_version).into_owned(),
+            payload: r.payload,
+            scores,
+        }
     }))
 }
 
@@ -232,8 +273,7 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ListPage>, ApiError> {
     let q = ListQuery::parse(raw.as_deref())?;
-    let mut rows: Vec<ListItem> =
-        bounded(&state, q.sql().build_query_as().fetch_all(&state.pool)).await?;
+    let mut rows = page(&state, &q).await?;
     let more = rows.len() as i64 > q.limit;
     rows.truncate(q.limit as usize);
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
@@ -257,6 +297,61 @@ pub async fn list(
         },
         data: rows,
     }))
+}
+
+/// Rows of the newest-first window a selective page walks before it reads matches first.
+pub const WINDOW_ROWS: i64 = 10_000;
+
+/// One page of the list (with one extra row when another page follows); see
+/// [`ListQuery::boundary_sql`] for why selective filters run in phases.
+async fn page(state: &AppState, q: &ListQuery) -> Result<Vec<ListItem>, ApiError> {
+    if q.offset > 0 || !q.has_selective_filters() {
+        return bounded(state, q.sql().build_query_as().fetch_all(&state.pool)).await;
+    }
+    let boundary: Option<(DateTime<Utc>, Uuid)> = bounded(
+        state,
+        q.boundary_sql(WINDOW_ROWS)
+            .build_query_as()
+            .fetch_optional(&state.pool),
+    )
+    .await?;
+    let mut rows: Vec<ListItem> = bounded(
+        state,
+        q.window_sql(WINDOW_ROWS)
+            .build_query_as()
+            .fetch_all(&state.pool),
+    )
+    .await?;
+    let wanted = q.limit + 1;
+    if let Some(boundary) = boundary {
+        if (rows.len() as i64) < wanted {
+            let take = wanted - rows.len() as i64;
+            let more: Vec<ListItem> = bounded(state, async {
+                // The window proved the filter sparse, so the candidates must come from its
+                // index, one by one: a sequential scan, or a hash or merge join that reads the
+                // whole list, is never right here, though a floored estimate (a prefix query's,
+                // say) can make the planner believe otherwise.
+                let mut tx = state.pool.begin().await?;
+                sqlx::query!(
+                    "SELECT set_config('enable_seqscan', 'off', true) AS seqscan,
+                            set_config('enable_hashjoin', 'off', true) AS hashjoin,
+                            set_config('enable_mergejoin', 'off', true) AS mergejoin"
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let rows = q
+                    .sparse_sql(boundary, take)
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(rows)
+            })
+            .await?;
+            rows.extend(more);
+        }
+    }
+    Ok(rows)
 }
 
 /// Restores a value the read models keep `pg_text`-encoded (NUL escaped).
@@ -324,16 +419,12 @@ pub async fn get(
     let mut delay = Duration::from_millis(10);
     loop {
         if let Some(trace) = stored_trace(&state, id).await? {
-            let scores = scores_of(&state, &[trace.id])
-                .await?
-                .remove(&trace.id)
-                .unwrap_or_default();
             return Ok(Json(TraceBody {
                 id: trace.id,
                 created_at: iso(&trace.created_at),
                 payload: raw_payload(&trace)?,
                 trace_version: trace.trace_version,
-                scores,
+                scores: trace.scores,
             })
             .into_response());
         }

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::ingest::{iso, now, produce_error, rejected, require_json};
-use crate::read::{parse_id, raw_payload, scores_of, stored_trace, StoredTrace};
+use crate::read::{parse_id, raw_payload, stored_trace, StoredTrace};
 use crate::AppState;
 
 /// The name the `baseline` criteria records its score under.
@@ -363,16 +363,12 @@ pub async fn compare(
         })
     };
     let (base, other) = (id("base", base)?, id("other", other)?);
-    let scores = scores_of(&state, &[base, other]).await?;
     let mut sides = Vec::with_capacity(2);
     for (which, id) in [("base", base), ("other", other)] {
         let trace = stored_trace(&state, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("{which} trace {id} not found")))?;
-        let recorded = scores
-            .get(&id)
-            .and_then(|s| s.get(BASELINE))
-            .map(|s| s.value);
+        let recorded = trace.scores.get(BASELINE).map(|s| s.value);
         let score = match recorded {
             Some(v) => v,
             None => baseline_of(&trace)?.0,

@@ -34,6 +34,13 @@ pub struct DbSettings {
     /// API sets it to its query limit, so a query it gave up on stops in Postgres too instead of
     /// running on (a deep offset scan can take minutes).
     pub statement_timeout: Option<Duration>,
+    /// Settings for interactive reads, which the read API sets: plan every prepared statement
+    /// for its actual parameters (`plan_cache_mode = force_custom_plan`: the best plan for a
+    /// filtered page depends on how rare the filter's values are, and a cached generic plan
+    /// cannot know), and no JIT compilation (`jit = off`: it costs tens of milliseconds per
+    /// query and pays off only for long analytical scans, which the read API never runs; a
+    /// floored estimate can still push a cheap query over the JIT threshold).
+    pub interactive: bool,
 }
 
 impl DbSettings {
@@ -49,6 +56,7 @@ impl DbSettings {
             max_overflow: env.bounded("DB_MAX_OVERFLOW", 10, 0, 1000),
             pool_timeout: env.seconds("DB_POOL_TIMEOUT", 5.0),
             statement_timeout: None,
+            interactive: false,
         }
     }
 
@@ -60,6 +68,7 @@ impl DbSettings {
             max_overflow: 8,
             pool_timeout: Duration::from_secs(5),
             statement_timeout: None,
+            interactive: false,
         }
     }
 
@@ -75,6 +84,9 @@ impl DbSettings {
             PgConnectOptions::from_str(self.url.expose())?.application_name("tunix-rt");
         if let Some(limit) = self.statement_timeout {
             options = options.options([("statement_timeout", limit.as_millis().to_string())]);
+        }
+        if self.interactive {
+            options = options.options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
         }
         Ok(PgPoolOptions::new()
             .min_connections(0)

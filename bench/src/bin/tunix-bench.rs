@@ -62,6 +62,9 @@ enum Command {
         /// Every Nth event is a generated 8 KB trace (0: none).
         #[arg(long, default_value_t = 100)]
         long_every: usize,
+        /// Also run the projector on the same traces with a score after every Nth (0: skip).
+        #[arg(long, default_value_t = 1)]
+        scores_every: usize,
     },
     /// Read latency at depth: page 1, offset and cursor pages deep in the view, filters, by id.
     Read {
@@ -75,6 +78,9 @@ enum Command {
         /// one; it is kept afterwards. `--rows` must match what it holds.
         #[arg(long)]
         reuse_database: Option<String>,
+        /// Keep the loaded database afterwards (to measure it again with --reuse-database).
+        #[arg(long)]
+        keep_database: bool,
     },
     /// Load at a fixed rate for a long time, sampling RSS and CPU of every service.
     Soak {
@@ -175,15 +181,27 @@ async fn main() -> anyhow::Result<()> {
             let rate = suites::produce_raw(&env, events).await?;
             println!("raw producer (idempotent, acks=all, linger 5 ms): {rate:.0} events/s over {events} events");
         }
-        Command::Consumers { events, long_every } => {
-            suites::consumers(&env, events, long_every).await?;
+        Command::Consumers {
+            events,
+            long_every,
+            scores_every,
+        } => {
+            suites::consumers(&env, events, long_every, scores_every).await?;
         }
         Command::Read {
             rows,
             samples,
             reuse_database,
+            keep_database,
         } => {
-            suites::read(&env, rows, samples, reuse_database.as_deref()).await?;
+            suites::read(
+                &env,
+                rows,
+                samples,
+                reuse_database.as_deref(),
+                keep_database,
+            )
+            .await?;
         }
         Command::Soak {
             addr,
