@@ -80,6 +80,19 @@ fn runs(text: &str, mut word: impl FnMut(String), mut cjk: impl FnMut(&[char])) 
             cjk(&c);
             c.clear();
         }
+        if original.is_ascii() {
+            // The common case, and the same result as below: ASCII lower-cases to ASCII and
+            // has no decomposition or combining marks.
+            if original.is_ascii_alphanumeric() {
+                if w_chars < MAX_WORD_CHARS {
+                    w.push(original.to_ascii_lowercase());
+                    w_chars += 1;
+                }
+            } else {
+                flush_word(&mut w, &mut w_chars, &mut word);
+            }
+            continue;
+        }
         // Lower-case, then decompose and drop combining marks (accents).
         for ch in original.to_lowercase().nfd() {
             if is_combining_mark(ch) {
@@ -272,6 +285,36 @@ mod tests {
         assert_eq!(tsvector_text(&terms), "'paris' '推' '推理' '理'");
         let q = query_terms("pari 推理").unwrap();
         assert_eq!(tsquery_text(&q), "'pari':* & '推理'");
+    }
+
+    #[test]
+    fn the_ascii_fast_path_splits_like_the_unicode_rules() {
+        // The general rule for one character: lower-case, decompose, drop marks, keep
+        // alphanumerics; anything else separates words.
+        let reference = |text: &str| -> BTreeSet<String> {
+            let mut out = BTreeSet::new();
+            let mut w = String::new();
+            for ch in text.chars().flat_map(|c| c.to_lowercase().nfd()) {
+                if is_combining_mark(ch) {
+                    continue;
+                }
+                if ch.is_alphanumeric() {
+                    if w.chars().count() < MAX_WORD_CHARS {
+                        w.push(ch);
+                    }
+                } else if !w.is_empty() {
+                    out.insert(std::mem::take(&mut w));
+                }
+            }
+            if !w.is_empty() {
+                out.insert(w);
+            }
+            out
+        };
+        let text: String = (0u8..128).flat_map(|b| ['x', b as char, 'Y']).collect();
+        assert_eq!(index_terms([text.as_str()]), reference(&text));
+        let mixed = "Ab9-Café_É x\u{0301}y ZÜRICH";
+        assert_eq!(index_terms([mixed]), reference(mixed));
     }
 
     #[test]
