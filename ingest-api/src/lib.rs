@@ -21,6 +21,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod cors;
+pub mod datasets;
 pub mod error;
 pub mod health;
 pub mod ingest;

@@ -470,6 +470,33 @@ impl ListQuery {
         b
     }
 
+    /// Every matching trace id (filters only; paging parameters are ignored), in a dataset
+    /// selection's order: newest first, or with `random_seed` by `md5("<seed>:<id>")`; at most
+    /// `limit`. One statement over the indexes; run without the read limit.
+    pub fn members_sql(
+        &self,
+        random_seed: Option<i64>,
+        limit: Option<i64>,
+    ) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new("SELECT l.id FROM trace_list l WHERE true");
+        self.push_ordered_filters(&mut b);
+        self.push_selective_filters(&mut b);
+        match random_seed {
+            Some(seed) => {
+                b.push(" ORDER BY md5(")
+                    .push_bind(format!("{seed}:"))
+                    .push(" || l.id::text), l.id");
+            }
+            None => {
+                b.push(" ORDER BY l.created_at DESC, l.id DESC");
+            }
+        }
+        if let Some(n) = limit {
+            b.push(" LIMIT ").push_bind(n);
+        }
+        b
+    }
+
     /// Phase 0 of a selective page: the key of the `window`-th row (newest first) that the
     /// ordered filters and the cursor admit, read from the B-tree alone; `None` when fewer rows
     /// remain (the window then holds them all).

@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tunix_pipeline::kafka::{KafkaSettings, TOPIC_MAX_MESSAGE_BYTES};
-use tunix_schemas::{partition_for, TraceEvent};
+use tunix_schemas::TraceEvent;
 
 use crate::metrics::IngestMetrics;
 
@@ -82,7 +82,7 @@ pub struct EventProducer {
     /// Also replaced after a fatal error. Requests in flight keep their clone.
     producer: RwLock<(u64, FutureProducer)>,
     /// The topic's partition count from the latest metadata (0 until known). Every event goes
-    /// to its trace's partition, computed here (`schemas::partition_for`), so that scores, keyed
+    /// to its partition, computed here (`TraceEvent::partition`), so that scores, keyed
     /// apart from their trace, still land beside it.
     partitions: Arc<AtomicI32>,
     kafka: KafkaSettings,
@@ -153,7 +153,7 @@ impl EventProducer {
             let record = FutureRecord::to(&self.kafka.topic)
                 .key(&key)
                 .payload(&value)
-                .partition(partition_for(&event.id(), partitions));
+                .partition(event.partition(partitions));
             match producer.send_result(record) {
                 Ok(delivery) => pending.push((delivery, value.len())),
                 Err((e, _)) => {

@@ -216,7 +216,7 @@ fn timed_out(state: &AppState) -> ApiError {
 /// Maps a failed read query by its cause: an outage or the read limit is 503 (retry later), a
 /// value PostgreSQL cannot represent is 422 (the client's mistake; parameters are validated
 /// before querying, so this is a safety net), anything else is our bug (500).
-fn db_error(state: &AppState, e: &sqlx::Error) -> ApiError {
+pub(crate) fn db_error(state: &AppState, e: &sqlx::Error) -> ApiError {
     match tunix_pipeline::db::cause(e) {
         ErrorCause::Unavailable => {
             tracing::warn!(error = %e, "read query failed; answering 503");

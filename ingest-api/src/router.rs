@@ -7,8 +7,8 @@
 //! | group | scope | routes |
 //! | --- | --- | --- |
 //! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch`, scores: record, retract, batch, baseline |
-//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/redi/health` |
-//! | admin | `admin` | `DELETE /api/traces/{id}` |
+//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/redi/health`, datasets: list, get, export |
+//! | admin | `admin` | `DELETE /api/traces/{id}`, datasets: create, build (original), delete |
 //! | any key | any valid key | `GET /api/health` |
 //! | open | none | `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the UI |
 //!
@@ -22,7 +22,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{enforce, ApiKeys, Requirement, Scope};
-use crate::{cors, error, health, ingest, metrics, openapi, read, redi, scores, ui, AppState};
+use crate::{
+    cors, datasets, error, health, ingest, metrics, openapi, read, redi, scores, ui, AppState,
+};
 
 /// The documented scope of every `/api` route (`None`: any valid key). The README's
 /// authentication table lists the same; tests prove the router enforces exactly this.
@@ -42,6 +44,25 @@ pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
     ("POST", "/api/traces/{id}/score", Some(Scope::Ingest)),
     ("GET", "/api/traces/compare", Some(Scope::Read)),
     ("GET", "/api/redi/health", Some(Scope::Read)),
+    ("POST", "/api/datasets", Some(Scope::Admin)),
+    ("POST", "/api/datasets/build", Some(Scope::Admin)),
+    ("GET", "/api/datasets", Some(Scope::Read)),
+    ("GET", "/api/datasets/{name}/{version}", Some(Scope::Read)),
+    (
+        "DELETE",
+        "/api/datasets/{name}/{version}",
+        Some(Scope::Admin),
+    ),
+    (
+        "GET",
+        "/api/datasets/{name}/{version}/export",
+        Some(Scope::Read),
+    ),
+    (
+        "GET",
+        "/api/datasets/{name}/export.jsonl",
+        Some(Scope::Read),
+    ),
     ("GET", "/api/health", None),
 ];
 
@@ -67,9 +88,16 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(read::get))
         .routes(routes!(scores::compare))
         .routes(routes!(redi::health))
+        .routes(routes!(datasets::list))
+        .routes(routes!(datasets::get))
+        .routes(routes!(datasets::export))
+        .routes(routes!(datasets::export_original))
         .route_layer(scoped!(keys, Some(Scope::Read)));
     let admin = OpenApiRouter::new()
         .routes(routes!(ingest::delete))
+        .routes(routes!(datasets::create))
+        .routes(routes!(datasets::build_original))
+        .routes(routes!(datasets::delete))
         .route_layer(scoped!(keys, Some(Scope::Admin)));
     let any_key = OpenApiRouter::new()
         .routes(routes!(health::api_health))

@@ -10,6 +10,7 @@
 //!   into a fresh version of the view while the service keeps serving the current one, then
 //!   switches the `trace_list` view to it in one transaction.
 
+pub mod datasets;
 pub mod rebuild;
 pub mod scores;
 pub mod view;

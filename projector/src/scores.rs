@@ -42,7 +42,7 @@ pub fn fold_scores(records: &[Record]) -> ScorePlan<'_> {
             }
             TraceEvent::ScoreRecorded(s) => ((s.trace_id, s.name.as_str()), Some(s)),
             TraceEvent::ScoreRetracted(r) => ((r.trace_id, r.name.as_str()), None),
-            TraceEvent::Submitted(_) => continue,
+            _ => continue,
         };
         if last.insert(key, (n, value)).is_none() {
             order.push(key);

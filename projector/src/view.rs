@@ -261,6 +261,7 @@ pub async fn apply_to(
         applied.duplicates = n as u64 - applied.inserted;
     }
     applied.duplicates += plan.in_batch_duplicates;
+    crate::datasets::apply(conn, records).await?;
     let score_plan = scores::fold_scores(records);
     if !score_plan.upsert.is_empty() || !score_plan.retract.is_empty() {
         let (scored, ignored) = scores::apply(conn, &scores_table, table, &score_plan).await?;

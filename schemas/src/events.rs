@@ -50,15 +50,24 @@ pub enum EventKind {
     ScoreRecorded,
     /// `ai.tunix.events.ScoreRetracted`.
     ScoreRetracted,
+    /// `ai.tunix.events.DatasetMembers`.
+    DatasetMembers,
+    /// `ai.tunix.events.DatasetCreated`.
+    DatasetCreated,
+    /// `ai.tunix.events.DatasetDeleted`.
+    DatasetDeleted,
 }
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Submitted,
         EventKind::Deleted,
         EventKind::ScoreRecorded,
         EventKind::ScoreRetracted,
+        EventKind::DatasetMembers,
+        EventKind::DatasetCreated,
+        EventKind::DatasetDeleted,
     ];
 
     fn index(self) -> usize {
@@ -112,6 +121,24 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
         kind: EventKind::ScoreRetracted,
         version: 1,
     },
+    SchemaFile {
+        file: "dataset_members.v1.avsc",
+        text: include_str!("../avro/dataset_members.v1.avsc"),
+        kind: EventKind::DatasetMembers,
+        version: 1,
+    },
+    SchemaFile {
+        file: "dataset_created.v1.avsc",
+        text: include_str!("../avro/dataset_created.v1.avsc"),
+        kind: EventKind::DatasetCreated,
+        version: 1,
+    },
+    SchemaFile {
+        file: "dataset_deleted.v1.avsc",
+        text: include_str!("../avro/dataset_deleted.v1.avsc"),
+        kind: EventKind::DatasetDeleted,
+        version: 1,
+    },
 ];
 
 struct Registered {
@@ -135,7 +162,7 @@ const LEGACY_FRAMED: [&str; 3] = [
 struct Registry {
     all: Vec<Registered>,
     /// Per kind (`EventKind::index`): index into `all` of its current (highest-version) schema.
-    current: [usize; 4],
+    current: [usize; 7],
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -257,6 +284,99 @@ pub struct ScoreRetracted {
     pub retracted_at: DateTime<Utc>,
 }
 
+/// A score of a dataset member as of the dataset's creation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrozenScore {
+    /// The score's name.
+    pub name: String,
+    /// Its value.
+    pub value: f64,
+    /// Who or what judged.
+    pub source: Option<String>,
+    /// When it was recorded (microseconds).
+    #[serde(serialize_with = "ser_micros")]
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One member of a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetMember {
+    /// The trace.
+    pub trace_id: Uuid,
+    /// In the eval split (else train).
+    pub eval: bool,
+    /// Its scores as of the dataset's creation, by name.
+    pub scores: Vec<FrozenScore>,
+}
+
+/// One chunk of a dataset build's membership (see `avro/dataset_members.v1.avsc`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetMembers {
+    /// The build the chunk belongs to.
+    pub build_id: Uuid,
+    /// The dataset's name.
+    pub name: String,
+    /// The dataset's version.
+    pub version: String,
+    /// 0-based chunk number.
+    pub chunk: i32,
+    /// Position of the first member in the dataset's order.
+    pub first_position: i64,
+    /// The members, in order.
+    pub members: Vec<DatasetMember>,
+}
+
+/// Seals a dataset build (see `avro/dataset_created.v1.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetCreated {
+    /// The build whose chunks hold the membership.
+    pub build_id: Uuid,
+    /// The dataset's name.
+    pub name: String,
+    /// The dataset's version.
+    pub version: String,
+    /// The definition as canonical JSON.
+    pub definition: String,
+    /// Members.
+    pub member_count: i64,
+    /// Members in the eval split.
+    pub eval_count: i64,
+    /// Chunks written before this event.
+    pub chunks: i32,
+    /// sha256 (hex) of the membership.
+    pub digest: String,
+    /// When it was created, truncated to microseconds.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Removes a dataset (see `avro/dataset_deleted.v1.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetDeleted {
+    /// The build deleted.
+    pub build_id: Uuid,
+    /// The dataset's name.
+    pub name: String,
+    /// The dataset's version.
+    pub version: String,
+    /// When the delete was accepted, truncated to microseconds.
+    pub deleted_at: DateTime<Utc>,
+}
+
+/// The Kafka key of dataset `name`@`version`'s definition and deletion; its members' keys extend
+/// it, and every event of the dataset goes to the partition of this key ([`key_partition`]).
+pub fn dataset_key(name: &str, version: &str) -> String {
+    format!("dataset/{name}/{version}")
+}
+
+/// CRC-32 (IEEE) of `key` modulo `partitions`: librdkafka's default for that key.
+pub fn key_partition(key: &str, partitions: i32) -> i32 {
+    (crc32fast::hash(key.as_bytes()) % partitions.max(1) as u32) as i32
+}
+
+fn ser_micros<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(to_micros(t))
+}
+
 /// Any event on the `traces` topic.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceEvent {
@@ -268,6 +388,12 @@ pub enum TraceEvent {
     ScoreRecorded(ScoreRecorded),
     /// See [`ScoreRetracted`].
     ScoreRetracted(ScoreRetracted),
+    /// See [`DatasetMembers`].
+    DatasetMembers(DatasetMembers),
+    /// See [`DatasetCreated`].
+    DatasetCreated(DatasetCreated),
+    /// See [`DatasetDeleted`].
+    DatasetDeleted(DatasetDeleted),
 }
 
 /// The partition of a trace's events among `partitions`: CRC-32 (IEEE) of the trace id's
@@ -276,8 +402,7 @@ pub enum TraceEvent {
 /// otherwise (scores) land in the same partition as the submission they belong to, after it.
 pub fn partition_for(trace_id: &Uuid, partitions: i32) -> i32 {
     let mut buf = Uuid::encode_buffer();
-    let text = trace_id.hyphenated().encode_lower(&mut buf);
-    (crc32fast::hash(text.as_bytes()) % partitions.max(1) as u32) as i32
+    key_partition(trace_id.hyphenated().encode_lower(&mut buf), partitions)
 }
 
 /// Why a record could not be turned into an event. Each variant is a reason label in the writer's
@@ -371,14 +496,73 @@ struct RetractedWire<'a> {
     retracted_at: i64,
 }
 
+#[derive(Serialize)]
+struct MemberWire<'a> {
+    trace_id: String,
+    eval: bool,
+    scores: &'a [FrozenScore],
+}
+
+#[derive(Serialize)]
+struct MembersWire<'a> {
+    build_id: &'a str,
+    name: &'a str,
+    version: &'a str,
+    chunk: i32,
+    first_position: i64,
+    members: Vec<MemberWire<'a>>,
+}
+
+#[derive(Serialize)]
+struct CreatedWire<'a> {
+    build_id: &'a str,
+    name: &'a str,
+    version: &'a str,
+    definition: &'a str,
+    member_count: i64,
+    eval_count: i64,
+    chunks: i32,
+    digest: &'a str,
+    created_at: i64,
+}
+
+#[derive(Serialize)]
+struct DatasetDeletedWire<'a> {
+    build_id: &'a str,
+    name: &'a str,
+    version: &'a str,
+    deleted_at: i64,
+}
+
 impl TraceEvent {
-    /// The trace this event is about (it decides the partition).
+    /// The trace this event is about; for dataset events, the build id.
     pub fn id(&self) -> Uuid {
         match self {
             TraceEvent::Submitted(e) => e.id,
             TraceEvent::Deleted(e) => e.id,
             TraceEvent::ScoreRecorded(e) => e.trace_id,
             TraceEvent::ScoreRetracted(e) => e.trace_id,
+            TraceEvent::DatasetMembers(e) => e.build_id,
+            TraceEvent::DatasetCreated(e) => e.build_id,
+            TraceEvent::DatasetDeleted(e) => e.build_id,
+        }
+    }
+
+    /// The partition among `partitions`: the trace's ([`partition_for`]) for trace and score
+    /// events; for dataset events, that of the dataset's key ([`dataset_key`]), shared by all of
+    /// them so its chunks precede the event that seals them.
+    pub fn partition(&self, partitions: i32) -> i32 {
+        match self {
+            TraceEvent::DatasetMembers(e) => {
+                key_partition(&dataset_key(&e.name, &e.version), partitions)
+            }
+            TraceEvent::DatasetCreated(e) => {
+                key_partition(&dataset_key(&e.name, &e.version), partitions)
+            }
+            TraceEvent::DatasetDeleted(e) => {
+                key_partition(&dataset_key(&e.name, &e.version), partitions)
+            }
+            _ => partition_for(&self.id(), partitions),
         }
     }
 
@@ -389,6 +573,11 @@ impl TraceEvent {
             TraceEvent::Submitted(_) | TraceEvent::Deleted(_) => self.id().to_string(),
             TraceEvent::ScoreRecorded(e) => score_key(&e.trace_id, &e.name),
             TraceEvent::ScoreRetracted(e) => score_key(&e.trace_id, &e.name),
+            TraceEvent::DatasetMembers(e) => {
+                format!("{}/members/{}", dataset_key(&e.name, &e.version), e.chunk)
+            }
+            TraceEvent::DatasetCreated(e) => dataset_key(&e.name, &e.version),
+            TraceEvent::DatasetDeleted(e) => dataset_key(&e.name, &e.version),
         }
     }
 
@@ -399,6 +588,9 @@ impl TraceEvent {
             TraceEvent::Deleted(_) => EventKind::Deleted,
             TraceEvent::ScoreRecorded(_) => EventKind::ScoreRecorded,
             TraceEvent::ScoreRetracted(_) => EventKind::ScoreRetracted,
+            TraceEvent::DatasetMembers(_) => EventKind::DatasetMembers,
+            TraceEvent::DatasetCreated(_) => EventKind::DatasetCreated,
+            TraceEvent::DatasetDeleted(_) => EventKind::DatasetDeleted,
         }
     }
 
@@ -455,6 +647,51 @@ impl TraceEvent {
                 },
                 &mut out,
             ),
+            TraceEvent::DatasetMembers(e) => apache_avro::write_avro_datum_ref(
+                schema,
+                &MembersWire {
+                    build_id: id,
+                    name: &e.name,
+                    version: &e.version,
+                    chunk: e.chunk,
+                    first_position: e.first_position,
+                    members: e
+                        .members
+                        .iter()
+                        .map(|m| MemberWire {
+                            trace_id: m.trace_id.to_string(),
+                            eval: m.eval,
+                            scores: &m.scores,
+                        })
+                        .collect(),
+                },
+                &mut out,
+            ),
+            TraceEvent::DatasetCreated(e) => apache_avro::write_avro_datum_ref(
+                schema,
+                &CreatedWire {
+                    build_id: id,
+                    name: &e.name,
+                    version: &e.version,
+                    definition: &e.definition,
+                    member_count: e.member_count,
+                    eval_count: e.eval_count,
+                    chunks: e.chunks,
+                    digest: &e.digest,
+                    created_at: to_micros(&e.created_at),
+                },
+                &mut out,
+            ),
+            TraceEvent::DatasetDeleted(e) => apache_avro::write_avro_datum_ref(
+                schema,
+                &DatasetDeletedWire {
+                    build_id: id,
+                    name: &e.name,
+                    version: &e.version,
+                    deleted_at: to_micros(&e.deleted_at),
+                },
+                &mut out,
+            ),
         };
         // The wire structs mirror the shipped schemas field by field (pinned by the round-trip
         // tests), so serialization cannot fail at run time.
@@ -506,6 +743,13 @@ impl TraceEvent {
             EventKind::ScoreRecorded => score_from_value(value).map(TraceEvent::ScoreRecorded),
             EventKind::ScoreRetracted => {
                 retraction_from_value(value).map(TraceEvent::ScoreRetracted)
+            }
+            EventKind::DatasetMembers => members_from_value(value).map(TraceEvent::DatasetMembers),
+            EventKind::DatasetCreated => {
+                dataset_created_from_value(value).map(TraceEvent::DatasetCreated)
+            }
+            EventKind::DatasetDeleted => {
+                dataset_deleted_from_value(value).map(TraceEvent::DatasetDeleted)
             }
         }
     }
@@ -656,4 +900,108 @@ fn retraction_from_value(value: Value) -> Result<ScoreRetracted, DecodeError> {
     };
     crate::score::check_name(&retraction.name).map_err(DecodeError::Invalid)?;
     Ok(retraction)
+}
+
+fn long(value: Value, name: &str) -> Result<i64, DecodeError> {
+    match value {
+        Value::Long(v) => Ok(v),
+        Value::Int(v) => Ok(i64::from(v)),
+        _ => Err(shape(format!("field {name} is not a long"))),
+    }
+}
+
+fn int(value: Value, name: &str) -> Result<i32, DecodeError> {
+    match value {
+        Value::Int(v) => Ok(v),
+        _ => Err(shape(format!("field {name} is not an int"))),
+    }
+}
+
+fn array(value: Value, name: &str) -> Result<Vec<Value>, DecodeError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        _ => Err(shape(format!("field {name} is not an array"))),
+    }
+}
+
+/// The fields every dataset event starts with: build id, name and version (checked).
+fn dataset_head(fields: &mut [(String, Value)]) -> Result<(Uuid, String, String), DecodeError> {
+    let build_id = uuid(take(fields, "build_id")?)?;
+    let name = string(take(fields, "name")?, "name")?;
+    let version = string(take(fields, "version")?, "version")?;
+    crate::dataset::check_name_version(&name, &version).map_err(DecodeError::Invalid)?;
+    Ok((build_id, name, version))
+}
+
+fn members_from_value(value: Value) -> Result<DatasetMembers, DecodeError> {
+    let mut fields = record(value)?;
+    let (build_id, name, version) = dataset_head(&mut fields)?;
+    let chunk = int(take(&mut fields, "chunk")?, "chunk")?;
+    let first_position = long(take(&mut fields, "first_position")?, "first_position")?;
+    let members = array(take(&mut fields, "members")?, "members")?
+        .into_iter()
+        .map(|m| {
+            let mut f = record(m)?;
+            let trace_id = uuid(take(&mut f, "trace_id")?)?;
+            let eval = match take(&mut f, "eval")? {
+                Value::Boolean(b) => b,
+                _ => return Err(shape("field members[].eval is not a boolean")),
+            };
+            let scores = array(take(&mut f, "scores")?, "members[].scores")?
+                .into_iter()
+                .map(|s| {
+                    let mut f = record(s)?;
+                    Ok(FrozenScore {
+                        name: string(take(&mut f, "name")?, "scores[].name")?,
+                        value: match take(&mut f, "value")? {
+                            Value::Double(v) => v,
+                            _ => return Err(shape("field scores[].value is not a double")),
+                        },
+                        source: optional_string(take(&mut f, "source")?, "scores[].source")?,
+                        recorded_at: micros(take(&mut f, "recorded_at")?, "scores[].recorded_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(DatasetMember {
+                trace_id,
+                eval,
+                scores,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(DatasetMembers {
+        build_id,
+        name,
+        version,
+        chunk,
+        first_position,
+        members,
+    })
+}
+
+fn dataset_created_from_value(value: Value) -> Result<DatasetCreated, DecodeError> {
+    let mut fields = record(value)?;
+    let (build_id, name, version) = dataset_head(&mut fields)?;
+    Ok(DatasetCreated {
+        build_id,
+        name,
+        version,
+        definition: string(take(&mut fields, "definition")?, "definition")?,
+        member_count: long(take(&mut fields, "member_count")?, "member_count")?,
+        eval_count: long(take(&mut fields, "eval_count")?, "eval_count")?,
+        chunks: int(take(&mut fields, "chunks")?, "chunks")?,
+        digest: string(take(&mut fields, "digest")?, "digest")?,
+        created_at: micros(take(&mut fields, "created_at")?, "created_at")?,
+    })
+}
+
+fn dataset_deleted_from_value(value: Value) -> Result<DatasetDeleted, DecodeError> {
+    let mut fields = record(value)?;
+    let (build_id, name, version) = dataset_head(&mut fields)?;
+    Ok(DatasetDeleted {
+        build_id,
+        name,
+        version,
+        deleted_at: micros(take(&mut fields, "deleted_at")?, "deleted_at")?,
+    })
 }

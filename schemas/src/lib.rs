@@ -11,10 +11,12 @@
 //! - [`ids`]: how trace ids are chosen and derived from idempotency keys;
 //! - [`pg_text`]: how trace strings (NUL included) are kept in PostgreSQL `text` columns;
 //! - [`facets`] and [`search`]: what the metadata filters and text search index and look for;
-//! - [`score`]: the rules of scores and the seed's `baseline` criteria.
+//! - [`score`]: the rules of scores and the seed's `baseline` criteria;
+//! - [`dataset`]: dataset definitions, the split, and export rows.
 
 mod batch;
 pub mod canonical;
+pub mod dataset;
 mod error;
 mod events;
 pub mod facets;
@@ -28,10 +30,11 @@ mod trace;
 pub use batch::{parse_batch, BatchError, BatchFormat, BATCH_MAX_ITEMS};
 pub use error::{ErrorKind, Loc, LocPart, ValidationError, ValidationErrors};
 pub use events::{
-    current_schema, from_micros, legacy_schema_fingerprints, partition_for, schema_fingerprints,
-    score_key, to_micros, truncate_to_micros, DecodeError, EventKind, SchemaFile, ScoreRecorded,
-    ScoreRetracted, TraceDeleted, TraceEvent, TraceSubmitted, HEADER_LEN, SCHEMA_FILES,
-    SINGLE_OBJECT_MAGIC,
+    current_schema, dataset_key, from_micros, key_partition, legacy_schema_fingerprints,
+    partition_for, schema_fingerprints, score_key, to_micros, truncate_to_micros, DatasetCreated,
+    DatasetDeleted, DatasetMember, DatasetMembers, DecodeError, EventKind, FrozenScore, SchemaFile,
+    ScoreRecorded, ScoreRetracted, TraceDeleted, TraceEvent, TraceSubmitted, HEADER_LEN,
+    SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
 };
 pub use meta::{META_MAX_DEPTH, META_MAX_NUMBER_CHARS};
 pub use trace::{

@@ -138,6 +138,23 @@ impl Stack {
         .await;
     }
 
+    /// Runs `tunix-projector rebuild` against this stack's topic, into the database at
+    /// `database_url` (this stack's, or an empty one to replay into); panics with its stderr on
+    /// failure, else returns it (the progress output).
+    pub async fn rebuild_into(&self, database_url: &str) -> String {
+        let out = tokio::process::Command::new(binary("tunix-projector"))
+            .arg("rebuild")
+            .env("KAFKA_BROKERS", &self.topic.settings.brokers)
+            .env("KAFKA_TOPIC", self.topic.name())
+            .env("DATABASE_URL", database_url)
+            .output()
+            .await
+            .expect("run tunix-projector rebuild");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "rebuild failed: {stderr}");
+        stderr
+    }
+
     /// `http://<api>/<path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.api_addr)

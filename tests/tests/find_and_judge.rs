@@ -456,19 +456,7 @@ async fn filters_search_and_scores_equal_a_reference_across_pages_and_a_rebuild(
         }
         out
     };
-    let out = tokio::process::Command::new(tunix_testkit::binary("tunix-projector"))
-        .arg("rebuild")
-        .env("KAFKA_BROKERS", &stack.topic.settings.brokers)
-        .env("KAFKA_TOPIC", stack.topic.name())
-        .env("DATABASE_URL", &stack.db.url)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stack.rebuild_into(&stack.db.url).await;
     for (filters, before) in cases.iter().zip(before) {
         let q = filters
             .iter()

@@ -358,16 +358,7 @@ async fn a_rebuild_yields_an_identical_view_and_switches_reads() {
     stack.wait_converged(180, CONVERGE).await;
     let before = view_rows(&stack).await;
 
-    let out = tokio::process::Command::new(tunix_testkit::binary("tunix-projector"))
-        .arg("rebuild")
-        .env("KAFKA_BROKERS", &stack.topic.settings.brokers)
-        .env("KAFKA_TOPIC", stack.topic.name())
-        .env("DATABASE_URL", &stack.db.url)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rebuild failed: {stderr}");
+    let stderr = stack.rebuild_into(&stack.db.url).await;
     assert!(
         stderr.contains("ev/s") && stderr.contains("lag") && stderr.contains("ETA"),
         "progress output:\n{stderr}"

@@ -116,8 +116,8 @@ impl TestApi {
             assert_eq!(m.key(), Some(event.key().as_bytes()), "the event's key");
             assert_eq!(
                 m.partition(),
-                tunix_schemas::partition_for(&event.id(), self.topic.settings.partitions),
-                "the trace's partition"
+                event.partition(self.topic.settings.partitions),
+                "the event's partition"
             );
             (m.partition(), event)
         })

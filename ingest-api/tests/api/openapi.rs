@@ -33,9 +33,14 @@ async fn openapi_lists_every_served_route() {
     }
     documented.sort();
     let expected: Vec<(String, String)> = [
+        ("DELETE", "/api/datasets/{name}/{version}"),
         ("DELETE", "/api/traces/{id}"),
         ("DELETE", "/api/traces/{id}/scores/{name}"),
         ("GET", "/"),
+        ("GET", "/api/datasets"),
+        ("GET", "/api/datasets/{name}/export.jsonl"),
+        ("GET", "/api/datasets/{name}/{version}"),
+        ("GET", "/api/datasets/{name}/{version}/export"),
         ("GET", "/api/health"),
         ("GET", "/api/redi/health"),
         ("GET", "/api/traces"),
@@ -48,6 +53,8 @@ async fn openapi_lists_every_served_route() {
         ("GET", "/ui/app.css"),
         ("GET", "/ui/app.js"),
         ("GET", "/ui/example.json"),
+        ("POST", "/api/datasets"),
+        ("POST", "/api/datasets/build"),
         ("POST", "/api/scores/batch"),
         ("POST", "/api/traces"),
         ("POST", "/api/traces/batch"),

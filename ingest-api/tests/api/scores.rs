@@ -159,6 +159,7 @@ async fn scores_are_validated_and_appended_beside_their_trace() {
             TraceEvent::ScoreRecorded(_) => "recorded",
             TraceEvent::ScoreRetracted(_) => "retracted",
             TraceEvent::Deleted(_) => "deleted",
+            _ => "dataset",
         })
         .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "recorded").count(), 3);

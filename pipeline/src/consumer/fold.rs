@@ -55,8 +55,12 @@ pub fn fold(records: &[Record]) -> Plan<'_> {
                     plan.delete.push(d.id);
                 }
             }
-            // Scores are another read model's concern (the projector's `scores`).
-            TraceEvent::ScoreRecorded(_) | TraceEvent::ScoreRetracted(_) => {}
+            // Scores and datasets are other read models' concern (the projector's).
+            TraceEvent::ScoreRecorded(_)
+            | TraceEvent::ScoreRetracted(_)
+            | TraceEvent::DatasetMembers(_)
+            | TraceEvent::DatasetCreated(_)
+            | TraceEvent::DatasetDeleted(_) => {}
         }
     }
     plan.insert = slots.into_iter().flatten().collect();

@@ -7,9 +7,10 @@ use apache_avro::Schema;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use tunix_schemas::{
-    current_schema, legacy_schema_fingerprints, partition_for, schema_fingerprints, DecodeError,
-    EventKind, ScoreRecorded, ScoreRetracted, Trace, TraceDeleted, TraceEvent, TraceSubmitted,
-    SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
+    current_schema, dataset_key, key_partition, legacy_schema_fingerprints, partition_for,
+    schema_fingerprints, DatasetCreated, DatasetDeleted, DatasetMember, DatasetMembers,
+    DecodeError, EventKind, FrozenScore, ScoreRecorded, ScoreRetracted, Trace, TraceDeleted,
+    TraceEvent, TraceSubmitted, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
 };
 use uuid::Uuid;
 
@@ -162,6 +163,86 @@ fn invalid_score_events_are_refused() {
 /// The partitioner is librdkafka's default (`consistent_random`: CRC-32 of the key), which
 /// placed every submission so far; scores computed with it land beside their trace. The
 /// integration test in `ingest-api/tests/api/scores.rs` checks it against librdkafka itself.
+#[test]
+fn dataset_events_round_trip_share_the_dataset_partition_and_key_every_chunk_apart() {
+    let at = Utc.timestamp_micros(1_764_000_000_000_001).unwrap();
+    let build_id = Uuid::now_v7();
+    let members = TraceEvent::DatasetMembers(DatasetMembers {
+        build_id,
+        name: "math-hard".into(),
+        version: "3".into(),
+        chunk: 7,
+        first_position: 14_000,
+        members: vec![
+            DatasetMember {
+                trace_id: Uuid::new_v4(),
+                eval: true,
+                scores: vec![
+                    FrozenScore {
+                        name: "correct\u{0}x".into(),
+                        value: 1.0,
+                        source: None,
+                        recorded_at: at,
+                    },
+                    FrozenScore {
+                        name: "quality".into(),
+                        value: -0.25,
+                        source: Some("grader".into()),
+                        recorded_at: at,
+                    },
+                ],
+            },
+            DatasetMember {
+                trace_id: Uuid::new_v4(),
+                eval: false,
+                scores: vec![],
+            },
+        ],
+    });
+    let created = TraceEvent::DatasetCreated(DatasetCreated {
+        build_id,
+        name: "math-hard".into(),
+        version: "3".into(),
+        definition: r#"{"filter":{},"selection":"latest","seed":null,"limit":null,"split":null}"#
+            .into(),
+        member_count: 14_002,
+        eval_count: 1,
+        chunks: 8,
+        digest: "ab".repeat(32),
+        created_at: at,
+    });
+    let deleted = TraceEvent::DatasetDeleted(DatasetDeleted {
+        build_id,
+        name: "math-hard".into(),
+        version: "3".into(),
+        deleted_at: at,
+    });
+    for event in [&members, &created, &deleted] {
+        assert_eq!(&round_trip(event), event);
+        assert_eq!(
+            event.partition(6),
+            key_partition(&dataset_key("math-hard", "3"), 6),
+            "every event of a dataset in one partition"
+        );
+    }
+    assert_eq!(members.key(), "dataset/math-hard/3/members/7");
+    assert_eq!(created.key(), "dataset/math-hard/3");
+    assert_eq!(
+        deleted.key(),
+        created.key(),
+        "the deletion replaces the definition"
+    );
+    // A name that breaks the rules is refused on decode, like a bad trace.
+    let mut bad = created.clone();
+    if let TraceEvent::DatasetCreated(c) = &mut bad {
+        c.name = "a/b".into();
+    }
+    assert!(matches!(
+        TraceEvent::decode(&bad.encode()),
+        Err(DecodeError::Invalid(_))
+    ));
+}
+
 #[test]
 fn partitions_follow_crc32_of_the_trace_id() {
     let id: Uuid = "0191d6e2-7b7a-7c3e-8f00-123456789abc".parse().unwrap();
