@@ -48,6 +48,7 @@ use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::ingest::{iso, now, produce_error, rejected, require_json};
 use crate::list::ListQuery;
+use crate::parquet_export::{ParquetRows, ParquetTrace};
 use crate::read::db_error;
 use crate::AppState;
 
@@ -839,17 +840,28 @@ enum SplitSel {
     Eval,
 }
 
-fn export_params(raw: Option<&str>) -> Result<(Format, SplitSel), ApiError> {
-    let mut format = Format::Trace;
+/// What an export writes: JSONL rows of a format, or one Parquet file.
+#[derive(Clone, Copy)]
+enum ExportFormat {
+    Jsonl(Format),
+    Parquet,
+}
+
+fn export_params(raw: Option<&str>) -> Result<(ExportFormat, SplitSel), ApiError> {
+    let mut format = ExportFormat::Jsonl(Format::Trace);
     let mut split = SplitSel::All;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
+            "format" if v == "parquet" => format = ExportFormat::Parquet,
             "format" => {
-                format = Format::parse(&v).ok_or_else(|| ApiError::InvalidParam {
-                    param: "format".into(),
-                    msg: "format should be trace, tunix_sft, training_example or chat".into(),
-                    location: "query",
-                })?
+                format = ExportFormat::Jsonl(Format::parse(&v).ok_or_else(|| {
+                    ApiError::InvalidParam {
+                        param: "format".into(),
+                        msg: "format should be trace, tunix_sft, training_example, chat or parquet"
+                            .into(),
+                        location: "query",
+                    }
+                })?)
             }
             "split" => {
                 split = match v.as_ref() {
@@ -872,6 +884,16 @@ fn export_params(raw: Option<&str>) -> Result<(Format, SplitSel), ApiError> {
 }
 
 const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Where an export's rows go.
+enum Output {
+    Jsonl {
+        format: Format,
+        buf: Vec<u8>,
+        encoder: Encoder,
+    },
+    Parquet(Box<ParquetRows>),
+}
 
 /// How an export's bytes are encoded on the wire (`Accept-Encoding`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -967,10 +989,15 @@ impl Encoder {
 async fn export_response(
     state: Arc<AppState>,
     row: DatasetRow,
-    format: Format,
+    format: ExportFormat,
     split: SplitSel,
     encoding: Encoding,
 ) -> Result<Response, ApiError> {
+    // Parquet pages are compressed already.
+    let encoding = match format {
+        ExportFormat::Parquet => Encoding::Identity,
+        ExportFormat::Jsonl(_) => encoding,
+    };
     if row.state != "ready" {
         return Err(ApiError::unavailable(
             "the dataset is still being built; retry shortly",
@@ -1010,46 +1037,79 @@ async fn export_response(
                 .execute(&mut *db)
                 .await?;
             let mut rows = sqlx::query(&sql).bind(build_id).fetch(&mut *db);
-            let mut buf = Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096);
-            let mut encoder =
-                Encoder::new(encoding).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-            let io = |e: std::io::Error| sqlx::Error::Protocol(e.to_string());
+            let failed = |what: &str, e: &dyn std::fmt::Display| {
+                tracing::error!(error = %e, "{what}; export stops");
+                sqlx::Error::Protocol(format!("{what}: {e}"))
+            };
+            let mut out = match format {
+                ExportFormat::Jsonl(f) => Output::Jsonl {
+                    format: f,
+                    buf: Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096),
+                    encoder: Encoder::new(encoding).map_err(|e| failed("encoder", &e))?,
+                },
+                ExportFormat::Parquet => Output::Parquet(Box::default()),
+            };
             while let Some(r) = rows.try_next().await? {
                 let payload: &str = r.get("payload");
                 let scores: &str = r.get("scores");
-                let version: &str = r.get("trace_version");
-                let version = pg_text::decode(version);
-                let trace: ExportTrace = match serde_json::from_str(payload) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(error = %e, "a stored payload does not parse; export stops");
-                        return Err(sqlx::Error::Protocol(format!("payload: {e}")));
+                let version = pg_text::decode(r.get::<&str, _>("trace_version"));
+                let id: Uuid = r.get("trace_id");
+                let created_at: DateTime<Utc> = r.get("created_at");
+                let split = if r.get::<bool, _>("eval") {
+                    "eval"
+                } else {
+                    "train"
+                };
+                let ready = match &mut out {
+                    Output::Jsonl {
+                        format,
+                        buf,
+                        encoder,
+                    } => {
+                        let trace: ExportTrace = serde_json::from_str(payload)
+                            .map_err(|e| failed("a stored payload does not parse", &e))?;
+                        let scores = RawValue::from_string(scores.to_owned())
+                            .map_err(|e| failed("frozen scores", &e))?;
+                        let cx = RowContext {
+                            id,
+                            created_at,
+                            trace_version: &version,
+                            scores: &scores,
+                            split,
+                        };
+                        buf.extend_from_slice(dataset::export_row(*format, &cx, &trace).as_bytes());
+                        buf.push(b'\n');
+                        if buf.len() >= EXPORT_CHUNK_BYTES {
+                            encoder.write(buf).map_err(|e| failed("encoder", &e))?;
+                            buf.clear();
+                            encoder.take()
+                        } else {
+                            Vec::new()
+                        }
+                    }
+                    Output::Parquet(file) => {
+                        let trace: ParquetTrace = serde_json::from_str(payload)
+                            .map_err(|e| failed("a stored payload does not parse", &e))?;
+                        file.push(&id, &created_at, &version, &trace, scores, split)
+                            .map_err(|e| failed("parquet", &e))?;
+                        file.take()
                     }
                 };
-                let scores = RawValue::from_string(scores.to_owned())
-                    .map_err(|e| sqlx::Error::Protocol(format!("scores: {e}")))?;
-                let cx = RowContext {
-                    id: r.get("trace_id"),
-                    created_at: r.get("created_at"),
-                    trace_version: &version,
-                    scores: &scores,
-                    split: if r.get::<bool, _>("eval") { "eval" } else { "train" },
-                };
-                buf.extend_from_slice(dataset::export_row(format, &cx, &trace).as_bytes());
-                buf.push(b'\n');
-                if buf.len() >= EXPORT_CHUNK_BYTES {
-                    encoder.write(&buf).map_err(io)?;
-                    buf.clear();
-                    let out = encoder.take();
-                    if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
-                        return Ok(()); // the client went away: stop reading
-                    }
+                if !ready.is_empty() && tx.send(Ok(Bytes::from(ready))).await.is_err() {
+                    return Ok(()); // the client went away: stop reading
                 }
             }
-            encoder.write(&buf).map_err(io)?;
-            let out = encoder.finish().map_err(io)?;
-            if !out.is_empty() {
-                let _ = tx.send(Ok(Bytes::from(out))).await;
+            let last = match out {
+                Output::Jsonl {
+                    buf, mut encoder, ..
+                } => {
+                    encoder.write(&buf).map_err(|e| failed("encoder", &e))?;
+                    encoder.finish().map_err(|e| failed("encoder", &e))?
+                }
+                Output::Parquet(file) => file.finish().map_err(|e| failed("parquet", &e))?,
+            };
+            if !last.is_empty() {
+                let _ = tx.send(Ok(Bytes::from(last))).await;
             }
             Ok(())
         }
@@ -1064,7 +1124,10 @@ async fn export_response(
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
+        HeaderValue::from_static(match format {
+            ExportFormat::Jsonl(_) => "application/x-ndjson",
+            ExportFormat::Parquet => "application/vnd.apache.parquet",
+        }),
     );
     h.insert("x-tunix-omitted", HeaderValue::from(omitted));
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
@@ -1077,11 +1140,13 @@ async fn export_response(
             h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
         }
     }
+    let file = match format {
+        ExportFormat::Jsonl(f) => format!("{}.jsonl", f.as_str()),
+        ExportFormat::Parquet => "parquet".to_owned(),
+    };
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}-{}.{}.jsonl\"",
-        row.name,
-        row.version,
-        format.as_str()
+        "attachment; filename=\"{}-{}.{file}\"",
+        row.name, row.version
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -1093,8 +1158,8 @@ async fn export_response(
     get,
     path = "/api/datasets/{name}/{version}/export",
     tag = "datasets",
-    summary = "Export a dataset as JSONL",
-    description = "format: trace (default), tunix_sft, training_example or chat; split: all (default), train or eval. Rows in the dataset's order, each with the member's frozen scores and split. Members whose trace was deleted are omitted; X-Tunix-Omitted says how many. Accept-Encoding: zstd or gzip compresses the stream.",
+    summary = "Export a dataset as JSONL or Parquet",
+    description = "format: trace (default), tunix_sft, training_example, chat (JSONL) or parquet (one file, typed columns); split: all (default), train or eval. Rows in the dataset's order, each with the member's frozen scores and split. Members whose trace was deleted are omitted; X-Tunix-Omitted says how many. Accept-Encoding: zstd or gzip compresses the stream.",
     params(("name" = String, Path), ("version" = String, Path),
            ("format" = Option<String>, Query), ("split" = Option<String>, Query)),
     responses((status = 200, content_type = "application/x-ndjson"), (status = 404, body = crate::openapi::ErrorBody), (status = 422, body = crate::openapi::ValidationErrorBody))

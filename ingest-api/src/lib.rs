@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod list;
 pub mod metrics;
 pub mod openapi;
+pub mod parquet_export;
 pub mod producer;
 pub mod read;
 pub mod redi;

@@ -104,6 +104,92 @@ async fn listed(stack: &Stack, query: &str) -> Vec<String> {
     }
 }
 
+/// The Parquet export, read by pyarrow (from PyPI, `tests/python/read_parquet.py`), holds the
+/// same rows as the JSONL `trace` export, with typed columns.
+async fn parquet_equals_the_jsonl_export(stack: &Stack, jsonl: &str) {
+    let resp = stack
+        .http
+        .get(stack.url("/api/datasets/tasks/1/export?format=parquet"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.apache.parquet"
+    );
+    let bytes = resp.bytes().await.unwrap();
+    let file = tunix_testkit::artifacts_dir().join(format!("export-{}.parquet", Uuid::new_v4()));
+    std::fs::write(&file, &bytes).unwrap();
+    let python = std::env::var("TUNIX_TEST_PYTHON")
+        .expect("TUNIX_TEST_PYTHON: run the suite with ./infra/test.sh");
+    let out = std::process::Command::new(python)
+        .arg(tunix_testkit::repo_root().join("tests/python/read_parquet.py"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&file);
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema = &read["schema"];
+    assert_eq!(schema["created_at"], "timestamp[us, tz=UTC]");
+    assert_eq!(
+        schema["steps"],
+        "list<element: struct<i: int64 not null, type: string not null, content: string not null> not null>"
+    );
+    assert!(schema["scores"]
+        .as_str()
+        .unwrap()
+        .contains("value: double not null"));
+    let parquet_rows = read["rows"].as_array().unwrap();
+    let jsonl_rows = rows(jsonl);
+    assert_eq!(parquet_rows.len(), jsonl_rows.len());
+    for (p, j) in parquet_rows.iter().zip(&jsonl_rows) {
+        assert_eq!(p["id"], j["id"]);
+        assert_eq!(p["prompt"], j["prompts"]);
+        assert_eq!(p["final_answer"], j["final_answer"]);
+        assert_eq!(p["trace_version"], j["metadata"]["trace_version"]);
+        assert_eq!(p["split"], j["split"]);
+        let contents: Vec<&Value> = p["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["content"])
+            .collect();
+        assert_eq!(json!(contents), j["trace_steps"]);
+        let meta: Value = serde_json::from_str(p["meta"].as_str().unwrap()).unwrap();
+        assert_eq!(meta["task_type"], j["metadata"]["task_type"]);
+        let scores: HashMap<String, f64> = p["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_owned(),
+                    s["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let want: HashMap<String, f64> = j["scores"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v["value"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(scores, want);
+        let created =
+            chrono::DateTime::parse_from_rfc3339(p["created_at"].as_str().unwrap()).unwrap();
+        let want_created =
+            chrono::DateTime::parse_from_rfc3339(j["metadata"]["created_at"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(created, want_created);
+    }
+}
+
 fn reasoning(steps: &[Value]) -> String {
     steps
         .iter()
@@ -304,6 +390,7 @@ async fn datasets_are_frozen_split_and_exported_and_survive_a_replay() {
     let (train, _) = export(&stack, "/api/datasets/tasks/1/export?split=train").await;
     assert_eq!(rows(&train).len() as i64, n - eval);
     let (all_before, _) = export(&stack, "/api/datasets/tasks/1/export").await;
+    parquet_equals_the_jsonl_export(&stack, &all_before).await;
     // Accept-Encoding: the same bytes, compressed.
     for (accept, coding) in [
         ("gzip", "gzip"),
