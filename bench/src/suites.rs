@@ -534,7 +534,7 @@ pub mod spread {
 /// roughly in `created_at` order), so the time index and the table agree. Every list row gets the facets and search terms the projector would compute for one
 /// real trace, plus: `meta.run` (one of [`spread::RUNS`]), two tags, common and rare words and
 /// CJK pairs; 80% of traces have a `correct` score (0 or 1), 50% a `quality` score in [0, 1).
-async fn load_read_rows(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
+pub(crate) async fn load_read_rows(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
     use spread::*;
     let root = find_root(&std::env::current_dir()?);
     let trace_json = serde_json::to_string(&gen::dataset(&root)[0])?;

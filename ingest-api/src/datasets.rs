@@ -1009,19 +1009,44 @@ async fn export_response(
         SplitSel::Train => " AND NOT m.eval",
         SplitSel::Eval => " AND m.eval",
     };
-    let omitted: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM dataset_members m
-         WHERE m.build_id = $1{split_sql} AND NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = m.trace_id)"
-    ))
-    .bind(row.build_id)
-    .fetch_one(&state.pool)
-    .await
-    .map_err(|e| db_error(&state, &e))?;
     let mut conn = state
         .pool
         .acquire()
         .await
         .map_err(|e| db_error(&state, &e))?;
+    // Members walk the (build_id, position) key in order and probe `traces` by id, so the first
+    // row comes at once: a hash join would read every trace first, a sort every member. The
+    // omitted count starts from the (few) deleted ids, not from every member (`OFFSET 0` keeps
+    // the planner from turning that around).
+    for setting in [
+        "SET enable_hashjoin = off",
+        "SET enable_mergejoin = off",
+        "SET enable_sort = off",
+        "SET enable_seqscan = off",
+        "SET max_parallel_workers_per_gather = 0",
+        "SET statement_timeout = 0",
+    ] {
+        sqlx::query(setting)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_error(&state, &e))?;
+    }
+    let omitted: i64 = match sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM trace_deletions d
+         CROSS JOIN LATERAL (SELECT 1 FROM dataset_members m
+                             WHERE m.trace_id = d.id AND m.build_id = $1{split_sql} OFFSET 0) x
+         WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = d.id)"
+    ))
+    .bind(row.build_id)
+    .fetch_one(&mut *conn)
+    .await
+    {
+        Ok(n) => n,
+        Err(e) => {
+            conn.close_on_drop(); // it carries the settings above
+            return Err(db_error(&state, &e));
+        }
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let build_id = row.build_id;
     tokio::spawn(async move {
@@ -1031,12 +1056,9 @@ async fn export_response(
              FROM dataset_members m JOIN traces t ON t.id = m.trace_id
              WHERE m.build_id = $1{split_sql} ORDER BY m.position"
         );
-        let result: Result<(), sqlx::Error> = async {
-            let mut db = conn.begin().await?;
-            sqlx::query("SET LOCAL statement_timeout = 0")
-                .execute(&mut *db)
-                .await?;
-            let mut rows = sqlx::query(&sql).bind(build_id).fetch(&mut *db);
+        // Ok(true): streamed to the end; Ok(false): the client went away.
+        let result: Result<bool, sqlx::Error> = async {
+            let mut rows = sqlx::query(&sql).bind(build_id).fetch(&mut *conn);
             let failed = |what: &str, e: &dyn std::fmt::Display| {
                 tracing::error!(error = %e, "{what}; export stops");
                 sqlx::Error::Protocol(format!("{what}: {e}"))
@@ -1096,7 +1118,7 @@ async fn export_response(
                     }
                 };
                 if !ready.is_empty() && tx.send(Ok(Bytes::from(ready))).await.is_err() {
-                    return Ok(()); // the client went away: stop reading
+                    return Ok(false); // the client went away: stop reading
                 }
             }
             let last = match out {
@@ -1111,9 +1133,16 @@ async fn export_response(
             if !last.is_empty() {
                 let _ = tx.send(Ok(Bytes::from(last))).await;
             }
-            Ok(())
+            Ok(true)
         }
         .await;
+        // Back to the pool with the read API's settings restored. A query cut short is not
+        // drained: its connection is closed, which stops the query in Postgres.
+        if !matches!(result, Ok(true))
+            || sqlx::query("RESET ALL").execute(&mut *conn).await.is_err()
+        {
+            conn.close_on_drop();
+        }
         if let Err(e) = result {
             tracing::warn!(error = %e, "export failed mid-stream");
             let _ = tx.send(Err(std::io::Error::other("export failed"))).await;

@@ -63,11 +63,19 @@ pub async fn conflicting(
     .await
 }
 
-/// Deletes the rows of `ids`; returns how many existed.
+/// Deletes the rows of `ids` and records the ids in `trace_deletions` (exports count a
+/// dataset's deleted members from it); returns how many rows existed.
 pub async fn delete(conn: &mut PgConnection, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
     let result = sqlx::query!("DELETE FROM traces WHERE id = ANY($1)", ids)
         .execute(&mut *conn)
         .await?;
+    sqlx::query!(
+        "INSERT INTO trace_deletions (id, deleted_at) SELECT unnest($1::uuid[]), now()
+         ON CONFLICT (id) DO UPDATE SET deleted_at = excluded.deleted_at",
+        ids
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(result.rows_affected())
 }
 

@@ -82,6 +82,13 @@ enum Command {
         #[arg(long)]
         keep_database: bool,
     },
+    /// Dataset creation and JSONL/Parquet export rates and ingest-api's RSS, next to a COPY of
+    /// the same rows (needs `cargo build --release --bins`).
+    Export {
+        /// Traces in the store (all of them go into the dataset).
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i64,
+    },
     /// Load at a fixed rate for a long time, sampling RSS and CPU of every service.
     Soak {
         /// ingest-api address.
@@ -188,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             suites::consumers(&env, events, long_every, scores_every).await?;
         }
+        Command::Export { rows } => tunix_bench::export::export(&env, rows).await?,
         Command::Read {
             rows,
             samples,
