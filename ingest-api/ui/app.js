@@ -4,6 +4,7 @@
 //   #/?q=…&meta.run=17&tag=math&score.correct=1   the list with its search and filters
 //   #/trace/<id>?<list filters>                   one trace (the list keeps its filters)
 //   #/compare?base=<id>&other=<id>                two traces side by side
+//   #/datasets                                    the datasets, with downloads
 // The back button walks these states; a link can be shared.
 const $ = (id) => document.getElementById(id);
 const el = (tag, props = {}, ...children) => {
@@ -85,6 +86,82 @@ async function route() {
     state.current = null;
   }
   if (path === '/compare') await showCompare(params.get('base'), params.get('other'));
+  $('datasets-panel').hidden = path !== '/datasets';
+  if (path === '/datasets') await refreshDatasets();
+}
+
+// ---- datasets -----------------------------------------------------------------------------
+async function saveDataset(ev) {
+  ev.preventDefault();
+  const filter = {};
+  for (const [k, v] of currentFilters()) {
+    if (k in filter) filter[k] = [].concat(filter[k], v); else filter[k] = v;
+  }
+  const body = { name: $('ds-name').value.trim(), version: $('ds-version').value.trim(), filter, selection: 'latest' };
+  const limit = $('ds-limit').value.trim();
+  if (limit) body.limit = Number(limit);
+  const evalFraction = $('ds-eval').value.trim();
+  if (evalFraction) body.split = { eval_fraction: Number(evalFraction), seed: 0 };
+  $('dataset-result').textContent = 'saving…';
+  const r = await api('/api/datasets', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  });
+  if (r.status >= 200 && r.status < 300) {
+    const d = r.body;
+    $('dataset-result').textContent = `${d.name}@${d.version}: ${d.member_count ?? '…'} traces (${d.train_count ?? '…'} train, ${d.eval_count ?? '…'} eval), ${d.state}`;
+  } else {
+    $('dataset-result').textContent = describeError(r.status, r.body);
+  }
+}
+
+const FORMATS = ['trace', 'tunix_sft', 'training_example', 'chat', 'parquet'];
+
+async function download(d, format, split) {
+  // fetch, not a plain link, so the API key travels in the Authorization header.
+  const path = `/api/datasets/${encodeURIComponent(d.name)}/${encodeURIComponent(d.version)}/export?format=${format}&split=${split}`;
+  $('datasets-status').textContent = `downloading ${d.name}@${d.version} ${format} (${split})…`;
+  const resp = await fetch(path, { headers: headers() });
+  if (!resp.ok) {
+    let body = null;
+    try { body = await resp.json(); } catch { /* not JSON */ }
+    $('datasets-status').textContent = describeError(resp.status, body);
+    return;
+  }
+  const blob = await resp.blob();
+  const omitted = resp.headers.get('x-tunix-omitted') || '0';
+  const ext = format === 'parquet' ? 'parquet' : `${format}.jsonl`;
+  const a = el('a', { href: URL.createObjectURL(blob), download: `${d.name}-${d.version}-${split}.${ext}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  $('datasets-status').textContent = `downloaded ${fmtBytes(blob.size)}; ${omitted} member(s) omitted (trace deleted)`;
+}
+
+async function refreshDatasets() {
+  const r = await api('/api/datasets');
+  const tbody = $('datasets').querySelector('tbody');
+  tbody.replaceChildren();
+  if (r.status !== 200) {
+    $('datasets-status').textContent = describeError(r.status, r.body);
+    return;
+  }
+  $('datasets-status').textContent = r.body.length ? '' : 'no datasets yet: save a search from the list';
+  for (const d of r.body) {
+    const split = el('select', {}, ...['all', 'train', 'eval'].map((s) => el('option', { value: s, textContent: s })));
+    const buttons = FORMATS.map((f) => el('button', {
+      type: 'button', textContent: f, onclick: () => download(d, f, split.value),
+    }));
+    buttons.forEach((b) => b.setAttribute('data-testid', `download-${d.name}-${d.version}-${b.textContent}`));
+    const row = el('tr', {},
+      el('td', { textContent: d.name }), el('td', { textContent: d.version }),
+      el('td', { textContent: d.member_count ?? '…' }), el('td', { textContent: d.train_count ?? '…' }),
+      el('td', { textContent: d.eval_count ?? '…' }),
+      el('td', { textContent: d.created_at ? new Date(d.created_at).toLocaleString() : d.state }),
+      el('td', {}, el('code', { textContent: JSON.stringify(d.definition?.filter ?? {}) })),
+      el('td', {}, split, ...buttons));
+    row.setAttribute('data-testid', `dataset-${d.name}-${d.version}`);
+    tbody.append(row);
+  }
 }
 
 function currentFilters() {
@@ -493,6 +570,7 @@ $('compare-selected').addEventListener('click', comparePicked);
 $('older').addEventListener('click', older);
 $('newest').addEventListener('click', newest);
 $('auto-refresh').addEventListener('change', setAutoRefresh);
+$('dataset-form').addEventListener('submit', saveDataset);
 window.addEventListener('hashchange', route);
 refreshHealth();
 route();

@@ -5,7 +5,7 @@
 // Usage: node ui.mjs <base-url> <screenshot-dir>
 // Exits non-zero with a message on the first failed expectation.
 import { chromium } from 'playwright-core';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -132,6 +132,35 @@ try {
   await page.screenshot({ path: join(shots, 'ui-compare.png'), fullPage: true });
   await page.goBack();
   await page.getByTestId('compare-panel').waitFor({ state: 'hidden' });
+
+  // Save the search "score.correct=1" as a dataset, find it in the datasets view, download it.
+  await page.getByTestId('filter-add').fill('score.correct=1');
+  await page.getByTestId('filter-add-button').click();
+  await page.getByTestId('chip').filter({ hasText: 'score.correct=1' }).waitFor();
+  await row.waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('#list tbody tr').length === 1);
+  await page.getByTestId('dataset-name').fill('ui-set');
+  await page.getByTestId('dataset-version').fill('1');
+  await page.getByTestId('dataset-eval').fill('0');
+  await page.getByTestId('dataset-save').click();
+  await page.getByTestId('dataset-result').filter({ hasText: 'ui-set@1: 1 traces' }).waitFor({ timeout: 30000 });
+  await page.getByTestId('datasets-link').click();
+  await page.getByTestId('datasets-panel').waitFor({ state: 'visible' });
+  const dsRow = page.getByTestId('dataset-ui-set-1');
+  await dsRow.waitFor();
+  expect((await dsRow.textContent()).includes('score.correct'), `the dataset shows its filter: ${await dsRow.textContent()}`);
+  expect(page.url().includes('#/datasets'), `the datasets view has its own URL: ${page.url()}`);
+  const [dl] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByTestId('download-ui-set-1-tunix_sft').click(),
+  ]);
+  const saved = join(shots, 'ui-set-1.jsonl');
+  await dl.saveAs(saved);
+  const lines = readFileSync(saved, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  expect(lines.length === 1 && lines[0].id === id, `the download holds the trace: ${JSON.stringify(lines)}`);
+  expect(lines[0].prompts.startsWith('<start_of_turn>user'), 'in the tunix_sft format');
+  await page.screenshot({ path: join(shots, 'ui-datasets.png'), fullPage: true });
+  await page.locator('a.home').click();
 
   // Validation errors are shown against their field paths.
   await page.getByTestId('trace-json').fill('{"trace_version": "", "prompt": "p", "final_answer": "a", "steps": [{"i": -1, "type": "t", "content": "c"}]}');

@@ -190,6 +190,54 @@ async fn parquet_equals_the_jsonl_export(stack: &Stack, jsonl: &str) {
     }
 }
 
+/// `tunix-admin datasets`, a client of the HTTP API: export to a file equals the API's bytes
+/// (with a closing summary on stderr), create with filters, list.
+async fn cli_exports_and_creates_like_the_api(stack: &Stack, jsonl: &str, task: &str) {
+    let admin = |args: &[&str]| {
+        let out = std::process::Command::new(tunix_testkit::binary("tunix-admin"))
+            .arg("datasets")
+            .args(args)
+            .args(["--api", &stack.url("")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tunix-admin datasets {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let file = tunix_testkit::artifacts_dir().join(format!("cli-{}.jsonl", Uuid::new_v4()));
+    let (_, stderr) = admin(&[
+        "export",
+        "tasks",
+        "1",
+        "--format",
+        "trace",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), jsonl);
+    let _ = std::fs::remove_file(&file);
+    let n = jsonl.lines().count();
+    assert!(
+        stderr.contains("exported tasks@1 (trace, split all)")
+            && stderr.contains(&format!("{n} rows")),
+        "{stderr}"
+    );
+    let filter = format!("meta.task_type={task}");
+    let (created, _) = admin(&["create", "cli", "1", "--filter", &filter, "--limit", "2"]);
+    assert!(created.contains("cli@1  ready  2 members"), "{created}");
+    let (listed, _) = admin(&["list"]);
+    assert!(
+        listed.contains("tasks@1") && listed.contains("cli@1"),
+        "{listed}"
+    );
+}
+
 fn reasoning(steps: &[Value]) -> String {
     steps
         .iter()
@@ -391,6 +439,7 @@ async fn datasets_are_frozen_split_and_exported_and_survive_a_replay() {
     assert_eq!(rows(&train).len() as i64, n - eval);
     let (all_before, _) = export(&stack, "/api/datasets/tasks/1/export").await;
     parquet_equals_the_jsonl_export(&stack, &all_before).await;
+    cli_exports_and_creates_like_the_api(&stack, &all_before, &task).await;
     // Accept-Encoding: the same bytes, compressed.
     for (accept, coding) in [
         ("gzip", "gzip"),

@@ -3,7 +3,11 @@
 //! - `migrate`: apply pending migrations to `DATABASE_URL`;
 //! - `create-topics`: create the event and dead-letter topics on `KAFKA_BROKERS`;
 //! - `wait`: wait until Postgres and the broker answer;
-//! - `positions`: print the stored consumer positions.
+//! - `positions`: print the stored consumer positions;
+//! - `datasets`: create, list, export and delete datasets through ingest-api's HTTP API.
+
+#[path = "admin/datasets.rs"]
+mod datasets;
 
 use std::time::{Duration, Instant};
 
@@ -39,12 +43,23 @@ enum Command {
         /// The target table.
         target: String,
     },
+    /// Datasets, through ingest-api's HTTP API (`--api`, `--api-key`).
+    #[command(subcommand)]
+    Datasets(datasets::Datasets),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tunix_pipeline::telemetry::init_tracing(tunix_pipeline::telemetry::LogFormat::Text);
     let cli = Cli::parse();
+    if let Command::Datasets(cmd) = cli.command {
+        // An HTTP client: no database or broker settings involved.
+        if let Err(e) = datasets::run(cmd).await {
+            eprintln!("tunix-admin datasets: {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let (db, kafka) = load_or_exit("tunix-admin", |mut env: Env| {
         let settings = (
             DbSettings::from_env(&mut env),
@@ -117,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("{target} {} partition {p}: next offset {pos}", kafka.topic);
             }
         }
+        Command::Datasets(_) => unreachable!("handled before the settings are read"),
     }
     Ok(())
 }
