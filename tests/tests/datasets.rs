@@ -106,10 +106,10 @@ async fn listed(stack: &Stack, query: &str) -> Vec<String> {
 
 /// The Parquet export, read by pyarrow (from PyPI, `tests/python/read_parquet.py`), holds the
 /// same rows as the JSONL `trace` export, with typed columns.
-async fn parquet_equals_the_jsonl_export(stack: &Stack, jsonl: &str) {
+async fn parquet_equals_the_jsonl_export(stack: &Stack, dataset: &str, jsonl: &str) {
     let resp = stack
         .http
-        .get(stack.url("/api/datasets/tasks/1/export?format=parquet"))
+        .get(stack.url(&format!("/api/datasets/{dataset}/export?format=parquet")))
         .send()
         .await
         .unwrap();
@@ -161,8 +161,14 @@ async fn parquet_equals_the_jsonl_export(stack: &Stack, jsonl: &str) {
             .map(|s| &s["content"])
             .collect();
         assert_eq!(json!(contents), j["trace_steps"]);
-        let meta: Value = serde_json::from_str(p["meta"].as_str().unwrap()).unwrap();
-        assert_eq!(meta["task_type"], j["metadata"]["task_type"]);
+        let meta: Value = p["meta"]
+            .as_str()
+            .map_or(Value::Null, |m| serde_json::from_str(m).unwrap());
+        for (k, v) in meta.as_object().into_iter().flatten() {
+            if !["created_at", "trace_version", "format"].contains(&k.as_str()) {
+                assert_eq!(&j["metadata"][k], v, "meta.{k}");
+            }
+        }
         let scores: HashMap<String, f64> = p["scores"]
             .as_array()
             .unwrap()
@@ -438,7 +444,7 @@ async fn datasets_are_frozen_split_and_exported_and_survive_a_replay() {
     let (train, _) = export(&stack, "/api/datasets/tasks/1/export?split=train").await;
     assert_eq!(rows(&train).len() as i64, n - eval);
     let (all_before, _) = export(&stack, "/api/datasets/tasks/1/export").await;
-    parquet_equals_the_jsonl_export(&stack, &all_before).await;
+    parquet_equals_the_jsonl_export(&stack, "tasks/1", &all_before).await;
     cli_exports_and_creates_like_the_api(&stack, &all_before, &task).await;
     // Accept-Encoding: the same bytes, compressed.
     for (accept, coding) in [
@@ -600,4 +606,84 @@ async fn datasets_are_frozen_split_and_exported_and_survive_a_replay() {
         }
     };
     assert_eq!(members(&fresh).await, members(&stack.db).await);
+}
+
+/// Replaces the server-assigned instants (`created_at` in `metadata`) with a mask.
+fn masked(jsonl: &str) -> String {
+    jsonl
+        .lines()
+        .map(|l| {
+            let mut row: Value = serde_json::from_str(l).unwrap();
+            row["metadata"]["created_at"] = json!("<created_at>");
+            let mut line = serde_json::to_string(&row).unwrap();
+            line.push('\n');
+            line
+        })
+        .collect()
+}
+
+/// Golden files: the 550 dataset traces, posted in one batch with an Idempotency-Key (so their
+/// ids are deterministic), frozen with a seeded random selection and a split, exported in every
+/// JSONL format, equal the fixtures in `tests/golden/datasets/` with `created_at` masked; the
+/// Parquet file, read by pyarrow, equals the JSONL export. `UPDATE_GOLDEN=1` rewrites the
+/// fixtures (review the diff before committing it).
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_of_the_550_dataset_traces_equal_the_golden_files() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let body: String = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/dev-reasoning-v2.jsonl"),
+    )
+    .unwrap();
+    let n = body.lines().count();
+    assert_eq!(n, 550);
+    let resp = stack
+        .http
+        .post(stack.url("/api/traces/batch"))
+        .header("Content-Type", "application/x-ndjson")
+        .header("Idempotency-Key", "golden-dataset-v2")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    stack.wait_converged(n, CONVERGE).await;
+    let (status, ds) = create(
+        &stack,
+        &json!({"name": "golden", "version": "1", "selection": "random", "seed": 2026,
+                "split": {"eval_fraction": 0.2, "seed": 5}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{ds}");
+    assert_eq!(ds["member_count"], 550);
+    assert_eq!(ds["eval_count"], 110);
+    let dir = tunix_testkit::repo_root().join("tests/golden/datasets");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for format in ["trace", "tunix_sft", "training_example", "chat"] {
+        let (jsonl, omitted) = export(
+            &stack,
+            &format!("/api/datasets/golden/1/export?format={format}"),
+        )
+        .await;
+        assert_eq!(omitted, 0);
+        let got = masked(&jsonl);
+        let path = dir.join(format!("{format}.jsonl"));
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+        assert!(
+            got == want,
+            "{format}: the export differs from {} (first differing line: {:?})",
+            path.display(),
+            got.lines()
+                .zip(want.lines())
+                .find(|(a, b)| a != b)
+                .map(|(a, _)| a.chars().take(200).collect::<String>())
+        );
+        if format == "trace" {
+            parquet_equals_the_jsonl_export(&stack, "golden/1", &jsonl).await;
+        }
+    }
 }
