@@ -687,3 +687,61 @@ async fn exports_of_the_550_dataset_traces_equal_the_golden_files() {
         }
     }
 }
+
+/// Active export queries of this test's database.
+async fn active_exports(stack: &Stack) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state = 'active'
+           AND query LIKE '%FROM dataset_members m JOIN traces t%'
+           AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&stack.db.pool)
+    .await
+    .unwrap()
+}
+
+/// An export whose client goes away stops its query in Postgres (the connection is closed, not
+/// drained: draining the rest of three million members takes seconds, closing takes none).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_disconnects_stops_the_export_query() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let trace = &dataset_traces()[0];
+    let id = post(&stack, trace, "disconnect-test").await;
+    stack.wait_converged(1, CONVERGE).await;
+    let (status, ds) = create(&stack, &json!({"name": "big", "version": "1"})).await;
+    assert_eq!(status, 201, "{ds}");
+    let build: Uuid = ds["build_id"].as_str().unwrap().parse().unwrap();
+    sqlx::query(
+        "INSERT INTO dataset_members (build_id, position, trace_id, eval, scores)
+         SELECT $1, g, $2, false, '{}' FROM generate_series(1, 3000000) g",
+    )
+    .bind(build)
+    .bind(id)
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
+    let mut resp = stack
+        .http
+        .get(stack.url("/api/datasets/big/1/export"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.chunk().await.unwrap().is_some(),
+        "the first bytes arrive"
+    );
+    assert_eq!(
+        active_exports(&stack).await,
+        1,
+        "the export query is running"
+    );
+    drop(resp);
+    eventually(
+        Duration::from_secs(2),
+        "the export query stops after the client left",
+        || async { (active_exports(&stack).await == 0).then_some(()) },
+    )
+    .await;
+}
