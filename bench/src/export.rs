@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
-use crate::report::rss_kb;
+use crate::report::{rss_kb, RssSampler};
 use crate::suites::{load_read_rows, StackEnv};
 
 /// A service binary next to this one (`cargo build --release` builds them all).
@@ -47,37 +47,14 @@ fn free_addr() -> anyhow::Result<String> {
     Ok(l.local_addr()?.to_string())
 }
 
-/// Samples the RSS of `pid` until dropped; `peak()` is the largest seen, in MB.
-struct RssSampler {
-    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    stop: tokio_util::sync::CancellationToken,
+/// Samples ingest-api's RSS often enough to catch a short export's peak.
+fn sample(pid: u32) -> RssSampler {
+    RssSampler::every(Some(pid), Duration::from_millis(20))
 }
 
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let stop = tokio_util::sync::CancellationToken::new();
-        let (p, s) = (peak.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !s.is_cancelled() {
-                if let Some(kb) = rss_kb(pid) {
-                    p.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-        RssSampler { peak, stop }
-    }
-
-    fn peak_mb(&self) -> f64 {
-        self.peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
-    }
-}
-
-impl Drop for RssSampler {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+/// A sampler's peak, in MB.
+async fn peak_mb(sampler: RssSampler) -> f64 {
+    sampler.stop().await.unwrap_or(0) as f64 / 1024.0
 }
 
 async fn connect(addr: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
@@ -158,7 +135,7 @@ pub async fn export(env: &StackEnv, rows: i64) -> anyhow::Result<()> {
 
     // Create: every trace, 10% eval.
     eprintln!("creating a dataset of {rows} traces...");
-    let sampler = RssSampler::start(pid);
+    let sampler = sample(pid);
     let started = Instant::now();
     let body = serde_json::json!({"name": "bench", "version": "1", "split": {"eval_fraction": 0.1, "seed": 1}});
     let mut s = connect(&api_addr).await?;
@@ -186,8 +163,7 @@ pub async fn export(env: &StackEnv, rows: i64) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let create_time = started.elapsed();
-    let create_mb = sampler.peak_mb();
-    drop(sampler);
+    let create_mb = peak_mb(sampler).await;
     let members: i64 = sqlx::query_scalar("SELECT member_count FROM datasets WHERE name = 'bench'")
         .fetch_one(&pool)
         .await?;
@@ -224,9 +200,9 @@ pub async fn export(env: &StackEnv, rows: i64) -> anyhow::Result<()> {
         ("Parquet", "/api/datasets/bench/1/export?format=parquet"),
     ] {
         eprintln!("exporting {name}...");
-        let sampler = RssSampler::start(pid);
+        let sampler = sample(pid);
         let (first, total, bytes) = stream(&api_addr, path).await?;
-        results.push((name, first, total, bytes, sampler.peak_mb()));
+        results.push((name, first, total, bytes, peak_mb(sampler).await));
     }
 
     let rate = |t: Duration| rows as f64 / t.as_secs_f64();

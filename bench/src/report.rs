@@ -110,7 +110,11 @@ pub struct RssSampler {
 impl RssSampler {
     /// Starts sampling the process in `pid_file` (nothing happens if it does not exist).
     pub fn start(pid_file: &Path) -> RssSampler {
-        let pid = read_pid(pid_file);
+        RssSampler::every(read_pid(pid_file), Duration::from_millis(500))
+    }
+
+    /// Starts sampling process `pid` every `period`.
+    pub fn every(pid: Option<u32>, period: Duration) -> RssSampler {
         let stop = tokio_util::sync::CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
@@ -119,7 +123,7 @@ impl RssSampler {
             loop {
                 peak = peak.max(rss_kb(pid).unwrap_or(0));
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {},
+                    _ = tokio::time::sleep(period) => {},
                     _ = token.cancelled() => return Some(peak),
                 }
             }

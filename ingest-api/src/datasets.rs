@@ -384,20 +384,19 @@ fn parse_request(body: &[u8]) -> Result<Request, ValidationErrors> {
     }
 }
 
-/// What a creation answers with.
-async fn answer(state: &AppState, row: DatasetRow, created: bool) -> Result<Response, ApiError> {
-    let status = match (row.state.as_str(), created) {
+/// The status a creation answers with: 201 created and ready, 200 already there with the same
+/// definition, 202 still being built.
+fn creation_status(row: &DatasetRow, created: bool) -> StatusCode {
+    match (row.state.as_str(), created) {
         ("ready", true) => StatusCode::CREATED,
         ("ready", false) => StatusCode::OK,
         _ => StatusCode::ACCEPTED,
-    };
-    let _ = state;
-    let location = format!("/api/datasets/{}/{}", row.name, row.version);
-    let mut resp = (status, Json(row.out())).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
     }
-    Ok(resp)
+}
+
+/// The URL path of a dataset's resource.
+fn resource_path(row: &DatasetRow) -> String {
+    format!("/api/datasets/{}/{}", row.name, row.version)
 }
 
 /// The outcome of claiming `(name, version)`.
@@ -587,10 +586,11 @@ async fn build(
     Ok(created)
 }
 
-async fn create_from(state: &AppState, req: Request) -> Result<Response, ApiError> {
+/// Creates the dataset (or finds the same one); returns its row and the status to answer with.
+async fn create_from(state: &AppState, req: Request) -> Result<(StatusCode, DatasetRow), ApiError> {
     let canonical = req.definition.canonical();
     let build_id = match claim(state, &req, &canonical).await? {
-        Claim::Existing(row) => return answer(state, *row, false).await,
+        Claim::Existing(row) => return Ok((creation_status(&row, false), *row)),
         Claim::Build(b) => b,
     };
     let started = Instant::now();
@@ -605,7 +605,7 @@ async fn create_from(state: &AppState, req: Request) -> Result<Response, ApiErro
         let row = find(state, &req.name, &req.version, &key).await?;
         match row {
             Some(row) if row.state != "building" || Instant::now() >= deadline => {
-                return answer(state, row, true).await
+                return Ok((creation_status(&row, true), row));
             }
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -642,7 +642,12 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&state, &headers, body).await?;
     let req = parse_request(&bytes).map_err(|e| rejected(&state, e))?;
-    create_from(&state, req).await
+    let (status, row) = create_from(&state, req).await?;
+    let mut resp = (status, Json(row.out())).into_response();
+    if let Ok(v) = HeaderValue::from_str(&resource_path(&row)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
 }
 
 /// The original's build request.
@@ -716,17 +721,7 @@ pub async fn build_original(
         "limit": limit,
     });
     let req = parse_request(ours.to_string().as_bytes()).map_err(|e| rejected(&state, e))?;
-    let resp = create_from(&state, req).await?;
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .map_err(|_| ApiError::Internal)?;
-    let out: Value = serde_json::from_slice(&body).map_err(|_| ApiError::Internal)?;
-    let path = format!(
-        "/api/datasets/{}/{}",
-        out["name"].as_str().unwrap_or_default(),
-        out["version"].as_str().unwrap_or_default()
-    );
+    let (status, row) = create_from(&state, req).await?;
     Ok((
         if status == StatusCode::OK {
             StatusCode::OK
@@ -734,10 +729,10 @@ pub async fn build_original(
             StatusCode::CREATED
         },
         Json(serde_json::json!({
-            "dataset_key": out["key"],
-            "build_id": out["build_id"],
-            "trace_count": out["member_count"],
-            "manifest_path": path,
+            "dataset_key": row.key,
+            "build_id": row.build_id,
+            "trace_count": row.member_count,
+            "manifest_path": resource_path(&row),
         })),
     )
         .into_response())
