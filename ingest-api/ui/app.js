@@ -12,7 +12,10 @@ const el = (tag, props = {}, ...children) => {
   e.append(...children);
   return e;
 };
-const state = { cursors: [null], page: 0, nextCursor: null, timer: null, current: null, listKey: null, picked: [] };
+const state = {
+  cursors: [null], page: 0, nextCursor: null, timer: null, current: null, listKey: null, picked: [],
+  listSeq: 0, shownList: null,  // the newest list request, and the query whose rows are on screen
+};
 const FOLD_AT = 600; // characters: longer step contents are folded
 
 function headers(extra = {}) {
@@ -497,12 +500,21 @@ async function refreshList() {
   p.set('limit', '20');
   const cursor = state.cursors[state.page];
   if (cursor) p.set('cursor', cursor);
-  const r = await api(`/api/traces?${p}`);
+  const query = p.toString();
+  // Refreshes overlap (a filter change while the auto-refresh is in flight): only the newest
+  // request may draw, or an older answer would put back rows the current filters exclude.
+  const seq = ++state.listSeq;
+  const r = await api(`/api/traces?${query}`).catch((e) => ({ status: 0, body: { detail: `network error: ${e}` } }));
+  if (seq !== state.listSeq) return;
   const tbody = document.querySelector('#list tbody');
   if (r.status !== 200) {
+    // Rows of another query must not stand under these filters; a failed refresh of the same
+    // query keeps its rows (a passing 503 should not blank the list).
+    if (state.shownList !== query) { tbody.innerHTML = ''; state.shownList = null; }
     $('list-status').textContent = describeError(r.status, r.body);
     return;
   }
+  state.shownList = query;
   tbody.innerHTML = '';
   for (const item of r.body.data) {
     const tr = el('tr');

@@ -32,6 +32,13 @@ const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir()
 const page = browser.pages()[0] ?? await browser.newPage();
 const consoleErrors = [];
 page.on('pageerror', (e) => consoleErrors.push(String(e)));
+// The page's recent API answers, printed when an expectation fails.
+const answers = [];
+page.on('response', (r) => {
+  const u = new URL(r.url());
+  if (u.pathname.startsWith('/api/')) answers.push(`${new Date().toISOString()} ${r.status()} ${u.pathname}${u.search}`);
+  if (answers.length > 30) answers.shift();
+});
 page.setDefaultTimeout(20000);
 
 try {
@@ -191,6 +198,14 @@ try {
 } catch (e) {
   await page.screenshot({ path: join(shots, 'ui-failure.png'), fullPage: true }).catch(() => {});
   console.error(e.stack || String(e));
+  const seen = await page.evaluate(() => ({
+    url: location.href,
+    listStatus: document.querySelector('#list-status')?.textContent,
+    rows: [...document.querySelectorAll('#list tbody tr')].map((tr) => tr.dataset.id),
+  })).catch((err) => ({ unavailable: String(err) }));
+  console.error(`page: ${JSON.stringify(seen)}`);
+  console.error(`script errors: ${consoleErrors.join('; ') || 'none'}`);
+  console.error(`last API answers:\n  ${answers.join('\n  ')}`);
   process.exitCode = 1;
 } finally {
   await browser.close();
