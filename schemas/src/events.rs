@@ -1,16 +1,22 @@
 //! The events on the `traces` topic and their Avro encoding.
 //!
-//! Framing is Avro **single-object encoding** (see `schemas/README.md`): the two marker bytes
-//! `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's
-//! Parsing Canonical Form, then the Avro binary datum. A consumer in any language looks the
-//! fingerprint up among the `.avsc` files in `schemas/avro/` and decodes with that schema.
+//! Two framings, both read forever (see `schemas/README.md`):
 //!
-//! Until 2026-11 producers framed events with apache-avro's fingerprint, which is taken over a
-//! form that keeps `logicalType` attributes and so differs from the specification's for every
-//! schema shipped then. Those *legacy* fingerprints stay in the topic forever, so decoding accepts
-//! both; encoding writes only the specification's ([`crate::canonical`]).
+//! - **Confluent Schema Registry wire format** (what producers write by default): byte `0x00`,
+//!   the 4-byte big-endian schema id, then the Avro binary datum. The id is resolved through a
+//!   Schema Registry: ingest-api's built-in one (ids in [`BUILTIN_ID_RANGE`], fixed per shipped
+//!   file forever) or an external one (ids it assigned; see `pipeline::registry`).
+//! - **Avro single-object encoding**: the two marker bytes `C3 01`, the 8-byte little-endian
+//!   CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing Canonical Form, then the
+//!   datum. Topics written before 2026-12 hold only these; `EVENT_ENCODING=single-object` still
+//!   writes them.
 //!
-//! Records carry no Kafka headers: the fingerprint already says what a record is, and headers cost
+//! Until 2026-11 producers framed single-object events with apache-avro's fingerprint, which is
+//! taken over a form that keeps `logicalType` attributes and so differs from the specification's
+//! for every schema shipped then. Those *legacy* fingerprints stay in the topic forever, so
+//! decoding accepts both; encoding writes only the specification's ([`crate::canonical`]).
+//!
+//! Records carry no Kafka headers: the frame already says what a record is, and headers cost
 //! the Tansu broker's sqlite engine a table scan per fetched record.
 //!
 //! Every `.avsc` the repo ever shipped stays registered here as a *writer* schema, so events written
@@ -31,8 +37,24 @@ use crate::trace::{Step, Trace, TraceParts};
 
 /// The marker that starts every Avro single-object encoded value.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
-/// Bytes before the Avro datum: marker plus fingerprint.
+/// Bytes before the Avro datum in a single-object frame: marker plus fingerprint.
 pub const HEADER_LEN: usize = 10;
+/// The byte that starts every Confluent-framed value.
+pub const CONFLUENT_MAGIC: u8 = 0x00;
+/// Bytes before the Avro datum in a Confluent frame: magic byte plus schema id.
+pub const CONFLUENT_HEADER_LEN: usize = 5;
+/// The Kafka header that names the writer schema of a record framed with an *external*
+/// registry's id: the hex of its specification fingerprint (as in single-object frames). Readers
+/// that know our schemas decode such a record without that registry (after a move to another one,
+/// or in a replay into an empty database); Confluent clients ignore it. Records with built-in ids
+/// or single-object frames carry no headers.
+pub const FINGERPRINT_HEADER: &str = "tunix.schema.fingerprint";
+
+/// Schema ids of the built-in registry. Reserved: far above the ids a registry hands out (they
+/// count up from 1, or from 100001), so an event framed with a built-in id never means another
+/// schema after a move to an external registry. ingest-api refuses a registry that assigns one of
+/// them to a different schema.
+pub const BUILTIN_ID_RANGE: std::ops::RangeInclusive<i32> = 1_000_000_001..=1_000_099_999;
 
 /// Largest string, byte array or collection length the decoder will allocate for. Events are
 /// bounded by the ingest size limit (at most [`crate::MAX_TRACE_BYTES_LIMIT`]), so anything larger
@@ -73,6 +95,25 @@ impl EventKind {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// The Avro record's full name, which the subject of its schemas ends with.
+    pub fn record_name(self) -> &'static str {
+        match self {
+            EventKind::Submitted => "ai.tunix.events.TraceSubmitted",
+            EventKind::Deleted => "ai.tunix.events.TraceDeleted",
+            EventKind::ScoreRecorded => "ai.tunix.events.ScoreRecorded",
+            EventKind::ScoreRetracted => "ai.tunix.events.ScoreRetracted",
+            EventKind::DatasetMembers => "ai.tunix.events.DatasetMembers",
+            EventKind::DatasetCreated => "ai.tunix.events.DatasetCreated",
+            EventKind::DatasetDeleted => "ai.tunix.events.DatasetDeleted",
+        }
+    }
+
+    /// The Schema Registry subject of this kind's schemas on `topic`: TopicRecordNameStrategy,
+    /// `<topic>-<record full name>` (several event types share the topic; see schemas/README.md).
+    pub fn subject(self, topic: &str) -> String {
+        format!("{topic}-{}", self.record_name())
+    }
 }
 
 /// A schema file this crate ships.
@@ -84,8 +125,11 @@ pub struct SchemaFile {
     pub text: &'static str,
     /// What the schema describes.
     pub kind: EventKind,
-    /// Its version within the kind; the highest is the one producers write.
+    /// Its version within the kind; the highest is the one producers write. Also its version
+    /// under its subject in the built-in registry.
     pub version: u32,
+    /// Its id in the built-in Schema Registry ([`BUILTIN_ID_RANGE`]). Never changes once shipped.
+    pub builtin_id: i32,
 }
 
 /// Every `.avsc` in `schemas/avro/`, oldest first within each kind. Never remove an entry: old
@@ -96,48 +140,56 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
         text: include_str!("../avro/trace_submitted.v1.avsc"),
         kind: EventKind::Submitted,
         version: 1,
+        builtin_id: 1000000001,
     },
     SchemaFile {
         file: "trace_submitted.v2.avsc",
         text: include_str!("../avro/trace_submitted.v2.avsc"),
         kind: EventKind::Submitted,
         version: 2,
+        builtin_id: 1000000002,
     },
     SchemaFile {
         file: "trace_deleted.v1.avsc",
         text: include_str!("../avro/trace_deleted.v1.avsc"),
         kind: EventKind::Deleted,
         version: 1,
+        builtin_id: 1000000003,
     },
     SchemaFile {
         file: "score_recorded.v1.avsc",
         text: include_str!("../avro/score_recorded.v1.avsc"),
         kind: EventKind::ScoreRecorded,
         version: 1,
+        builtin_id: 1000000004,
     },
     SchemaFile {
         file: "score_retracted.v1.avsc",
         text: include_str!("../avro/score_retracted.v1.avsc"),
         kind: EventKind::ScoreRetracted,
         version: 1,
+        builtin_id: 1000000005,
     },
     SchemaFile {
         file: "dataset_members.v1.avsc",
         text: include_str!("../avro/dataset_members.v1.avsc"),
         kind: EventKind::DatasetMembers,
         version: 1,
+        builtin_id: 1000000006,
     },
     SchemaFile {
         file: "dataset_created.v1.avsc",
         text: include_str!("../avro/dataset_created.v1.avsc"),
         kind: EventKind::DatasetCreated,
         version: 1,
+        builtin_id: 1000000007,
     },
     SchemaFile {
         file: "dataset_deleted.v1.avsc",
         text: include_str!("../avro/dataset_deleted.v1.avsc"),
         kind: EventKind::DatasetDeleted,
         version: 1,
+        builtin_id: 1000000008,
     },
 ];
 
@@ -230,6 +282,188 @@ pub fn legacy_schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
 pub fn current_schema(kind: EventKind) -> (&'static str, &'static Schema, [u8; 8]) {
     let r = &REGISTRY.all[REGISTRY.current[kind.index()]];
     (r.file.file, &r.schema, r.fingerprint)
+}
+
+/// One shipped schema file, as a handle: what a registry id or a fingerprint resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShippedSchema(usize);
+
+impl ShippedSchema {
+    /// Every shipped schema, in [`SCHEMA_FILES`] order.
+    pub fn all() -> impl Iterator<Item = ShippedSchema> {
+        (0..REGISTRY.all.len()).map(ShippedSchema)
+    }
+
+    /// The schema producers write for `kind` today.
+    pub fn current(kind: EventKind) -> ShippedSchema {
+        ShippedSchema(REGISTRY.current[kind.index()])
+    }
+
+    /// The schema with this built-in registry id.
+    pub fn by_builtin_id(id: i32) -> Option<ShippedSchema> {
+        REGISTRY
+            .all
+            .iter()
+            .position(|r| r.file.builtin_id == id)
+            .map(ShippedSchema)
+    }
+
+    /// The schema with this specification fingerprint (little-endian bytes, as framed).
+    pub fn by_fingerprint(fingerprint: &[u8]) -> Option<ShippedSchema> {
+        REGISTRY
+            .all
+            .iter()
+            .position(|r| r.fingerprint == fingerprint)
+            .map(ShippedSchema)
+    }
+
+    /// The shipped schema a registry's text denotes: equal Parsing Canonical Forms, so the
+    /// registry may reformat or drop docs. `None` for text that is not one of ours.
+    pub fn from_schema_text(text: &str) -> Option<ShippedSchema> {
+        let canonical = crate::canonical::parsing_canonical_form(text).ok()?;
+        Self::by_fingerprint(&crate::canonical::crc64_avro(canonical.as_bytes()).to_le_bytes())
+    }
+
+    fn registered(self) -> &'static Registered {
+        &REGISTRY.all[self.0]
+    }
+
+    /// The file it was shipped as.
+    pub fn file(self) -> &'static SchemaFile {
+        self.registered().file
+    }
+
+    /// The specification fingerprint, little-endian as single-object frames carry it.
+    pub fn fingerprint(self) -> [u8; 8] {
+        self.registered().fingerprint
+    }
+}
+
+/// How events are framed on the topic (`EVENT_ENCODING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// Confluent Schema Registry wire format (`confluent`), the default.
+    #[default]
+    Confluent,
+    /// Avro single-object encoding (`single-object`), as written before 2026-12.
+    SingleObject,
+}
+
+impl std::str::FromStr for Framing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "confluent" => Ok(Framing::Confluent),
+            "single-object" => Ok(Framing::SingleObject),
+            other => Err(format!(
+                "unknown event encoding {other:?}: use confluent or single-object"
+            )),
+        }
+    }
+}
+
+/// Frames events for the topic: single-object, or Confluent with a schema id per kind.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    /// Per kind: `None` for single-object, else the id of its current schema.
+    ids: [Option<i32>; 7],
+    /// Whether the ids are an external registry's (records then carry [`FINGERPRINT_HEADER`]).
+    external: bool,
+}
+
+impl Encoder {
+    /// Avro single-object encoding.
+    pub fn single_object() -> Encoder {
+        Encoder {
+            ids: [None; 7],
+            external: false,
+        }
+    }
+
+    /// Confluent framing with the built-in registry's ids.
+    pub fn confluent_builtin() -> Encoder {
+        Encoder {
+            ids: EventKind::ALL.map(|k| Some(ShippedSchema::current(k).file().builtin_id)),
+            external: false,
+        }
+    }
+
+    /// Confluent framing with ids an external registry assigned; `id_of` is asked for the current
+    /// schema of every kind.
+    pub fn confluent(id_of: impl Fn(ShippedSchema) -> Option<i32>) -> Result<Encoder, String> {
+        let mut ids = [None; 7];
+        for kind in EventKind::ALL {
+            let schema = ShippedSchema::current(kind);
+            ids[kind.index()] = Some(
+                id_of(schema)
+                    .ok_or_else(|| format!("no registry id for {}", schema.file().file))?,
+            );
+        }
+        Ok(Encoder {
+            ids,
+            external: true,
+        })
+    }
+
+    /// The [`FINGERPRINT_HEADER`] value a record of `kind` carries, if any (external ids only).
+    pub fn fingerprint_header(&self, kind: EventKind) -> Option<String> {
+        self.external
+            .then(|| hex(&ShippedSchema::current(kind).fingerprint()))
+    }
+
+    /// The framing this encoder writes.
+    pub fn framing(&self) -> Framing {
+        if self.ids[0].is_some() {
+            Framing::Confluent
+        } else {
+            Framing::SingleObject
+        }
+    }
+
+    /// The schema id written for `kind` (Confluent framing only).
+    pub fn schema_id(&self, kind: EventKind) -> Option<i32> {
+        self.ids[kind.index()]
+    }
+
+    /// Encodes `event` with the current schema of its kind, in this encoder's framing.
+    pub fn encode(&self, event: &TraceEvent) -> Vec<u8> {
+        let kind = event.kind();
+        let mut out = Vec::with_capacity(256);
+        match self.ids[kind.index()] {
+            Some(id) => {
+                out.push(CONFLUENT_MAGIC);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            None => {
+                out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+                out.extend_from_slice(&ShippedSchema::current(kind).fingerprint());
+            }
+        }
+        event.write_datum(&mut out);
+        out
+    }
+}
+
+/// The shipped schema a [`FINGERPRINT_HEADER`] value names, if any.
+pub fn schema_from_fingerprint_header(value: &[u8]) -> Option<ShippedSchema> {
+    if value.len() != 16 {
+        return None;
+    }
+    let text = std::str::from_utf8(value).ok()?;
+    let mut fp = [0u8; 8];
+    for (n, byte) in fp.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * n..2 * n + 2)?, 16).ok()?;
+    }
+    ShippedSchema::by_fingerprint(&fp)
+}
+
+/// The schema id of a Confluent-framed value, if it is one.
+pub fn confluent_schema_id(bytes: &[u8]) -> Option<i32> {
+    match bytes {
+        [CONFLUENT_MAGIC, a, b, c, d, ..] => Some(i32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
 }
 
 /// A trace accepted by ingest-api.
@@ -409,14 +643,16 @@ pub fn partition_for(trace_id: &Uuid, partitions: i32) -> i32 {
 /// dead-letter headers and metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// Fewer bytes than the single-object header.
-    #[error("value is {0} bytes, shorter than the 10-byte single-object header")]
+    /// Fewer bytes than the frame's header.
+    #[error("value is {0} bytes, shorter than its frame's header")]
     TooShort(usize),
-    /// The first two bytes are not `C3 01`.
-    #[error("value does not start with the Avro single-object marker C3 01")]
+    /// Neither a Confluent frame (`00`) nor a single-object one (`C3 01`).
+    #[error(
+        "value starts with neither the Confluent magic byte 00 nor the single-object marker C3 01"
+    )]
     BadMagic,
-    /// The fingerprint matches no schema this build knows.
-    #[error("unknown writer schema fingerprint {0}")]
+    /// The fingerprint or schema id resolves to no schema this build knows.
+    #[error("unknown writer schema: {0}")]
     UnknownSchema(String),
     /// The datum does not match its writer schema, or cannot be resolved to the reader schema.
     #[error("avro: {0}")]
@@ -594,14 +830,17 @@ impl TraceEvent {
         }
     }
 
-    /// Encodes with the current schema of the event's kind, single-object framed.
+    /// Encodes with the current schema of the event's kind, single-object framed (see
+    /// [`Encoder`] for the Confluent framing).
     pub fn encode(&self) -> Vec<u8> {
-        let (_, schema, fingerprint) = current_schema(self.kind());
+        Encoder::single_object().encode(self)
+    }
+
+    /// Appends the Avro binary datum, written with the current schema of the event's kind.
+    fn write_datum(&self, out: &mut Vec<u8>) {
+        let (_, schema, _) = current_schema(self.kind());
         let mut id_buf = Uuid::encode_buffer();
         let id = self.id().hyphenated().encode_lower(&mut id_buf);
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
-        out.extend_from_slice(&fingerprint);
         let written = match self {
             TraceEvent::Submitted(e) => apache_avro::write_avro_datum_ref(
                 schema,
@@ -615,7 +854,7 @@ impl TraceEvent {
                     meta: e.trace.meta().map(|m| m.as_str()),
                     idempotency_key: e.idempotency_key.as_deref(),
                 },
-                &mut out,
+                out,
             ),
             TraceEvent::Deleted(e) => apache_avro::write_avro_datum_ref(
                 schema,
@@ -624,7 +863,7 @@ impl TraceEvent {
                     deleted_at: to_micros(&e.deleted_at),
                     reason: e.reason.as_deref(),
                 },
-                &mut out,
+                out,
             ),
             TraceEvent::ScoreRecorded(e) => apache_avro::write_avro_datum_ref(
                 schema,
@@ -636,7 +875,7 @@ impl TraceEvent {
                     comment: e.comment.as_deref(),
                     recorded_at: to_micros(&e.recorded_at),
                 },
-                &mut out,
+                out,
             ),
             TraceEvent::ScoreRetracted(e) => apache_avro::write_avro_datum_ref(
                 schema,
@@ -645,7 +884,7 @@ impl TraceEvent {
                     name: &e.name,
                     retracted_at: to_micros(&e.retracted_at),
                 },
-                &mut out,
+                out,
             ),
             TraceEvent::DatasetMembers(e) => apache_avro::write_avro_datum_ref(
                 schema,
@@ -665,7 +904,7 @@ impl TraceEvent {
                         })
                         .collect(),
                 },
-                &mut out,
+                out,
             ),
             TraceEvent::DatasetCreated(e) => apache_avro::write_avro_datum_ref(
                 schema,
@@ -680,7 +919,7 @@ impl TraceEvent {
                     digest: &e.digest,
                     created_at: to_micros(&e.created_at),
                 },
-                &mut out,
+                out,
             ),
             TraceEvent::DatasetDeleted(e) => apache_avro::write_avro_datum_ref(
                 schema,
@@ -690,42 +929,67 @@ impl TraceEvent {
                     version: &e.version,
                     deleted_at: to_micros(&e.deleted_at),
                 },
-                &mut out,
+                out,
             ),
         };
         // The wire structs mirror the shipped schemas field by field (pinned by the round-trip
         // tests), so serialization cannot fail at run time.
         written.expect("event matches its schema");
-        out
     }
 
-    /// Decodes a single-object framed event written with any shipped schema version.
+    /// Decodes an event written with any shipped schema version, in either framing; Confluent
+    /// schema ids resolve through the built-in registry only (see [`TraceEvent::decode_with`]).
     pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(DecodeError::TooShort(bytes.len()));
-        }
-        if bytes[..2] != SINGLE_OBJECT_MAGIC {
-            return Err(DecodeError::BadMagic);
-        }
-        let fingerprint = &bytes[2..HEADER_LEN];
+        Self::decode_with(bytes, |_| None)
+    }
+
+    /// Decodes like [`TraceEvent::decode`]; a Confluent schema id outside the built-in range is
+    /// resolved by `external` (an external registry's ids, cached by the caller).
+    pub fn decode_with(
+        bytes: &[u8],
+        external: impl Fn(i32) -> Option<ShippedSchema>,
+    ) -> Result<TraceEvent, DecodeError> {
         let registry = &*REGISTRY;
-        let writer = registry
-            .all
-            .iter()
-            .find(|r| r.fingerprint == fingerprint)
-            .or_else(|| {
-                registry
+        let (writer, datum) = match bytes.first() {
+            Some(&CONFLUENT_MAGIC) => {
+                let id = confluent_schema_id(bytes).ok_or(DecodeError::TooShort(bytes.len()))?;
+                let schema = if BUILTIN_ID_RANGE.contains(&id) {
+                    ShippedSchema::by_builtin_id(id)
+                } else {
+                    external(id)
+                };
+                let schema =
+                    schema.ok_or_else(|| DecodeError::UnknownSchema(format!("schema id {id}")))?;
+                (schema.registered(), &bytes[CONFLUENT_HEADER_LEN..])
+            }
+            Some(0xC3) if bytes.len() >= 2 && bytes[..2] == SINGLE_OBJECT_MAGIC => {
+                if bytes.len() < HEADER_LEN {
+                    return Err(DecodeError::TooShort(bytes.len()));
+                }
+                let fingerprint = &bytes[2..HEADER_LEN];
+                let writer = registry
                     .all
                     .iter()
-                    .find(|r| r.legacy_fingerprint.is_some_and(|l| l == fingerprint))
-            })
-            .ok_or_else(|| DecodeError::UnknownSchema(hex(fingerprint)))?;
+                    .find(|r| r.fingerprint == fingerprint)
+                    .or_else(|| {
+                        registry
+                            .all
+                            .iter()
+                            .find(|r| r.legacy_fingerprint.is_some_and(|l| l == fingerprint))
+                    })
+                    .ok_or_else(|| {
+                        DecodeError::UnknownSchema(format!("fingerprint {}", hex(fingerprint)))
+                    })?;
+                (writer, &bytes[HEADER_LEN..])
+            }
+            _ if bytes.len() < 2 => return Err(DecodeError::TooShort(bytes.len())),
+            _ => return Err(DecodeError::BadMagic),
+        };
         let reader_idx = registry.current[writer.file.kind.index()];
         let reader = &registry.all[reader_idx];
         // apache-avro reads a string or union cut off by end-of-input as null instead of failing,
         // so a truncated datum could decode "successfully" with fields missing. One sentinel byte
         // after the datum exposes that: a complete datum leaves it unread, a truncated one eats it.
-        let datum = &bytes[HEADER_LEN..];
         let mut input = Cursor::new(datum).chain(&[0u8][..]);
         let reader_schema = (reader.fingerprint != writer.fingerprint).then_some(&reader.schema);
         let value = apache_avro::from_avro_datum(&writer.schema, &mut input, reader_schema)

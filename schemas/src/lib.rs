@@ -30,10 +30,12 @@ mod trace;
 pub use batch::{parse_batch, BatchError, BatchFormat, BATCH_MAX_ITEMS};
 pub use error::{ErrorKind, Loc, LocPart, ValidationError, ValidationErrors};
 pub use events::{
-    current_schema, dataset_key, from_micros, key_partition, legacy_schema_fingerprints,
-    partition_for, schema_fingerprints, score_key, to_micros, truncate_to_micros, DatasetCreated,
-    DatasetDeleted, DatasetMember, DatasetMembers, DecodeError, EventKind, FrozenScore, SchemaFile,
-    ScoreRecorded, ScoreRetracted, TraceDeleted, TraceEvent, TraceSubmitted, HEADER_LEN,
+    confluent_schema_id, current_schema, dataset_key, from_micros, key_partition,
+    legacy_schema_fingerprints, partition_for, schema_fingerprints, schema_from_fingerprint_header,
+    score_key, to_micros, truncate_to_micros, DatasetCreated, DatasetDeleted, DatasetMember,
+    DatasetMembers, DecodeError, Encoder, EventKind, Framing, FrozenScore, SchemaFile,
+    ScoreRecorded, ScoreRetracted, ShippedSchema, TraceDeleted, TraceEvent, TraceSubmitted,
+    BUILTIN_ID_RANGE, CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, FINGERPRINT_HEADER, HEADER_LEN,
     SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
 };
 pub use meta::{META_MAX_DEPTH, META_MAX_NUMBER_CHARS};

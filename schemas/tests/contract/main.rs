@@ -2,6 +2,7 @@
 //! event format (round trips, schema evolution, pinned fingerprints, hostile input).
 
 mod events;
+mod framing;
 mod fuzz;
 mod helpers;
 mod validation;
