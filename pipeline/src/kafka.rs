@@ -39,6 +39,8 @@ pub struct KafkaSettings {
     /// `KAFKA_PROPERTIES`: extra librdkafka properties for every client, `k=v` pairs separated by
     /// commas (e.g. `socket.keepalive.enable=true,client.rack=eu1a`).
     pub properties: Vec<(String, String)>,
+    /// `SCHEMA_REGISTRY_*`: the external Schema Registry behind the topic's schema ids, if any.
+    pub registry: crate::registry::RegistrySettings,
 }
 
 impl KafkaSettings {
@@ -58,6 +60,7 @@ impl KafkaSettings {
             replication: env.bounded("KAFKA_REPLICATION_FACTOR", 1, 1, 16),
             retention_ms: env.parse("KAFKA_TOPIC_RETENTION_MS", -1),
             properties,
+            registry: crate::registry::RegistrySettings::from_env(env),
         }
     }
 
@@ -71,6 +74,7 @@ impl KafkaSettings {
             replication: 1,
             retention_ms: -1,
             properties: Vec::new(),
+            registry: crate::registry::RegistrySettings::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod db;
 pub mod http;
 pub mod kafka;
 pub mod ops;
+pub mod registry;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -129,6 +129,14 @@ impl Service {
         }
     }
 
+    /// Sets (`Some`) or removes (`None`) a variable of the environment for the next start.
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            self.env.push((name.to_owned(), v.to_owned()));
+        }
+    }
+
     /// Starts the process again after a kill or terminate.
     pub fn restart(&mut self) {
         self.kill();

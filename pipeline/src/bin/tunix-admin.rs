@@ -4,7 +4,8 @@
 //! - `create-topics`: create the event and dead-letter topics on `KAFKA_BROKERS`;
 //! - `wait`: wait until Postgres and the broker answer;
 //! - `positions`: print the stored consumer positions;
-//! - `datasets`: create, list, export and delete datasets through ingest-api's HTTP API.
+//! - `datasets`: create, list, export and delete datasets through ingest-api's HTTP API;
+//! - `schemas`: list the event schemas and their ids; register them in `SCHEMA_REGISTRY_URL`.
 
 #[path = "admin/datasets.rs"]
 mod datasets;
@@ -46,6 +47,23 @@ enum Command {
     /// Datasets, through ingest-api's HTTP API (`--api`, `--api-key`).
     #[command(subcommand)]
     Datasets(datasets::Datasets),
+    /// The event schemas and their Schema Registry ids.
+    #[command(subcommand)]
+    Schemas(Schemas),
+}
+
+#[derive(Subcommand)]
+enum Schemas {
+    /// Print every shipped schema: subject, version, built-in id, fingerprint; and the external
+    /// registry ids remembered in the database (when it answers).
+    List,
+    /// Register every shipped schema in `SCHEMA_REGISTRY_URL` under its subject (what ingest-api
+    /// does at start-up), print the ids, and remember them in the database.
+    Register {
+        /// Do not write the ids to the database (e.g. before it exists).
+        #[arg(long)]
+        no_remember: bool,
+    },
 }
 
 #[tokio::main]
@@ -132,7 +150,82 @@ async fn main() -> anyhow::Result<()> {
                 println!("{target} {} partition {p}: next offset {pos}", kafka.topic);
             }
         }
+        Command::Schemas(cmd) => schemas(cmd, &db, &kafka).await?,
         Command::Datasets(_) => unreachable!("handled before the settings are read"),
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn schemas(cmd: Schemas, db: &DbSettings, kafka: &KafkaSettings) -> anyhow::Result<()> {
+    use tunix_pipeline::registry::{all_remembered, register_all};
+    use tunix_schemas::ShippedSchema;
+    let topic = &kafka.topic;
+    match cmd {
+        Schemas::List => {
+            println!(
+                "{:<44} {:>7} {:>11} {:<16} file",
+                "subject", "version", "builtin id", "fingerprint"
+            );
+            for s in ShippedSchema::all() {
+                let f = s.file();
+                println!(
+                    "{:<44} {:>7} {:>11} {:<16} {}",
+                    f.kind.subject(topic),
+                    f.version,
+                    f.builtin_id,
+                    hex(&s.fingerprint()),
+                    f.file
+                );
+            }
+            let pool = db.pool()?;
+            match tokio::time::timeout(Duration::from_secs(5), all_remembered(&pool)).await {
+                Ok(Ok(ids)) if ids.is_empty() => {
+                    println!(
+                        "no external registry ids remembered in {}",
+                        db.redacted_url()
+                    )
+                }
+                Ok(Ok(ids)) => {
+                    println!("external registry ids remembered in {}:", db.redacted_url());
+                    for (id, s) in ids {
+                        println!("  {id:>10} {}", s.file().file);
+                    }
+                }
+                Ok(Err(e)) => println!("(remembered ids unavailable: {e})"),
+                Err(_) => println!("(remembered ids unavailable: the database did not answer)"),
+            }
+        }
+        Schemas::Register { no_remember } => {
+            let client = kafka.registry.client().ok_or_else(|| {
+                anyhow::anyhow!("SCHEMA_REGISTRY_URL is not set: nothing to register in")
+            })?;
+            let pool = if no_remember { None } else { Some(db.pool()?) };
+            let registered = register_all(&client, pool.as_ref(), topic).await?;
+            println!("{:<44} {:>7} {:>11}  file", "subject", "version", "id");
+            for r in &registered {
+                println!(
+                    "{:<44} {:>7} {:>11}  {}",
+                    r.subject,
+                    r.schema.file().version,
+                    r.id,
+                    r.schema.file().file
+                );
+            }
+            println!(
+                "{} schemas registered in {}{}",
+                registered.len(),
+                client.url(),
+                if no_remember {
+                    String::new()
+                } else {
+                    format!("; ids remembered in {}", db.redacted_url())
+                }
+            );
+        }
     }
     Ok(())
 }

@@ -14,12 +14,20 @@
 //!   consumer, so a compacted topic can be told apart from a broker that skips.
 //!
 //! Admitted records are decoded into events; what cannot be decoded becomes [`Poison`] for the
-//! dead-letter topic, with the decoder's reason label.
+//! dead-letter topic, with the decoder's reason label. A Confluent-framed record whose schema id
+//! is not known yet is resolved first ([`Member::resolve_schema`]): an unreachable registry
+//! pauses the member (readiness `schema_registry` fails) until it answers; only an id nobody
+//! knows is poison (`unknown_schema`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use rdkafka::message::Headers;
 use rdkafka::message::{Message, OwnedMessage};
-use tunix_schemas::{DecodeError, TraceEvent};
+use tunix_schemas::{
+    schema_from_fingerprint_header, DecodeError, ShippedSchema, TraceEvent, FINGERPRINT_HEADER,
+};
+
+use crate::registry::SchemaResolver;
 
 use super::batch::Poison;
 use super::member::Member;
@@ -112,13 +120,14 @@ enum Decoded {
     Poison(Poison),
 }
 
-/// Decodes a message's value into a record, or into poison with the reason.
-fn decode(message: OwnedMessage) -> Decoded {
+/// Decodes a message's value into a record, or into poison with the reason. External schema ids
+/// come from `schemas`' cache (see [`Member::resolve_schema`]).
+fn decode(message: OwnedMessage, schemas: &SchemaResolver) -> Decoded {
+    let named = named_schema(&message);
     let decoded = match message.payload() {
         None => Err(("empty", "record has no value".to_owned())),
-        Some(bytes) => {
-            TraceEvent::decode(bytes).map_err(|e| (DecodeError::reason(&e), e.to_string()))
-        }
+        Some(bytes) => TraceEvent::decode_with(bytes, |id| named.or_else(|| schemas.cached(id)))
+            .map_err(|e| (DecodeError::reason(&e), e.to_string())),
     };
     match decoded {
         Ok(event) => Decoded::Record(Record { event, message }),
@@ -130,7 +139,55 @@ fn decode(message: OwnedMessage) -> Decoded {
     }
 }
 
+/// The schema a record names in its [`FINGERPRINT_HEADER`], if it carries one we ship.
+fn named_schema(message: &OwnedMessage) -> Option<ShippedSchema> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == FINGERPRINT_HEADER)
+        .and_then(|h| h.value)
+        .and_then(schema_from_fingerprint_header)
+}
+
+/// Longest pause between attempts to resolve a schema id while the registry is unavailable.
+const MAX_RESOLVE_BACKOFF: Duration = Duration::from_secs(5);
+
 impl<S: Sink> Member<S> {
+    /// Makes sure the schema id of `message`'s frame, if it has one we have not resolved, is
+    /// resolved or known to be unknown. Retries (pausing this member) while the registry or
+    /// Postgres is unavailable, until shutdown.
+    pub(super) fn resolve_schema(&self, message: &OwnedMessage) {
+        let named = named_schema(message);
+        let Some(id) = message
+            .payload()
+            .and_then(|v| self.schemas.unresolved(v, named))
+        else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        while !self.cancelled() {
+            match self.rt.block_on(self.schemas.resolve(id)) {
+                Ok(found) => {
+                    if self.deps.readiness.check("schema_registry").is_some() {
+                        self.deps.readiness.set("schema_registry", true, "ok");
+                    }
+                    if found.is_none() {
+                        tracing::warn!(schema_id = id, "schema id unknown to every registry");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(schema_id = id, error = %e, "cannot resolve a schema id yet; retrying");
+                    self.deps
+                        .readiness
+                        .set("schema_registry", false, e.to_string());
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_RESOLVE_BACKOFF);
+                }
+            }
+        }
+    }
+
     /// Takes one polled message: drops it, asks for a re-fetch, or decodes it into the batch.
     pub(super) fn intake(&self, message: OwnedMessage) -> Intake {
         let mut ledger = self.ledger();
@@ -174,7 +231,7 @@ impl<S: Sink> Member<S> {
         ledger.next_fetch.insert(p, Position::Next(offset + 1));
         self.deps.metrics.consumed.increment(1);
         let now = Instant::now();
-        match decode(message) {
+        match decode(message, &self.schemas) {
             Decoded::Record(record) => ledger.batch.push(record, now),
             Decoded::Poison(poison) => ledger.batch.push_poison(poison, now),
         }
@@ -266,9 +323,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn undecodable_values_become_poison_with_their_reason() {
-        let poison = |m| match decode(m) {
+    #[tokio::test]
+    async fn undecodable_values_become_poison_with_their_reason() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let schemas = SchemaResolver::new(None, pool);
+        let poison = |m| match decode(m, &schemas) {
             Decoded::Poison(p) => p,
             Decoded::Record(_) => panic!("decoded"),
         };
@@ -276,5 +337,9 @@ mod tests {
         let garbage = poison(message(0, 2, Some(b"{\"json\":1}".to_vec())));
         assert_eq!(garbage.reason, "bad_magic");
         assert_eq!(garbage.message.offset(), 2, "the original is kept");
+        // A Confluent frame with an id no registry resolved.
+        let unknown = poison(message(0, 3, Some(vec![0, 0, 0, 0, 42, 2])));
+        assert_eq!(unknown.reason, "unknown_schema");
+        assert!(unknown.error.contains("schema id 42"), "{}", unknown.error);
     }
 }

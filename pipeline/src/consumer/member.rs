@@ -67,16 +67,21 @@ pub(super) struct Member<S: Sink> {
     pub rt: Handle,
     /// Where records that cannot be applied go.
     pub dead_letters: DeadLetters,
+    /// What the schema ids of Confluent-framed records mean.
+    pub schemas: crate::registry::SchemaResolver,
     ledger: Mutex<Ledger>,
 }
 
 impl<S: Sink> Member<S> {
     /// A member with an empty ledger.
     pub fn new(deps: ConsumerDeps<S>, rt: Handle, dead_letters: DeadLetters) -> Member<S> {
+        let schemas =
+            crate::registry::SchemaResolver::new(deps.kafka.registry.client(), deps.pool.clone());
         Member {
             deps,
             rt,
             dead_letters,
+            schemas,
             ledger: Mutex::new(Ledger::default()),
         }
     }

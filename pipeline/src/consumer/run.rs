@@ -41,7 +41,9 @@ fn poll_once<S: Sink>(member: &Member<S>, consumer: &MemberConsumer<S>) -> u64 {
         .poll_wait(&member.limits(), IDLE_POLL, Instant::now());
     match consumer.poll(wait) {
         Some(Ok(msg)) => {
-            if let Intake::Refetch { partition, from } = member.intake(msg.detach()) {
+            let msg = msg.detach();
+            member.resolve_schema(&msg);
+            if let Intake::Refetch { partition, from } = member.intake(msg) {
                 member.seek(consumer, partition, Position::Next(from));
             }
         }
