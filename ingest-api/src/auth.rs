@@ -3,7 +3,9 @@
 //! Configured with `API_KEYS` (`key:scope+scope,key:scope`) and/or `API_KEYS_FILE` (one
 //! `key scope scope` per line, `#` comments). Scopes: `ingest` (POST traces), `read` (GET), `admin`
 //! (DELETE; includes the other two). Keys are kept only as SHA-256 digests and compared in
-//! constant time against every configured key, so neither timing nor logs reveal them.
+//! constant time against every configured key, so neither timing nor logs reveal them. A key is
+//! presented as `Authorization: Bearer <key>`, or as the password of HTTP basic auth (any user
+//! name), which is how Schema Registry clients authenticate.
 
 use std::fmt;
 
@@ -181,12 +183,9 @@ impl ApiKeys {
         }
         let token = first
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
+            .and_then(presented_key)
             .ok_or(AuthError::Unauthenticated)?;
-        let presented = digest(token);
+        let presented = digest(&token);
         // Compare against every key, without stopping at a match.
         let mut matched: Option<&Key> = None;
         for key in &self.keys {
@@ -203,6 +202,26 @@ impl ApiKeys {
             Some(scope) => Err(AuthError::Forbidden(scope)),
         }
     }
+}
+
+/// The key in an `Authorization` value: `Bearer <key>`, or HTTP basic auth with the key as the
+/// password and any user name (what Schema Registry clients send: `basic.auth.user.info`).
+fn presented_key(value: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(token.to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_user, password) = text.split_once(':')?;
+    Some(password.to_owned())
 }
 
 #[cfg(test)]
@@ -250,6 +269,27 @@ mod tests {
         assert_eq!(
             keys.check(&HeaderMap::new(), None),
             Err(AuthError::Unauthenticated)
+        );
+        // Basic auth: any user, the key as the password (Schema Registry clients).
+        let basic = |userinfo: &str| {
+            use base64::Engine;
+            headers(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(userinfo)
+            ))
+        };
+        assert_eq!(
+            keys.check(&basic("sr:reader-key-0123456789"), Some(Scope::Read)),
+            Ok(())
+        );
+        assert_eq!(
+            keys.check(&basic("ingest-key-0123456789:"), Some(Scope::Read)),
+            Err(AuthError::Unauthenticated),
+            "the key is the password, not the user"
+        );
+        assert_eq!(
+            keys.check(&basic("x:ingest-key-0123456789"), Some(Scope::Read)),
+            Err(AuthError::Forbidden(Scope::Read))
         );
         assert_eq!(format!("{keys:?}"), "ApiKeys(3 keys)", "keys never print");
         let mut twice = headers("Bearer admin-key-0123456789");

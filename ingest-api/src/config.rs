@@ -33,6 +33,9 @@ pub struct IngestConfig {
     pub compression: String,
     /// `PRODUCER_QUEUE_MAX_MESSAGES`: events buffered towards the broker before new requests get 503.
     pub producer_queue_max_messages: u64,
+    /// `EVENT_ENCODING`: `confluent` (Schema Registry wire format, the default) or
+    /// `single-object` (Avro single-object encoding, as before 2026-12).
+    pub event_encoding: tunix_schemas::Framing,
     /// `WAIT_MAX_MS`: upper bound of the `wait_ms` read-your-writes parameter.
     pub wait_max: Duration,
     /// `SHUTDOWN_DELAY_MS`: after SIGTERM, keep accepting (with readiness 503) this long, so load
@@ -94,6 +97,7 @@ impl IngestConfig {
                 1,
                 10_000_000,
             ),
+            event_encoding: env.parse("EVENT_ENCODING", tunix_schemas::Framing::Confluent),
             wait_max: env.millis("WAIT_MAX_MS", 10_000),
             shutdown_delay: env.millis("SHUTDOWN_DELAY_MS", 0),
             drain_timeout: env.millis("SHUTDOWN_DRAIN_TIMEOUT_MS", 30_000),

@@ -33,6 +33,7 @@ pub mod producer;
 pub mod read;
 pub mod redi;
 pub mod router;
+pub mod schema_registry;
 pub mod scores;
 pub mod server;
 pub mod ui;
@@ -82,6 +83,7 @@ impl AppState {
                 linger_ms: cfg.linger_ms,
                 compression: cfg.compression.clone(),
                 queue_max_messages: cfg.producer_queue_max_messages,
+                framing: cfg.event_encoding,
             },
             metrics.clone(),
         )?;

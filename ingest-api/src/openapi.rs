@@ -201,7 +201,8 @@ impl Modify for BearerAuth {
         (name = "ingest", description = "Submit traces"),
         (name = "read", description = "List, search, read and compare traces"),
         (name = "scores", description = "Record and retract scores"),
-        (name = "ops", description = "Health, readiness, metrics, documents and the UI")
+        (name = "ops", description = "Health, readiness, metrics, documents and the UI"),
+        (name = "schema registry", description = "The built-in Schema Registry (read-only Confluent API) for the topic's schema ids")
     )
 )]
 pub struct ApiDoc;

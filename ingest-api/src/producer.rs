@@ -9,10 +9,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tunix_pipeline::kafka::{KafkaSettings, TOPIC_MAX_MESSAGE_BYTES};
-use tunix_schemas::TraceEvent;
+use tunix_schemas::{Encoder, Framing, TraceEvent, FINGERPRINT_HEADER};
 
 use crate::metrics::IngestMetrics;
 
@@ -72,6 +73,8 @@ pub struct ProducerSettings {
     pub compression: String,
     /// `queue.buffering.max.messages`.
     pub queue_max_messages: u64,
+    /// `EVENT_ENCODING`: how values are framed.
+    pub framing: Framing,
 }
 
 /// Appends events to the topic.
@@ -88,6 +91,9 @@ pub struct EventProducer {
     kafka: KafkaSettings,
     settings: ProducerSettings,
     metrics: IngestMetrics,
+    /// How values are framed (`EVENT_ENCODING`); Confluent framing starts with the built-in ids
+    /// and switches to an external registry's once they are registered (start-up).
+    encoder: RwLock<Encoder>,
 }
 
 impl EventProducer {
@@ -101,9 +107,23 @@ impl EventProducer {
             producer: RwLock::new((0, create(kafka, &settings)?)),
             partitions: Arc::new(AtomicI32::new(0)),
             kafka: kafka.clone(),
+            encoder: RwLock::new(match settings.framing {
+                Framing::Confluent => Encoder::confluent_builtin(),
+                Framing::SingleObject => Encoder::single_object(),
+            }),
             settings,
             metrics,
         })
+    }
+
+    /// Frames events from now on with `encoder` (the ids of an external registry).
+    pub fn set_encoder(&self, encoder: Encoder) {
+        *self.encoder.write().expect("encoder lock") = encoder;
+    }
+
+    /// The framing in use.
+    pub fn encoder(&self) -> Encoder {
+        self.encoder.read().expect("encoder lock").clone()
     }
 
     fn current(&self) -> (u64, FutureProducer) {
@@ -146,14 +166,22 @@ impl EventProducer {
         let mut pending = Vec::with_capacity(events.len());
         let mut largest = 0;
         let mut first_error = None;
+        let encoder = self.encoder();
         for event in events {
             let key = event.key();
-            let value = event.encode();
+            let value = encoder.encode(event);
             largest = largest.max(value.len());
-            let record = FutureRecord::to(&self.kafka.topic)
+            let mut record = FutureRecord::to(&self.kafka.topic)
                 .key(&key)
                 .payload(&value)
                 .partition(event.partition(partitions));
+            // External registry ids: the record also names its schema (see FINGERPRINT_HEADER).
+            if let Some(fingerprint) = encoder.fingerprint_header(event.kind()) {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: FINGERPRINT_HEADER,
+                    value: Some(fingerprint.as_bytes()),
+                }));
+            }
             match producer.send_result(record) {
                 Ok(delivery) => pending.push((delivery, value.len())),
                 Err((e, _)) => {
@@ -330,6 +358,7 @@ mod tests {
                 linger_ms,
                 compression: "none".into(),
                 queue_max_messages: queue,
+                framing: Framing::Confluent,
             },
             crate::metrics::IngestMetrics::new(),
         )
@@ -377,6 +406,7 @@ mod tests {
                 linger_ms: 0,
                 compression: "none".into(),
                 queue_max_messages: 10,
+                framing: Framing::Confluent,
             },
             crate::metrics::IngestMetrics::new(),
         )

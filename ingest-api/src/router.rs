@@ -7,7 +7,7 @@
 //! | group | scope | routes |
 //! | --- | --- | --- |
 //! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch`, scores: record, retract, batch, baseline |
-//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/redi/health`, datasets: list, get, export |
+//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/redi/health`, datasets: list, get, export, the built-in Schema Registry (`GET /api/registry/...`) |
 //! | admin | `admin` | `DELETE /api/traces/{id}`, datasets: create, build (original), delete |
 //! | any key | any valid key | `GET /api/health` |
 //! | open | none | `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the UI |
@@ -23,7 +23,8 @@ use utoipa_axum::routes;
 
 use crate::auth::{enforce, ApiKeys, Requirement, Scope};
 use crate::{
-    cors, datasets, error, health, ingest, metrics, openapi, read, redi, scores, ui, AppState,
+    cors, datasets, error, health, ingest, metrics, openapi, read, redi, schema_registry, scores,
+    ui, AppState,
 };
 
 /// The documented scope of every `/api` route (`None`: any valid key). The README's
@@ -63,6 +64,18 @@ pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
         "/api/datasets/{name}/export.jsonl",
         Some(Scope::Read),
     ),
+    ("GET", "/api/registry/schemas/ids/{id}", Some(Scope::Read)),
+    ("GET", "/api/registry/subjects", Some(Scope::Read)),
+    (
+        "GET",
+        "/api/registry/subjects/{subject}/versions",
+        Some(Scope::Read),
+    ),
+    (
+        "GET",
+        "/api/registry/subjects/{subject}/versions/{version}",
+        Some(Scope::Read),
+    ),
     ("GET", "/api/health", None),
 ];
 
@@ -92,6 +105,10 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(datasets::get))
         .routes(routes!(datasets::export))
         .routes(routes!(datasets::export_original))
+        .routes(routes!(schema_registry::schema_by_id))
+        .routes(routes!(schema_registry::subjects))
+        .routes(routes!(schema_registry::subject_versions))
+        .routes(routes!(schema_registry::subject_version))
         .route_layer(scoped!(keys, Some(Scope::Read)));
     let admin = OpenApiRouter::new()
         .routes(routes!(ingest::delete))

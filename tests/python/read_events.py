@@ -13,18 +13,16 @@ Usage:
       uuids as text); exits 1 when a record's fingerprint matches no schema file
 """
 
-import datetime
 import glob
 import io
 import json
 import os
 import sys
-import time
-import uuid
 
 import fastavro
 import fastavro.schema
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from topic_reading import plain, records
 
 
 def schemas(schema_dir):
@@ -38,43 +36,6 @@ def schemas(schema_dir):
     return out
 
 
-def plain(value):
-    if isinstance(value, datetime.datetime):
-        return value.astimezone(datetime.timezone.utc).isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
-def consume(brokers, topic, count, timeout):
-    consumer = Consumer(
-        {
-            "bootstrap.servers": brokers,
-            "group.id": "tunix-interop-%d" % os.getpid(),
-            "enable.auto.commit": False,
-        }
-    )
-    metadata = consumer.list_topics(topic, timeout=10)
-    partitions = sorted(metadata.topics[topic].partitions)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    records = []
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is None:
-            continue
-        if message.error():
-            print("consumer error: %s" % message.error(), file=sys.stderr)
-            continue
-        records.append(message)
-    consumer.close()
-    return records
-
-
 def main(argv):
     if len(argv) >= 2 and argv[0] == "fingerprints":
         print(json.dumps({name: fp for fp, (name, _) in schemas(argv[1]).items()}))
@@ -83,7 +44,7 @@ def main(argv):
         known = schemas(argv[1])
         timeout = float(argv[5]) if len(argv) > 5 else 30.0
         status = 0
-        for message in consume(argv[2], argv[3], int(argv[4]), timeout):
+        for message in records(argv[2], argv[3], int(argv[4]), timeout):
             value = message.value()
             fingerprint = value[2:10].hex()
             if value[:2] != b"\xc3\x01" or fingerprint not in known:

@@ -24,6 +24,8 @@ pub struct StackOptions {
     pub partitions: i32,
     /// Extra environment for ingest-api.
     pub api_env: Vec<(String, String)>,
+    /// Extra environment for all three services.
+    pub service_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -33,6 +35,7 @@ impl Default for StackOptions {
             private_broker: false,
             partitions: 4,
             api_env: Vec::new(),
+            service_env: Vec::new(),
         }
     }
 }
@@ -80,12 +83,13 @@ impl Stack {
             .as_ref()
             .map_or_else(tunix_testkit::kafka_brokers, Broker::brokers);
         let topic = TestTopic::on(&brokers, options.partitions).await;
-        let common = vec![
+        let mut common = vec![
             kv("KAFKA_BROKERS", brokers.clone()),
             kv("KAFKA_TOPIC", topic.name()),
             kv("DATABASE_URL", db.url.clone()),
             kv("DB_POOL_TIMEOUT", "2"),
         ];
+        common.extend(options.service_env.clone());
         let api_addr = format!("127.0.0.1:{}", free_port());
         let writer_ops = format!("127.0.0.1:{}", free_port());
         let projector_ops = format!("127.0.0.1:{}", free_port());
@@ -310,4 +314,91 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .collect();
     (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// The Python interpreter with the clients from `tests/python/requirements.txt` (set by
+/// `./infra/test.sh`).
+pub fn python() -> String {
+    std::env::var("TUNIX_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("TUNIX_TEST_PYTHON is not set: run the suite with ./infra/test.sh, which installs the Python clients")
+    })
+}
+
+/// The stand-in external Schema Registry (`tests/python/registry_standin.py`) as a process: ids
+/// count up from `first_id` like Confluent's, kept in a state file across restarts.
+pub struct StandInRegistry {
+    /// The process.
+    pub service: Service,
+    /// Its base URL.
+    pub url: String,
+    /// `user:password` it demands, if any.
+    pub user_info: Option<String>,
+    http: reqwest::Client,
+}
+
+impl StandInRegistry {
+    /// Starts it and waits until it answers.
+    pub async fn start(first_id: i32, user_info: Option<&str>) -> StandInRegistry {
+        let port = free_port();
+        let state = tunix_testkit::artifacts_dir()
+            .join(format!("{}.json", tunix_testkit::unique("registry-state")));
+        let mut args = vec![
+            tunix_testkit::repo_root()
+                .join("tests/python/registry_standin.py")
+                .display()
+                .to_string(),
+            port.to_string(),
+            state.display().to_string(),
+            "--first-id".to_owned(),
+            first_id.to_string(),
+        ];
+        if let Some(u) = user_info {
+            args.extend(["--user-info".to_owned(), u.to_owned()]);
+        }
+        let registry = StandInRegistry {
+            service: Service::start_with_args("registry", python().into(), args, Vec::new()),
+            url: format!("http://127.0.0.1:{port}"),
+            user_info: user_info.map(str::to_owned),
+            http: reqwest::Client::new(),
+        };
+        registry.wait_ready().await;
+        registry
+    }
+
+    /// `(user, password)` for the services' `SCHEMA_REGISTRY_USERNAME`/`_PASSWORD`.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![kv("SCHEMA_REGISTRY_URL", self.url.clone())];
+        if let Some((user, password)) = self.user_info.as_deref().and_then(|u| u.split_once(':')) {
+            env.push(kv("SCHEMA_REGISTRY_USERNAME", user));
+            env.push(kv("SCHEMA_REGISTRY_PASSWORD", password));
+        }
+        env
+    }
+
+    /// GET `path` on the registry with its credentials.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some((user, password)) = self.user_info.as_deref().and_then(|u| u.split_once(':')) {
+            req = req.basic_auth(user, Some(password));
+        }
+        let resp = req.send().await.expect("GET registry");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until it answers `GET /subjects`.
+    pub async fn wait_ready(&self) {
+        eventually(
+            Duration::from_secs(30),
+            "stand-in registry answers",
+            || async {
+                let mut req = self.http.get(format!("{}/subjects", self.url));
+                if let Some((u, p)) = self.user_info.as_deref().and_then(|u| u.split_once(':')) {
+                    req = req.basic_auth(u, Some(p));
+                }
+                (req.send().await.ok()?.status() == 200).then_some(())
+            },
+        )
+        .await;
+    }
 }

@@ -52,7 +52,13 @@ fn fastavro_computes_the_fingerprints_we_write() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_written_by_ingest_api_decode_with_fastavro() {
-    let stack = Stack::start(StackOptions::default()).await;
+    // The single-object encoding (EVENT_ENCODING=single-object); the Confluent framing, the
+    // default, is read with Confluent's own client in tests/schema_registry.rs.
+    let stack = Stack::start(StackOptions {
+        api_env: vec![("EVENT_ENCODING".to_owned(), "single-object".to_owned())],
+        ..StackOptions::default()
+    })
+    .await;
     let bodies = [
         json!({"trace_version": "2.0-β", "prompt": "CJK 推理, emoji 🧠, RTL שלום, \"quotes\" \\ \n",
                "final_answer": "👍", "steps": [{"i": 7, "type": "思考", "content": "e\u{301}"}, {"i": 2, "type": "t", "content": "x"}],
