@@ -4,6 +4,7 @@
 //! end-to-end tests drive the stack with; the `tunix-bench` binary runs the benchmarks and prints
 //! tables (see `docs/BENCHMARKS.md` for the commands and the latest results).
 
+pub mod codec;
 pub mod export;
 pub mod gen;
 pub mod load;

@@ -146,9 +146,11 @@ async fn produce(
         .topics()
         .first()
         .map_or(1, |t| t.partitions().len().max(1) as i32);
+    // Framed as ingest-api frames them by default.
+    let encoder = tunix_schemas::Encoder::confluent_builtin();
     for event in &events {
         let key = event.key();
-        let value = event.encode();
+        let value = encoder.encode(event);
         let partition = tunix_schemas::partition_for(&event.id(), partitions);
         loop {
             match producer.send_result(

@@ -54,6 +54,16 @@ enum Command {
         #[arg(long, default_value_t = 200_000)]
         events: usize,
     },
+    /// Encode and decode cost per event in each framing (single-object, Confluent with built-in
+    /// or external ids), in-process: no stack needed.
+    Codec {
+        /// Events per round.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Rounds per framing (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Writer drain of a pre-filled topic vs a raw COPY of the same rows; projector throughput.
     Consumers {
         /// Events in the topic (a mix of 0.5 KB dataset traces and generated long ones).
@@ -184,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
             }
             report::print_ingest(&rows, raw);
         }
+        Command::Codec { events, rounds } => tunix_bench::codec::codec(&root, events, rounds),
         Command::ProduceRaw { events } => {
             let rate = suites::produce_raw(&env, events).await?;
             println!("raw producer (idempotent, acks=all, linger 5 ms): {rate:.0} events/s over {events} events");
