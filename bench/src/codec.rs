@@ -52,8 +52,8 @@ pub fn codec(root: &Path, n: usize, rounds: usize) {
             bytes[f] = values.iter().map(Vec::len).sum();
             let started = Instant::now();
             for v in &values {
-                let event = TraceEvent::decode_with(v, |id| cache.get(&id).copied())
-                    .expect("decodes");
+                let event =
+                    TraceEvent::decode_with(v, |id| cache.get(&id).copied()).expect("decodes");
                 std::hint::black_box(event);
             }
             decode[f].push(n as f64 / started.elapsed().as_secs_f64());

@@ -16,6 +16,7 @@ pub struct IngestRow {
     errors: String,
     rss_mb: Option<f64>,
     vs_raw: Option<f64>,
+    cpu_us_per_trace: Option<f64>,
 }
 
 /// Builds a row from a load report.
@@ -26,6 +27,7 @@ pub fn ingest_row(
     r: &LoadReport,
     rss_peak_kb: Option<u64>,
     raw: Option<f64>,
+    cpu: Option<Duration>,
 ) -> IngestRow {
     let mode = if batch == 0 {
         "single POST".to_owned()
@@ -41,6 +43,7 @@ pub fn ingest_row(
         errors: r.errors(),
         rss_mb: rss_peak_kb.map(|kb| kb as f64 / 1024.0),
         vs_raw: raw.map(|raw| r.accepted_per_sec() / raw),
+        cpu_us_per_trace: cpu.map(|c| c.as_secs_f64() * 1e6 / r.accepted.max(1) as f64),
     }
 }
 
@@ -49,11 +52,11 @@ pub fn print_ingest(rows: &[IngestRow], raw: Option<f64>) {
     if let Some(raw) = raw {
         println!("raw producer rate to the same broker: {raw:.0} events/s\n");
     }
-    println!("| load | accepted/s | p50 ms | p99 ms | p99.9 ms | errors | ingest-api peak RSS MB | vs raw producer |");
-    println!("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    println!("| load | accepted/s | p50 ms | p99 ms | p99.9 ms | errors | ingest-api peak RSS MB | ingest-api CPU µs/trace | vs raw producer |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
             r.label,
             r.accepted_per_sec,
             r.p50,
@@ -61,6 +64,8 @@ pub fn print_ingest(rows: &[IngestRow], raw: Option<f64>) {
             r.p999,
             r.errors,
             r.rss_mb.map_or("-".to_owned(), |m| format!("{m:.0}")),
+            r.cpu_us_per_trace
+                .map_or("-".to_owned(), |c| format!("{c:.1}")),
             r.vs_raw
                 .map_or("-".to_owned(), |v| format!("{:.0}%", v * 100.0)),
         );

@@ -53,6 +53,8 @@ pub struct IngestConfig {
     pub log_format: LogFormat,
     /// The upstream health check of `GET /api/redi/health`.
     pub redi: crate::redi::RediSettings,
+    /// `REDACTION_RULES`: the rules file's rules, applied to every trace before validation.
+    pub redaction: Option<std::sync::Arc<tunix_schemas::redact::RedactionRules>>,
     /// `CORS_ORIGINS`: origins allowed to call the API from a browser (a UI served elsewhere);
     /// empty means none (same origin only).
     pub cors_origins: Vec<String>,
@@ -106,6 +108,7 @@ impl IngestConfig {
             db: DbSettings::from_env(env),
             log_format: env.parse("LOG_FORMAT", LogFormat::Text),
             redi: crate::redi::RediSettings::from_env(env),
+            redaction: redaction_rules(env),
             cors_origins: env
                 .optional("CORS_ORIGINS")
                 .map(|v| {
@@ -128,5 +131,26 @@ impl IngestConfig {
         let cfg = IngestConfig::read(&mut env);
         env.finish().expect("test configuration is valid");
         cfg
+    }
+}
+
+/// Reads the rules file named by `REDACTION_RULES`; every problem in it is a configuration error.
+fn redaction_rules(env: &mut Env) -> Option<std::sync::Arc<tunix_schemas::redact::RedactionRules>> {
+    let path = env.optional("REDACTION_RULES")?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            env.error(format!("REDACTION_RULES={path}: {e}"));
+            return None;
+        }
+    };
+    match tunix_schemas::redact::RedactionRules::parse(&text) {
+        Ok(rules) => Some(std::sync::Arc::new(rules)),
+        Err(errors) => {
+            for e in errors {
+                env.error(format!("REDACTION_RULES={path}: {e}"));
+            }
+            None
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Every write: `POST /api/traces` and `POST /api/traces/batch` (validate, give ids, append,
 //! answer after the broker's acknowledgement) and `DELETE /api/traces/{id}` (append a tombstone).
 
+use std::collections::BTreeMap;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -8,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use tunix_schemas::redact::{NoRedaction, Redact, RedactionRules};
 use tunix_schemas::{
     ids, BatchError, BatchFormat, Trace, TraceDeleted, TraceEvent, TraceSubmitted, ValidationErrors,
 };
@@ -30,6 +33,11 @@ pub struct Accepted {
     pub created_at: String,
     /// The trace's version label.
     pub trace_version: String,
+    /// Replacements made by each redaction rule (`REDACTION_RULES`), zeros included; absent when
+    /// no rules are configured. In a batch's `traces`, absent (the batch body has the totals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub redactions: Option<BTreeMap<String, u64>>,
 }
 
 /// `202` body of `POST /api/traces/batch`: our shape (`count`, `ids`, `created_at`) and the seed
@@ -46,6 +54,34 @@ pub struct BatchAccepted {
     pub created_count: usize,
     /// The seed's per-trace answers, in input order.
     pub traces: Vec<Accepted>,
+    /// Replacements made by each redaction rule over the whole batch; absent without rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub redactions: Option<BTreeMap<String, u64>>,
+}
+
+/// Parses a body with the configured redaction rules (if any); returns what parsing returned and
+/// the replacements per rule.
+fn with_redaction<T>(
+    rules: Option<&RedactionRules>,
+    parse: impl FnOnce(&mut dyn Redact) -> T,
+) -> (T, Option<BTreeMap<String, u64>>) {
+    match rules {
+        None => (parse(&mut NoRedaction), None),
+        Some(rules) => {
+            let mut session = rules.session();
+            let parsed = parse(&mut session);
+            let counts = session.counts().map(|(n, c)| (n.to_owned(), c)).collect();
+            (parsed, Some(counts))
+        }
+    }
+}
+
+/// Counts accepted replacements in the metrics.
+fn record_redactions(counts: &Option<BTreeMap<String, u64>>) {
+    if let Some(counts) = counts {
+        crate::metrics::count_redactions(counts.iter().map(|(k, v)| (k.as_str(), *v)));
+    }
 }
 
 /// ISO-8601 UTC with microseconds and `Z`, the format of every timestamp in the API.
@@ -141,7 +177,10 @@ pub async fn submit(
     )
     .await?;
     state.metrics.bytes_in.increment(wire as u64);
-    let trace = Trace::parse_json(&bytes).map_err(|e| rejected(&state, e))?;
+    let (parsed, redactions) = with_redaction(state.cfg.redaction.as_deref(), |r| {
+        Trace::parse_json_redacted(&bytes, r)
+    });
+    let trace = parsed.map_err(|e| rejected(&state, e))?;
 
     let id = key
         .as_deref()
@@ -160,6 +199,7 @@ pub async fn submit(
         .await
         .map_err(|e| produce_error(&state, e))?;
     state.metrics.accepted.increment(1);
+    record_redactions(&redactions);
 
     let location = format!("/api/traces/{id}");
     let mut response = (
@@ -168,6 +208,7 @@ pub async fn submit(
             id,
             created_at: iso(&created_at),
             trace_version,
+            redactions,
         }),
     )
         .into_response();
@@ -232,10 +273,17 @@ pub async fn submit_batch(
     .await?;
     state.metrics.bytes_in.increment(wire as u64);
     let item_limit = state.cfg.trace_max_bytes;
-    let parsed = if bytes.len() <= 1 << 20 {
-        tunix_schemas::parse_batch(&bytes, format, item_limit)
+    let rules = state.cfg.redaction.clone();
+    let small = bytes.len() <= 1 << 20;
+    let parse = move || {
+        with_redaction(rules.as_deref(), |r| {
+            tunix_schemas::parse_batch_redacted(&bytes, format, item_limit, r)
+        })
+    };
+    let (parsed, redactions) = if small {
+        parse()
     } else {
-        tokio::task::spawn_blocking(move || tunix_schemas::parse_batch(&bytes, format, item_limit))
+        tokio::task::spawn_blocking(parse)
             .await
             .map_err(|e| ApiError::unavailable(format!("validation task failed: {e}"), 1))?
     };
@@ -269,6 +317,7 @@ pub async fn submit_batch(
         .await
         .map_err(|e| produce_error(&state, e))?;
     state.metrics.accepted.increment(ids.len() as u64);
+    record_redactions(&redactions);
     let created_at = iso(&created_at);
     let traces = events
         .iter()
@@ -277,6 +326,7 @@ pub async fn submit_batch(
                 id: s.id,
                 created_at: created_at.clone(),
                 trace_version: s.trace.trace_version().to_owned(),
+                redactions: None,
             }),
             _ => None,
         })
@@ -289,6 +339,7 @@ pub async fn submit_batch(
             ids,
             created_at,
             traces,
+            redactions,
         }),
     )
         .into_response())

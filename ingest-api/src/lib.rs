@@ -75,7 +75,12 @@ impl AppState {
     pub fn new(cfg: IngestConfig) -> anyhow::Result<Arc<AppState>> {
         // The recorder first: metric handles created before it exists record nothing.
         let prometheus = tunix_pipeline::telemetry::init_metrics();
-        let metrics = metrics::IngestMetrics::new();
+        let rule_names: Vec<&str> = cfg
+            .redaction
+            .as_deref()
+            .map(|r| r.names().collect())
+            .unwrap_or_default();
+        let metrics = metrics::IngestMetrics::with_redaction_rules(&rule_names);
         let producer = EventProducer::new(
             &cfg.kafka,
             ProducerSettings {

@@ -30,6 +30,8 @@ pub mod names {
     pub const PRODUCER_QUEUE_DEPTH: &str = "tunix_ingest_producer_queue_depth";
     /// 1 while the broker answers metadata requests, else 0.
     pub const BROKER_UP: &str = "tunix_ingest_broker_up";
+    /// Replacements made by redaction rules (`REDACTION_RULES`), by `rule`, in accepted traces.
+    pub const REDACTIONS: &str = "tunix_ingest_redactions_total";
 
     /// All of the above, for documentation tests.
     pub const ALL: &[&str] = &[
@@ -43,7 +45,17 @@ pub mod names {
         PRODUCE_ERRORS,
         PRODUCER_QUEUE_DEPTH,
         BROKER_UP,
+        REDACTIONS,
     ];
+}
+
+/// Counts the replacements of one accepted request, by rule.
+pub fn count_redactions<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>) {
+    for (rule, n) in counts {
+        if n > 0 {
+            counter!(names::REDACTIONS, "rule" => rule.to_owned()).increment(n);
+        }
+    }
 }
 
 /// Handles to the hot-path metrics.
@@ -64,6 +76,14 @@ pub struct IngestMetrics {
 impl IngestMetrics {
     /// Registers the metrics, exporting zeros for every labelled series known up front.
     pub fn new() -> IngestMetrics {
+        IngestMetrics::with_redaction_rules(&[])
+    }
+
+    /// Like [`IngestMetrics::new`], with a zero series per redaction rule.
+    pub fn with_redaction_rules(rules: &[&str]) -> IngestMetrics {
+        for rule in rules {
+            counter!(names::REDACTIONS, "rule" => rule.to_string()).absolute(0);
+        }
         for kind in tunix_schemas::ErrorKind::ALL {
             counter!(names::VALIDATION_FAILURES, "reason" => kind.as_str()).absolute(0);
         }

@@ -53,6 +53,21 @@ pub fn parse_batch(
     format: BatchFormat,
     max_item_bytes: usize,
 ) -> Result<Vec<Trace>, BatchError> {
+    parse_batch_redacted(
+        body,
+        format,
+        max_item_bytes,
+        &mut crate::redact::NoRedaction,
+    )
+}
+
+/// Like [`parse_batch`], with `redact` applied to every item before it is validated.
+pub fn parse_batch_redacted(
+    body: &[u8],
+    format: BatchFormat,
+    max_item_bytes: usize,
+    redact: &mut dyn crate::redact::Redact,
+) -> Result<Vec<Trace>, BatchError> {
     let text = json_text(body).map_err(BatchError::Invalid)?;
     let items: Vec<&RawValue> = match format {
         BatchFormat::JsonArray => {
@@ -123,7 +138,7 @@ pub fn parse_batch(
     let mut traces = Vec::with_capacity(items.len());
     let mut errs = ValidationErrors::default();
     for (n, item) in items.iter().enumerate() {
-        match Trace::from_raw(item, &Loc::body().child(n)) {
+        match Trace::from_raw_redacted(item, &Loc::body().child(n), redact) {
             Ok(t) => traces.push(t),
             Err(e) => errs.extend(e),
         }

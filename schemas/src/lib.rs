@@ -23,11 +23,12 @@ pub mod facets;
 pub mod ids;
 mod meta;
 pub mod pg_text;
+pub mod redact;
 pub mod score;
 pub mod search;
 mod trace;
 
-pub use batch::{parse_batch, BatchError, BatchFormat, BATCH_MAX_ITEMS};
+pub use batch::{parse_batch, parse_batch_redacted, BatchError, BatchFormat, BATCH_MAX_ITEMS};
 pub use error::{ErrorKind, Loc, LocPart, ValidationError, ValidationErrors};
 pub use events::{
     confluent_schema_id, current_schema, dataset_key, from_micros, key_partition,

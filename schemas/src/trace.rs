@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, Loc, ValidationErrors};
 use crate::meta::check_meta;
+use crate::redact::{NoRedaction, Redact, TextField};
 
 /// Longest `trace_version`, in Unicode characters.
 pub const TRACE_VERSION_MAX_CHARS: usize = 64;
@@ -108,14 +109,32 @@ impl Trace {
 
     /// Parses and validates one trace from a request body.
     pub fn parse_json(body: &[u8]) -> Result<Trace, ValidationErrors> {
+        Trace::parse_json_redacted(body, &mut NoRedaction)
+    }
+
+    /// Like [`Trace::parse_json`], with `redact` applied to the text fields after they are read
+    /// and before they are validated (see [`crate::redact`]).
+    pub fn parse_json_redacted(
+        body: &[u8],
+        redact: &mut dyn Redact,
+    ) -> Result<Trace, ValidationErrors> {
         let text = json_text(body)?;
         let raw = parse_raw(text)?;
-        Trace::from_raw(raw, &Loc::body())
+        Trace::from_raw_redacted(raw, &Loc::body(), redact)
     }
 
     /// Validates one trace given as a JSON value already split out of a larger document (a batch
     /// item), reporting errors under `loc`.
     pub fn from_raw(raw: &RawValue, loc: &Loc) -> Result<Trace, ValidationErrors> {
+        Trace::from_raw_redacted(raw, loc, &mut NoRedaction)
+    }
+
+    /// Like [`Trace::from_raw`], with `redact` applied before validation.
+    pub fn from_raw_redacted(
+        raw: &RawValue,
+        loc: &Loc,
+        redact: &mut dyn Redact,
+    ) -> Result<Trace, ValidationErrors> {
         let mut errs = ValidationErrors::default();
         if first_byte(raw) != b'{' {
             errs.push(
@@ -140,16 +159,31 @@ impl Trace {
             TRACE_VERSION_MAX_CHARS,
             &mut errs,
         );
-        let prompt = string_field(fields.prompt.0, loc, "prompt", TEXT_MAX_CHARS, &mut errs);
-        let final_answer = string_field(
+        let mut text = |raw, name, field| {
+            let loc = loc.child(name);
+            let mut value = typed_string(raw, &loc, &mut errs)?;
+            redact.redact(field, &mut value);
+            check_str(&value, &loc, TEXT_MAX_CHARS, &mut errs);
+            Some(value)
+        };
+        let prompt = text(fields.prompt.0, "prompt", TextField::Prompt);
+        let final_answer = text(
             fields.final_answer.0,
-            loc,
             "final_answer",
-            TEXT_MAX_CHARS,
-            &mut errs,
+            TextField::FinalAnswer,
         );
-        let steps = steps_field(fields.steps.0, loc, &mut errs);
-        let meta = meta_field(fields.meta.0, loc, &mut errs);
+        let steps = steps_field(fields.steps.0, loc, &mut errs, redact);
+        let meta = match fields.meta.0 {
+            Some(raw) if redact.wants(TextField::Meta) && first_byte(raw) == b'{' => {
+                let mut text = raw.get().to_owned();
+                redact.redact(TextField::Meta, &mut text);
+                match RawValue::from_string(text) {
+                    Ok(redacted) => meta_field(Some(&redacted), loc, &mut errs),
+                    Err(_) => meta_field(Some(raw), loc, &mut errs),
+                }
+            }
+            other => meta_field(other, loc, &mut errs),
+        };
 
         if !errs.is_empty() {
             return Err(errs);
@@ -416,6 +450,7 @@ fn steps_field(
     raw: Option<&RawValue>,
     parent: &Loc,
     errs: &mut ValidationErrors,
+    redact: &mut dyn Redact,
 ) -> Option<Vec<Step>> {
     let loc = parent.child("steps");
     let Some(raw) = raw else {
@@ -435,7 +470,7 @@ fn steps_field(
     let mut indices = Vec::with_capacity(items.len());
     for (n, item) in items.iter().enumerate() {
         let step_loc = loc.child(n);
-        let (i, step) = step_item(item, &step_loc, errs);
+        let (i, step) = step_item(item, &step_loc, errs, redact);
         indices.push(i);
         if let Some(step) = step {
             steps.push(step);
@@ -451,6 +486,7 @@ fn step_item(
     raw: &RawValue,
     loc: &Loc,
     errs: &mut ValidationErrors,
+    redact: &mut dyn Redact,
 ) -> (Option<i64>, Option<Step>) {
     if first_byte(raw) != b'{' {
         errs.push(
@@ -469,13 +505,12 @@ fn step_item(
     };
     let i = int_field(fields.i.0, &loc.child("i"), errs);
     let kind = string_field(fields.kind.0, loc, "type", STEP_TYPE_MAX_CHARS, errs);
-    let content = string_field(
-        fields.content.0,
-        loc,
-        "content",
-        STEP_CONTENT_MAX_CHARS,
-        errs,
-    );
+    let content_loc = loc.child("content");
+    let content = typed_string(fields.content.0, &content_loc, errs).map(|mut content| {
+        redact.redact(TextField::Steps, &mut content);
+        check_str(&content, &content_loc, STEP_CONTENT_MAX_CHARS, errs);
+        content
+    });
     let step = match (i, kind, content) {
         (Some(i), Some(kind), Some(content)) => Some(Step { i, kind, content }),
         _ => None,

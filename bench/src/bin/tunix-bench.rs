@@ -41,7 +41,7 @@ enum Command {
         /// Also measure the raw producer rate to the same broker, for comparison.
         #[arg(long)]
         compare_raw: bool,
-        /// Pid file of ingest-api, to report its RSS.
+        /// Pid file of ingest-api, to report its RSS and CPU time per accepted trace.
         #[arg(long, default_value = ".stack/pids/ingest-api.pid")]
         pid_file: PathBuf,
         /// Bearer key, when the API requires one.
@@ -187,9 +187,15 @@ async fn main() -> anyhow::Result<()> {
                         ack_tx: None,
                     };
                     let sampler = report::RssSampler::start(&pid_file);
+                    let pid = report::read_pid(&pid_file);
+                    let cpu_before = pid.and_then(report::cpu_time);
                     let r = load::run(spec).await;
+                    let cpu = match (cpu_before, pid.and_then(report::cpu_time)) {
+                        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                        _ => None,
+                    };
                     let rss = sampler.stop().await;
-                    rows.push(report::ingest_row(&shape, c, batch, &r, rss, raw));
+                    rows.push(report::ingest_row(&shape, c, batch, &r, rss, raw, cpu));
                 }
             }
             report::print_ingest(&rows, raw);

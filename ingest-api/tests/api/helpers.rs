@@ -68,6 +68,15 @@ impl TestApi {
         format!("{}{path}", self.base)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let resp = self.client.get(self.url("/metrics")).send().await;
+        resp.expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// The status of a GET.
     pub async fn status(&self, path: &str) -> u16 {
         let resp = self.client.get(self.url(path)).send().await;

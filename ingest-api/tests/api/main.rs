@@ -7,6 +7,7 @@ mod helpers;
 mod ingest;
 mod openapi;
 mod reads;
+mod redaction;
 mod scores;
 mod seed;
 mod shutdown;

@@ -121,7 +121,13 @@ async fn openapi_lists_every_served_route() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_exported_under_their_documented_names() {
-    let api = TestApi::start().await;
+    // With redaction rules, so the per-rule series exist too.
+    let api = TestApi::start_with(|cfg| {
+        cfg.redaction = Some(std::sync::Arc::new(
+            tunix_schemas::redact::RedactionRules::builtin(),
+        ))
+    })
+    .await;
     assert_eq!(api.post_json("/api/traces", &example()).await.status(), 202);
     assert_eq!(
         api.post_json("/api/traces", &json!({"prompt": ""}))
@@ -129,15 +135,7 @@ async fn metrics_are_exported_under_their_documented_names() {
             .status(),
         422
     );
-    let text = api
-        .client
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = api.metrics().await;
     for name in tunix_ingest_api::metrics::names::ALL {
         assert!(text.contains(name), "{name} is exported:\n{text}");
     }

@@ -5,4 +5,5 @@ mod events;
 mod framing;
 mod fuzz;
 mod helpers;
+mod redaction;
 mod validation;
