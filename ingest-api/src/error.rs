@@ -171,10 +171,14 @@ pub async fn json_error_bodies(
 ) -> Response {
     let response = next.run(request).await;
     let status = response.status();
+    // `application/json`, or a JSON-based type such as the Schema Registry API's
+    // `application/vnd.schemaregistry.v1+json`: its error body is the contract.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
     if !status.is_client_error() || is_json {
         return response;
     }

@@ -8,6 +8,7 @@ mod ingest;
 mod openapi;
 mod reads;
 mod redaction;
+mod schema_registry;
 mod scores;
 mod seed;
 mod shutdown;
