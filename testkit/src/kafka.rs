@@ -6,6 +6,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tunix_pipeline::kafka::KafkaSettings;
 use tunix_schemas::TraceEvent;
@@ -52,7 +53,9 @@ fn producer(brokers: &str) -> FutureProducer {
 }
 
 /// Produces events with their keys, in their trace's partition, as ingest-api does, and waits
-/// for every ack.
+/// for every ack. Events are enqueued one after another, so events of one partition land in the
+/// order given (the idempotent producer keeps it through retries); tests that send a trace twice
+/// rely on that.
 pub async fn produce_events(topic: &TestTopic, events: &[TraceEvent]) {
     let producer = producer(&topic.settings.brokers);
     let mut pending = Vec::with_capacity(events.len());
@@ -60,24 +63,29 @@ pub async fn produce_events(topic: &TestTopic, events: &[TraceEvent]) {
         let key = event.key();
         let value = event.encode();
         let partition = tunix_schemas::partition_for(&event.id(), topic.settings.partitions);
-        let producer = producer.clone();
-        let topic = topic.name().to_owned();
-        pending.push(tokio::spawn(async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key(&key)
-                        .payload(&value)
-                        .partition(partition),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .expect("produce test event");
-        }));
+        let mut record = FutureRecord::to(topic.name())
+            .key(&key)
+            .payload(&value)
+            .partition(partition);
+        let delivery = loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                // The local queue is full: let librdkafka drain it, then enqueue again.
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((e, _)) => panic!("produce test event: {e}"),
+            }
+        };
+        pending.push(delivery);
     }
-    for p in pending {
-        p.await.expect("produce task");
+    for delivery in pending {
+        delivery
+            .await
+            .expect("delivery report")
+            .map_err(|(e, _)| e)
+            .expect("produce test event");
     }
 }
 
