@@ -244,6 +244,26 @@ pub struct IdConflict {
     pub old: String,
 }
 
+/// For an id in the built-in range: `Ok(true)` when it is `schema`'s own built-in id (nothing to
+/// remember), an [`IdConflict`] otherwise. `Ok(false)` for any other id.
+fn check_builtin(id: i32, schema: ShippedSchema, registry: &str) -> Result<bool, IdConflict> {
+    if !BUILTIN_ID_RANGE.contains(&id) {
+        return Ok(false);
+    }
+    match ShippedSchema::by_builtin_id(id) {
+        Some(builtin) if builtin == schema => Ok(true),
+        other => Err(IdConflict {
+            id,
+            registry: registry.to_owned(),
+            new: schema.file().file.to_owned(),
+            old: other.map_or_else(
+                || format!("a reserved built-in id ({BUILTIN_ID_RANGE:?})"),
+                |o| o.file().file.to_owned(),
+            ),
+        }),
+    }
+}
+
 /// Remembers that `id` means `schema` (assigned by `registry`); an id that already means another
 /// schema is an [`IdConflict`].
 pub async fn remember(
@@ -252,19 +272,15 @@ pub async fn remember(
     schema: ShippedSchema,
     registry: &str,
 ) -> anyhow::Result<()> {
+    if check_builtin(id, schema, registry)? {
+        return Ok(());
+    }
     let conflict = |old: String| IdConflict {
         id,
         registry: registry.to_owned(),
         new: schema.file().file.to_owned(),
         old,
     };
-    if BUILTIN_ID_RANGE.contains(&id) {
-        return match ShippedSchema::by_builtin_id(id) {
-            Some(builtin) if builtin == schema => Ok(()),
-            Some(other) => Err(conflict(other.file().file.to_owned()).into()),
-            None => Err(conflict(format!("a reserved built-in id ({BUILTIN_ID_RANGE:?})")).into()),
-        };
-    }
     let fingerprint = schema.fingerprint().to_vec();
     let stored = sqlx::query!(
         "INSERT INTO schema_registry_ids (schema_id, fingerprint, schema_file, registry) \
@@ -337,17 +353,9 @@ pub async fn register_all(
         let id = client.register(&subject, schema.file().text).await?;
         match pool {
             Some(pool) => remember(pool, id, schema, client.url()).await?,
-            None if BUILTIN_ID_RANGE.contains(&id)
-                && ShippedSchema::by_builtin_id(id) != Some(schema) =>
-            {
-                anyhow::bail!(IdConflict {
-                    id,
-                    registry: client.url().to_owned(),
-                    new: schema.file().file.to_owned(),
-                    old: "a reserved built-in id".to_owned(),
-                })
+            None => {
+                check_builtin(id, schema, client.url())?;
             }
-            None => {}
         }
         out.push(Registration {
             schema,
