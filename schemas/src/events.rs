@@ -78,11 +78,13 @@ pub enum EventKind {
     DatasetCreated,
     /// `ai.tunix.events.DatasetDeleted`.
     DatasetDeleted,
+    /// `ai.tunix.events.ErasureRequested`.
+    ErasureRequested,
 }
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Submitted,
         EventKind::Deleted,
         EventKind::ScoreRecorded,
@@ -90,6 +92,7 @@ impl EventKind {
         EventKind::DatasetMembers,
         EventKind::DatasetCreated,
         EventKind::DatasetDeleted,
+        EventKind::ErasureRequested,
     ];
 
     fn index(self) -> usize {
@@ -106,6 +109,7 @@ impl EventKind {
             EventKind::DatasetMembers => "ai.tunix.events.DatasetMembers",
             EventKind::DatasetCreated => "ai.tunix.events.DatasetCreated",
             EventKind::DatasetDeleted => "ai.tunix.events.DatasetDeleted",
+            EventKind::ErasureRequested => "ai.tunix.events.ErasureRequested",
         }
     }
 
@@ -191,6 +195,13 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
         version: 1,
         builtin_id: 1000000008,
     },
+    SchemaFile {
+        file: "erasure_requested.v1.avsc",
+        text: include_str!("../avro/erasure_requested.v1.avsc"),
+        kind: EventKind::ErasureRequested,
+        version: 1,
+        builtin_id: 1000000009,
+    },
 ];
 
 struct Registered {
@@ -214,7 +225,7 @@ const LEGACY_FRAMED: [&str; 3] = [
 struct Registry {
     all: Vec<Registered>,
     /// Per kind (`EventKind::index`): index into `all` of its current (highest-version) schema.
-    current: [usize; 7],
+    current: [usize; EventKind::ALL.len()],
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -367,7 +378,7 @@ impl std::str::FromStr for Framing {
 #[derive(Debug, Clone)]
 pub struct Encoder {
     /// Per kind: `None` for single-object, else the id of its current schema.
-    ids: [Option<i32>; 7],
+    ids: [Option<i32>; EventKind::ALL.len()],
     /// Whether the ids are an external registry's (records then carry [`FINGERPRINT_HEADER`]).
     external: bool,
 }
@@ -376,7 +387,7 @@ impl Encoder {
     /// Avro single-object encoding.
     pub fn single_object() -> Encoder {
         Encoder {
-            ids: [None; 7],
+            ids: [None; EventKind::ALL.len()],
             external: false,
         }
     }
@@ -392,7 +403,7 @@ impl Encoder {
     /// Confluent framing with ids an external registry assigned; `id_of` is asked for the current
     /// schema of every kind.
     pub fn confluent(id_of: impl Fn(ShippedSchema) -> Option<i32>) -> Result<Encoder, String> {
-        let mut ids = [None; 7];
+        let mut ids = [None; EventKind::ALL.len()];
         for kind in EventKind::ALL {
             let schema = ShippedSchema::current(kind);
             ids[kind.index()] = Some(
@@ -596,6 +607,34 @@ pub struct DatasetDeleted {
     pub deleted_at: DateTime<Utc>,
 }
 
+/// The audit record of an erasure (see `avro/erasure_requested.v1.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureRequested {
+    /// The audit entry's id (a bulk delete's operation id).
+    pub id: Uuid,
+    /// `delete`, `bulk_delete` or `retention`.
+    pub action: String,
+    /// The caller's API key id, `anonymous`, or `retention`.
+    pub requested_by: String,
+    /// When the request was accepted, truncated to microseconds.
+    pub requested_at: DateTime<Utc>,
+    /// The trace, for `delete`.
+    pub trace_id: Option<Uuid>,
+    /// The list filter as JSON, for `bulk_delete`.
+    pub filter: Option<String>,
+    /// Only traces created before this were erased.
+    pub created_before: Option<DateTime<Utc>>,
+    /// How many traces the request erases.
+    pub count: Option<i64>,
+    /// Free text from the operator.
+    pub reason: Option<String>,
+}
+
+/// The Kafka key of the audit record `id`.
+pub fn erasure_key(id: &Uuid) -> String {
+    format!("erasure/{id}")
+}
+
 /// The Kafka key of dataset `name`@`version`'s definition and deletion; its members' keys extend
 /// it, and every event of the dataset goes to the partition of this key ([`key_partition`]).
 pub fn dataset_key(name: &str, version: &str) -> String {
@@ -628,6 +667,8 @@ pub enum TraceEvent {
     DatasetCreated(DatasetCreated),
     /// See [`DatasetDeleted`].
     DatasetDeleted(DatasetDeleted),
+    /// See [`ErasureRequested`].
+    ErasureRequested(ErasureRequested),
 }
 
 /// The partition of a trace's events among `partitions`: CRC-32 (IEEE) of the trace id's
@@ -763,6 +804,19 @@ struct CreatedWire<'a> {
 }
 
 #[derive(Serialize)]
+struct ErasureWire<'a> {
+    id: &'a str,
+    action: &'a str,
+    requested_by: &'a str,
+    requested_at: i64,
+    trace_id: Option<String>,
+    filter: Option<&'a str>,
+    created_before: Option<i64>,
+    count: Option<i64>,
+    reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
 struct DatasetDeletedWire<'a> {
     build_id: &'a str,
     name: &'a str,
@@ -781,6 +835,7 @@ impl TraceEvent {
             TraceEvent::DatasetMembers(e) => e.build_id,
             TraceEvent::DatasetCreated(e) => e.build_id,
             TraceEvent::DatasetDeleted(e) => e.build_id,
+            TraceEvent::ErasureRequested(e) => e.id,
         }
     }
 
@@ -798,6 +853,7 @@ impl TraceEvent {
             TraceEvent::DatasetDeleted(e) => {
                 key_partition(&dataset_key(&e.name, &e.version), partitions)
             }
+            TraceEvent::ErasureRequested(e) => key_partition(&erasure_key(&e.id), partitions),
             _ => partition_for(&self.id(), partitions),
         }
     }
@@ -814,6 +870,7 @@ impl TraceEvent {
             }
             TraceEvent::DatasetCreated(e) => dataset_key(&e.name, &e.version),
             TraceEvent::DatasetDeleted(e) => dataset_key(&e.name, &e.version),
+            TraceEvent::ErasureRequested(e) => erasure_key(&e.id),
         }
     }
 
@@ -827,6 +884,7 @@ impl TraceEvent {
             TraceEvent::DatasetMembers(_) => EventKind::DatasetMembers,
             TraceEvent::DatasetCreated(_) => EventKind::DatasetCreated,
             TraceEvent::DatasetDeleted(_) => EventKind::DatasetDeleted,
+            TraceEvent::ErasureRequested(_) => EventKind::ErasureRequested,
         }
     }
 
@@ -931,6 +989,21 @@ impl TraceEvent {
                 },
                 out,
             ),
+            TraceEvent::ErasureRequested(e) => apache_avro::write_avro_datum_ref(
+                schema,
+                &ErasureWire {
+                    id,
+                    action: &e.action,
+                    requested_by: &e.requested_by,
+                    requested_at: to_micros(&e.requested_at),
+                    trace_id: e.trace_id.map(|t| t.to_string()),
+                    filter: e.filter.as_deref(),
+                    created_before: e.created_before.as_ref().map(to_micros),
+                    count: e.count,
+                    reason: e.reason.as_deref(),
+                },
+                out,
+            ),
         };
         // The wire structs mirror the shipped schemas field by field (pinned by the round-trip
         // tests), so serialization cannot fail at run time.
@@ -1014,6 +1087,9 @@ impl TraceEvent {
             }
             EventKind::DatasetDeleted => {
                 dataset_deleted_from_value(value).map(TraceEvent::DatasetDeleted)
+            }
+            EventKind::ErasureRequested => {
+                erasure_from_value(value).map(TraceEvent::ErasureRequested)
             }
         }
     }
@@ -1267,5 +1343,36 @@ fn dataset_deleted_from_value(value: Value) -> Result<DatasetDeleted, DecodeErro
         name,
         version,
         deleted_at: micros(take(&mut fields, "deleted_at")?, "deleted_at")?,
+    })
+}
+
+fn optional(value: Value) -> Value {
+    match value {
+        Value::Union(_, inner) => *inner,
+        other => other,
+    }
+}
+
+fn erasure_from_value(value: Value) -> Result<ErasureRequested, DecodeError> {
+    let mut fields = record(value)?;
+    Ok(ErasureRequested {
+        id: uuid(take(&mut fields, "id")?)?,
+        action: string(take(&mut fields, "action")?, "action")?,
+        requested_by: string(take(&mut fields, "requested_by")?, "requested_by")?,
+        requested_at: micros(take(&mut fields, "requested_at")?, "requested_at")?,
+        trace_id: match optional(take(&mut fields, "trace_id")?) {
+            Value::Null => None,
+            v => Some(uuid(v)?),
+        },
+        filter: optional_string(take(&mut fields, "filter")?, "filter")?,
+        created_before: match optional(take(&mut fields, "created_before")?) {
+            Value::Null => None,
+            v => Some(micros(v, "created_before")?),
+        },
+        count: match optional(take(&mut fields, "count")?) {
+            Value::Null => None,
+            v => Some(long(v, "count")?),
+        },
+        reason: optional_string(take(&mut fields, "reason")?, "reason")?,
     })
 }

@@ -17,6 +17,7 @@
 mod batch;
 pub mod canonical;
 pub mod dataset;
+pub mod erasure;
 mod error;
 mod events;
 pub mod facets;
@@ -29,15 +30,16 @@ pub mod search;
 mod trace;
 
 pub use batch::{parse_batch, parse_batch_redacted, BatchError, BatchFormat, BATCH_MAX_ITEMS};
+pub use erasure::{interpret_tombstone, Tombstone, TombstoneMeaning};
 pub use error::{ErrorKind, Loc, LocPart, ValidationError, ValidationErrors};
 pub use events::{
-    confluent_schema_id, current_schema, dataset_key, from_micros, key_partition,
+    confluent_schema_id, current_schema, dataset_key, erasure_key, from_micros, key_partition,
     legacy_schema_fingerprints, partition_for, schema_fingerprints, schema_from_fingerprint_header,
     score_key, to_micros, truncate_to_micros, DatasetCreated, DatasetDeleted, DatasetMember,
-    DatasetMembers, DecodeError, Encoder, EventKind, Framing, FrozenScore, SchemaFile,
-    ScoreRecorded, ScoreRetracted, ShippedSchema, TraceDeleted, TraceEvent, TraceSubmitted,
-    BUILTIN_ID_RANGE, CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, FINGERPRINT_HEADER, HEADER_LEN,
-    SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
+    DatasetMembers, DecodeError, Encoder, ErasureRequested, EventKind, Framing, FrozenScore,
+    SchemaFile, ScoreRecorded, ScoreRetracted, ShippedSchema, TraceDeleted, TraceEvent,
+    TraceSubmitted, BUILTIN_ID_RANGE, CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, FINGERPRINT_HEADER,
+    HEADER_LEN, SCHEMA_FILES, SINGLE_OBJECT_MAGIC,
 };
 pub use meta::{META_MAX_DEPTH, META_MAX_NUMBER_CHARS};
 pub use trace::{

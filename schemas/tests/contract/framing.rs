@@ -78,6 +78,28 @@ fn one_of_each() -> Vec<TraceEvent> {
             version: "1".into(),
             deleted_at: at,
         }),
+        TraceEvent::ErasureRequested(tunix_schemas::ErasureRequested {
+            id: build_id,
+            action: "bulk_delete".into(),
+            requested_by: "key-0123456789ab".into(),
+            requested_at: at,
+            trace_id: None,
+            filter: Some(r#"{"meta.run":["17"]}"#.into()),
+            created_before: Some(at),
+            count: Some(42),
+            reason: None,
+        }),
+        TraceEvent::ErasureRequested(tunix_schemas::ErasureRequested {
+            id: build_id,
+            action: "delete".into(),
+            requested_by: "anonymous".into(),
+            requested_at: at,
+            trace_id: Some(build_id),
+            filter: None,
+            created_before: None,
+            count: Some(1),
+            reason: Some("gdpr".into()),
+        }),
     ]
 }
 
@@ -100,6 +122,7 @@ fn builtin_ids_are_pinned() {
             ("dataset_members.v1.avsc", 1_000_000_006),
             ("dataset_created.v1.avsc", 1_000_000_007),
             ("dataset_deleted.v1.avsc", 1_000_000_008),
+            ("erasure_requested.v1.avsc", 1_000_000_009),
         ]
     );
     for (_, id) in &ids {
