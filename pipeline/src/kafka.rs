@@ -18,6 +18,8 @@ use crate::config::Env;
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:19092";
 /// The topic ingest-api appends to.
 pub const DEFAULT_TOPIC: &str = "traces";
+/// Default `KAFKA_DLQ_RETENTION_MS`: 7 days.
+pub const DLQ_RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 /// Largest record the topics accept: the largest configurable trace plus Avro and batch overhead.
 pub const TOPIC_MAX_MESSAGE_BYTES: usize = tunix_schemas::MAX_TRACE_BYTES_LIMIT + 1024 * 1024;
 
@@ -36,6 +38,13 @@ pub struct KafkaSettings {
     pub replication: i32,
     /// `KAFKA_TOPIC_RETENTION_MS`: `-1` keeps events forever (the topic is the system of record).
     pub retention_ms: i64,
+    /// `KAFKA_TOPIC_CLEANUP_POLICY`: `delete` (keep every record for `retention_ms`) or
+    /// `compact` (keep the last record per key: what makes deletions erase content; see
+    /// docs/GOVERNANCE.md). Also tells the consumers that offset gaps are legitimate.
+    pub cleanup_policy: String,
+    /// `KAFKA_DLQ_RETENTION_MS`: how long dead letters stay (default 7 days). The dead-letter
+    /// topic is also compacted, so a deleted trace's dead letters go with its tombstone.
+    pub dlq_retention_ms: i64,
     /// `KAFKA_PROPERTIES`: extra librdkafka properties for every client, `k=v` pairs separated by
     /// commas (e.g. `socket.keepalive.enable=true,client.rack=eu1a`).
     pub properties: Vec<(String, String)>,
@@ -59,6 +68,21 @@ impl KafkaSettings {
             partitions: env.bounded("KAFKA_TOPIC_PARTITIONS", 6, 1, 10_000),
             replication: env.bounded("KAFKA_REPLICATION_FACTOR", 1, 1, 16),
             retention_ms: env.parse("KAFKA_TOPIC_RETENTION_MS", -1),
+            cleanup_policy: match env.string("KAFKA_TOPIC_CLEANUP_POLICY", "delete").as_str() {
+                p @ ("delete" | "compact") => p.to_owned(),
+                other => {
+                    env.error(format!(
+                        "KAFKA_TOPIC_CLEANUP_POLICY={other:?}: expected delete or compact"
+                    ));
+                    "delete".to_owned()
+                }
+            },
+            dlq_retention_ms: env.bounded(
+                "KAFKA_DLQ_RETENTION_MS",
+                DLQ_RETENTION_MS_DEFAULT,
+                60_000,
+                i64::MAX,
+            ),
             properties,
             registry: crate::registry::RegistrySettings::from_env(env),
         }
@@ -73,9 +97,16 @@ impl KafkaSettings {
             partitions: 6,
             replication: 1,
             retention_ms: -1,
+            cleanup_policy: "delete".to_owned(),
+            dlq_retention_ms: DLQ_RETENTION_MS_DEFAULT,
             properties: Vec::new(),
             registry: crate::registry::RegistrySettings::default(),
         }
+    }
+
+    /// Whether the event topic is compacted (`KAFKA_TOPIC_CLEANUP_POLICY=compact`).
+    pub fn compacted(&self) -> bool {
+        self.cleanup_policy == "compact"
     }
 
     /// A client config with the brokers and the extra properties set.
@@ -93,12 +124,14 @@ impl KafkaSettings {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
         let max_bytes = TOPIC_MAX_MESSAGE_BYTES.to_string();
         let retention = self.retention_ms.to_string();
+        let dlq_retention = self.dlq_retention_ms.to_string();
         let topics = [
             NewTopic::new(
                 &self.topic,
                 self.partitions,
                 TopicReplication::Fixed(self.replication),
             )
+            .set("cleanup.policy", &self.cleanup_policy)
             .set("retention.ms", &retention)
             .set("max.message.bytes", &max_bytes),
             NewTopic::new(
@@ -106,7 +139,8 @@ impl KafkaSettings {
                 1,
                 TopicReplication::Fixed(self.replication),
             )
-            .set("retention.ms", &retention)
+            .set("cleanup.policy", "compact,delete")
+            .set("retention.ms", &dlq_retention)
             .set("max.message.bytes", &max_bytes),
         ];
         let options = AdminOptions::new().operation_timeout(Some(timeout));

@@ -9,12 +9,14 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`db`]: Postgres pools (seed pool variables, TLS via `DATABASE_URL`) and migrations;
 //! - [`kafka`]: broker settings and topic creation;
+//! - [`erasure`]: the deletion ledger and the tombstone outbox;
 //! - [`consumer`]: the consumer core the writer and the projector plug their sinks into;
 //! - [`service`]: the one runner both consumer services start with.
 
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod erasure;
 pub mod http;
 pub mod kafka;
 pub mod ops;

@@ -72,10 +72,16 @@ impl ServiceConfig {
     }
 
     fn read(spec: &ServiceSpec, env: &mut Env) -> ServiceConfig {
+        let kafka = KafkaSettings::from_env(env);
+        let mut consumer = ConsumerSettings::from_env(env, &spec.settings, spec.program);
+        // Compaction removes records for good: its offset gaps are legitimate.
+        if kafka.compacted() {
+            consumer.offset_gaps = crate::consumer::OffsetGaps::Legitimate;
+        }
         ServiceConfig {
-            kafka: KafkaSettings::from_env(env),
+            kafka,
             db: DbSettings::from_env(env),
-            consumer: ConsumerSettings::from_env(env, &spec.settings, spec.program),
+            consumer,
             ops_addr: env.parse(spec.ops_addr_var, spec.ops_addr_default),
             run_migrations: env.flag("RUN_MIGRATIONS", true),
             log_format: env.parse("LOG_FORMAT", LogFormat::Text),

@@ -5,10 +5,14 @@
 //! - `wait`: wait until Postgres and the broker answer;
 //! - `positions`: print the stored consumer positions;
 //! - `datasets`: create, list, export and delete datasets through ingest-api's HTTP API;
+//! - `traces delete`: delete every trace matching list filters (dry run, then `--yes`), with
+//!   progress, through ingest-api's HTTP API;
 //! - `schemas`: list the event schemas and their ids; register them in `SCHEMA_REGISTRY_URL`.
 
 #[path = "admin/datasets.rs"]
 mod datasets;
+#[path = "admin/traces.rs"]
+mod traces;
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +51,9 @@ enum Command {
     /// Datasets, through ingest-api's HTTP API (`--api`, `--api-key`).
     #[command(subcommand)]
     Datasets(datasets::Datasets),
+    /// Traces, through ingest-api's HTTP API (`--api`, `--api-key`).
+    #[command(subcommand)]
+    Traces(traces::Traces),
     /// The event schemas and their Schema Registry ids.
     #[command(subcommand)]
     Schemas(Schemas),
@@ -74,6 +81,13 @@ async fn main() -> anyhow::Result<()> {
         // An HTTP client: no database or broker settings involved.
         if let Err(e) = datasets::run(cmd).await {
             eprintln!("tunix-admin datasets: {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    if let Command::Traces(cmd) = cli.command {
+        if let Err(e) = traces::run(cmd).await {
+            eprintln!("tunix-admin traces: {e:#}");
             std::process::exit(1);
         }
         return Ok(());
@@ -151,7 +165,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Schemas(cmd) => schemas(cmd, &db, &kafka).await?,
-        Command::Datasets(_) => unreachable!("handled before the settings are read"),
+        Command::Datasets(_) | Command::Traces(_) => {
+            unreachable!("handled before the settings are read")
+        }
     }
     Ok(())
 }

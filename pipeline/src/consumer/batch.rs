@@ -41,6 +41,9 @@ pub(super) struct Batch {
     pub records: Vec<Record>,
     /// Records for the dead-letter topic.
     pub poison: Vec<Poison>,
+    /// (partition, offset) of records with nothing to apply (tombstones of dataset or audit
+    /// keys): they only move the position.
+    pub skipped: Vec<(i32, i64)>,
     /// Bytes of record values held.
     bytes: usize,
     /// When the oldest record arrived (the linger deadline counts from here).
@@ -50,7 +53,7 @@ pub(super) struct Batch {
 impl Batch {
     /// Records held, poison included.
     pub fn len(&self) -> usize {
-        self.records.len() + self.poison.len()
+        self.records.len() + self.poison.len() + self.skipped.len()
     }
 
     /// True when nothing is held.
@@ -75,10 +78,17 @@ impl Batch {
         self.poison.push(poison);
     }
 
+    /// Adds a record with nothing to apply, at (`partition`, `offset`).
+    pub fn push_skipped(&mut self, partition: i32, offset: i64, now: Instant) {
+        self.arrived(0, now);
+        self.skipped.push((partition, offset));
+    }
+
     /// Keeps only the records of partitions for which `keep` holds.
     pub fn retain_partitions(&mut self, keep: impl Fn(i32) -> bool) {
         self.records.retain(|r| keep(r.partition()));
         self.poison.retain(|p| keep(p.message.partition()));
+        self.skipped.retain(|(p, _)| keep(*p));
         if self.is_empty() {
             self.first_at = None;
             self.bytes = 0;
@@ -112,6 +122,7 @@ impl Batch {
                     .iter()
                     .map(|p| (p.message.partition(), p.message.offset())),
             )
+            .chain(self.skipped.iter().copied())
     }
 
     /// The partitions the batch touches, sorted.

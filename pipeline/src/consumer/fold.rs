@@ -1,9 +1,17 @@
 //! Folding a batch of events into set-based changes, per trace id in log order.
 //!
-//! Shared by every read model keyed by trace id: a submission after a tombstone re-creates the
-//! trace, a tombstone after a submission removes it, and the first submission of an id wins over
-//! later ones (`ON CONFLICT DO NOTHING`). Replaying the topic from any offset therefore yields the
-//! same final state.
+//! Shared by every read model keyed by trace id. The rules agree with Kafka's compaction (the
+//! last record of a key wins), so the table built from a compacted topic equals the one built
+//! from the full log:
+//!
+//! - per id, the **last** submission wins: a retry with the same `Idempotency-Key` but another
+//!   body (or another `created_at`) replaces the earlier one, as compaction would;
+//! - a deletion removes the trace, and **a deleted trace stays deleted**: the sinks record the
+//!   deletion (`trace_deletions`) before inserting, and never insert an id recorded there, so a
+//!   submission that lands after the deletion (a delayed retry racing the `DELETE`) is dropped.
+//!   The projector then appends a tombstone for it, so compaction drops it too.
+//!
+//! Replaying the topic from any offset therefore yields the same final state.
 
 use std::collections::HashMap;
 
@@ -15,52 +23,53 @@ use super::Record;
 /// What a batch does to the table, folded per id in log order.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan<'a> {
-    /// Ids to delete first (every id with a tombstone in the batch).
+    /// Ids to delete (and record as deleted) first: every id with a deletion in the batch.
     pub delete: Vec<Uuid>,
-    /// Submissions to insert afterwards: per id, the first submission after its last tombstone.
+    /// Submissions to upsert afterwards: per id, its last submission in the batch. Those of
+    /// deleted ids are dropped by the statement (see the module docs).
     pub insert: Vec<&'a TraceSubmitted>,
-    /// Submissions that cannot create a row (a second submission of an id in the same batch).
+    /// Submissions superseded within the batch by a later submission or deletion of their id.
     pub in_batch_duplicates: u64,
-    /// Those of the in-batch duplicates whose trace differs from the submission kept for their
-    /// id: the same Idempotency-Key reused with a different body.
+    /// Those of the superseded submissions whose trace differs from the one that replaced them:
+    /// the same Idempotency-Key reused with a different body.
     pub in_batch_conflicts: Vec<&'a TraceSubmitted>,
 }
 
 /// Folds a batch (in offset order per partition; one id always maps to one partition) into one
-/// delete set and one insert set.
+/// delete set and one upsert set.
 pub fn fold(records: &[Record]) -> Plan<'_> {
-    // Per id: index into `insert` of its pending submission, if any.
-    let mut pending: HashMap<Uuid, Option<usize>> = HashMap::new();
+    // Per id: index into `slots` of its pending submission, if any.
+    let mut pending: HashMap<Uuid, usize> = HashMap::new();
     let mut plan = Plan::default();
     let mut slots: Vec<Option<&TraceSubmitted>> = Vec::new();
     for record in records {
         match &record.event {
-            TraceEvent::Submitted(s) => match pending.get(&s.id) {
-                Some(Some(kept)) => {
+            TraceEvent::Submitted(s) => {
+                if let Some(&kept) = pending.get(&s.id) {
+                    let earlier = slots[kept].take().expect("pending slot is filled");
                     plan.in_batch_duplicates += 1;
-                    if slots[*kept].is_some_and(|k| k.trace != s.trace) {
-                        plan.in_batch_conflicts.push(s);
+                    if earlier.trace != s.trace {
+                        plan.in_batch_conflicts.push(earlier);
                     }
                 }
-                _ => {
-                    pending.insert(s.id, Some(slots.len()));
-                    slots.push(Some(s));
-                }
-            },
+                pending.insert(s.id, slots.len());
+                slots.push(Some(s));
+            }
             TraceEvent::Deleted(d) => {
-                if let Some(Some(slot)) = pending.insert(d.id, None) {
+                if let Some(slot) = pending.remove(&d.id) {
                     slots[slot] = None;
                 }
                 if !plan.delete.contains(&d.id) {
                     plan.delete.push(d.id);
                 }
             }
-            // Scores and datasets are other read models' concern (the projector's).
+            // Scores, datasets and audit records are other read models' concern.
             TraceEvent::ScoreRecorded(_)
             | TraceEvent::ScoreRetracted(_)
             | TraceEvent::DatasetMembers(_)
             | TraceEvent::DatasetCreated(_)
-            | TraceEvent::DatasetDeleted(_) => {}
+            | TraceEvent::DatasetDeleted(_)
+            | TraceEvent::ErasureRequested(_) => {}
         }
     }
     plan.insert = slots.into_iter().flatten().collect();
@@ -118,21 +127,22 @@ mod tests {
     }
 
     #[test]
-    fn log_order_decides_per_id() {
+    fn the_last_record_per_id_decides() {
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let records = vec![
             rec(sub(a, "a1"), 0),
             rec(sub(b, "b1"), 1),
             rec(del(a), 2), // a: submitted then deleted -> gone
-            rec(del(c), 3), // c: deleted then re-submitted -> present as c2
+            rec(del(c), 3), // c: deleted, then a late submission the statement drops
             rec(sub(c, "c2"), 4),
-            rec(sub(b, "b2"), 5), // b: second submission loses to the first
+            rec(sub(b, "b2"), 5), // b: the second submission replaces the first
         ];
         let plan = fold(&records);
         assert_eq!(plan.delete, vec![a, c]);
-        assert_eq!(prompts(&plan), vec!["b1", "c2"]);
+        assert_eq!(prompts(&plan), vec!["c2", "b2"]);
         assert_eq!(plan.in_batch_duplicates, 1);
-        assert_eq!(plan.in_batch_conflicts.len(), 1, "b2 differs from b1");
+        assert_eq!(plan.in_batch_conflicts.len(), 1, "b1 differs from b2");
+        assert_eq!(plan.in_batch_conflicts[0].trace.prompt(), "b1");
     }
 
     #[test]
@@ -146,11 +156,12 @@ mod tests {
     }
 
     #[test]
-    fn submission_after_delete_after_submission_wins() {
+    fn a_deletion_supersedes_earlier_submissions_of_its_id() {
         let a = Uuid::new_v4();
-        let records = vec![rec(sub(a, "x"), 0), rec(del(a), 1), rec(sub(a, "y"), 2)];
+        let records = vec![rec(sub(a, "x"), 0), rec(sub(a, "y"), 1), rec(del(a), 2)];
         let plan = fold(&records);
         assert_eq!(plan.delete, vec![a]);
-        assert_eq!(prompts(&plan), vec!["y"]);
+        assert!(plan.insert.is_empty());
+        assert_eq!(plan.in_batch_duplicates, 1);
     }
 }

@@ -13,7 +13,10 @@
 //!   [`OffsetGaps::Legitimate`] a gap is accepted at once. Which applies is a setting of the
 //!   consumer, so a compacted topic can be told apart from a broker that skips.
 //!
-//! Admitted records are decoded into events; what cannot be decoded becomes [`Poison`] for the
+//! Admitted records are decoded into events. A null value is a Kafka tombstone
+//! ([`interpret_tombstone`]): the tombstone of a trace key is that trace's deletion, of a score
+//! key that score's retraction; tombstones of dataset and audit keys only move the position. What
+//! cannot be decoded (a tombstone without such a key included) becomes [`Poison`] for the
 //! dead-letter topic, with the decoder's reason label. A Confluent-framed record whose schema id
 //! is not known yet is resolved first ([`Member::resolve_schema`]): an unreachable registry
 //! pauses the member (readiness `schema_registry` fails) until it answers; only an id nobody
@@ -24,7 +27,8 @@ use std::time::{Duration, Instant};
 use rdkafka::message::Headers;
 use rdkafka::message::{Message, OwnedMessage};
 use tunix_schemas::{
-    schema_from_fingerprint_header, DecodeError, ShippedSchema, TraceEvent, FINGERPRINT_HEADER,
+    interpret_tombstone, schema_from_fingerprint_header, DecodeError, ShippedSchema,
+    TombstoneMeaning, TraceEvent, FINGERPRINT_HEADER,
 };
 
 use crate::registry::SchemaResolver;
@@ -118,6 +122,8 @@ enum Decoded {
     Record(Record),
     /// Not an event: for the dead-letter topic.
     Poison(Poison),
+    /// A tombstone with nothing to apply: only the position moves.
+    Skip(OwnedMessage),
 }
 
 /// Decodes a message's value into a record, or into poison with the reason. External schema ids
@@ -125,7 +131,21 @@ enum Decoded {
 fn decode(message: OwnedMessage, schemas: &SchemaResolver) -> Decoded {
     let named = named_schema(&message);
     let decoded = match message.payload() {
-        None => Err(("empty", "record has no value".to_owned())),
+        None => {
+            let at = message
+                .timestamp()
+                .to_millis()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .unwrap_or_else(chrono::Utc::now);
+            match interpret_tombstone(message.key(), at) {
+                TombstoneMeaning::Event(event) => Ok(event),
+                TombstoneMeaning::Nothing => return Decoded::Skip(message),
+                TombstoneMeaning::Unknown => Err((
+                    "empty",
+                    "record has no value and its key is not one our tombstones use".to_owned(),
+                )),
+            }
+        }
         Some(bytes) => TraceEvent::decode_with(bytes, |id| named.or_else(|| schemas.cached(id)))
             .map_err(|e| (DecodeError::reason(&e), e.to_string())),
     };
@@ -234,6 +254,7 @@ impl<S: Sink> Member<S> {
         match decode(message, &self.schemas) {
             Decoded::Record(record) => ledger.batch.push(record, now),
             Decoded::Poison(poison) => ledger.batch.push_poison(poison, now),
+            Decoded::Skip(m) => ledger.batch.push_skipped(m.partition(), m.offset(), now),
         }
         Intake::Batched
     }
@@ -331,7 +352,7 @@ mod tests {
         let schemas = SchemaResolver::new(None, pool);
         let poison = |m| match decode(m, &schemas) {
             Decoded::Poison(p) => p,
-            Decoded::Record(_) => panic!("decoded"),
+            Decoded::Record(_) | Decoded::Skip(_) => panic!("decoded"),
         };
         assert_eq!(poison(message(0, 1, None)).reason, "empty");
         let garbage = poison(message(0, 2, Some(b"{\"json\":1}".to_vec())));
@@ -341,5 +362,47 @@ mod tests {
         let unknown = poison(message(0, 3, Some(vec![0, 0, 0, 0, 42, 2])));
         assert_eq!(unknown.reason, "unknown_schema");
         assert!(unknown.error.contains("schema id 42"), "{}", unknown.error);
+    }
+
+    #[tokio::test]
+    async fn tombstones_are_deletions_retractions_or_nothing() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let schemas = SchemaResolver::new(None, pool);
+        let id = uuid::Uuid::new_v4();
+        let keyed = |key: String| {
+            OwnedMessage::new(
+                None,
+                Some(key.into_bytes()),
+                "t".into(),
+                rdkafka::Timestamp::CreateTime(1_700_000_000_000),
+                0,
+                7,
+                None,
+            )
+        };
+        match decode(keyed(id.to_string()), &schemas) {
+            Decoded::Record(r) => match r.event {
+                TraceEvent::Deleted(d) => {
+                    assert_eq!(d.id, id);
+                    assert_eq!(d.deleted_at.timestamp_millis(), 1_700_000_000_000);
+                }
+                other => panic!("{other:?}"),
+            },
+            _ => panic!("a trace key's tombstone is a deletion"),
+        }
+        match decode(keyed(format!("{id}/score/correct")), &schemas) {
+            Decoded::Record(r) => assert!(matches!(r.event, TraceEvent::ScoreRetracted(_))),
+            _ => panic!("a score key's tombstone is a retraction"),
+        }
+        match decode(keyed("dataset/d/1".into()), &schemas) {
+            Decoded::Skip(m) => assert_eq!(m.offset(), 7),
+            _ => panic!("a dataset key's tombstone has nothing to apply"),
+        }
+        match decode(keyed("whatever".into()), &schemas) {
+            Decoded::Poison(p) => assert_eq!(p.reason, "empty"),
+            _ => panic!("an unknown key's tombstone is poison"),
+        }
     }
 }

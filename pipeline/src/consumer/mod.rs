@@ -214,6 +214,11 @@ impl Record {
     pub fn value_len(&self) -> usize {
         self.message.payload().map_or(0, <[u8]>::len)
     }
+    /// Whether the record is a Kafka tombstone (a null value), whose event was derived from its
+    /// key (`tunix_schemas::interpret_tombstone`).
+    pub fn is_tombstone(&self) -> bool {
+        self.message.payload().is_none()
+    }
 }
 
 /// What a sink did with a batch, for logs and generic metrics.

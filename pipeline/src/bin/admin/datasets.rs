@@ -86,7 +86,13 @@ pub enum Datasets {
 }
 
 impl Api {
-    fn request(
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.api
+    }
+
+    /// A request to `path`, with the key if one is set.
+    pub fn request(
         &self,
         client: &reqwest::Client,
         method: reqwest::Method,
@@ -100,8 +106,27 @@ impl Api {
     }
 }
 
+/// `--filter PARAM=VALUE` flags as the API's JSON filter (a repeated parameter becomes an
+/// array): the one encoding datasets and bulk deletes share.
+pub fn filter_json(filters: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut filter = Map::new();
+    for f in filters {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("--filter {f:?}: write PARAM=VALUE, e.g. meta.run=17");
+        };
+        match filter.get_mut(k) {
+            Some(Value::Array(a)) => a.push(json!(v)),
+            Some(prev) => *prev = json!([prev.clone(), v]),
+            None => {
+                filter.insert(k.to_owned(), json!(v));
+            }
+        }
+    }
+    Ok(filter)
+}
+
 /// Turns a non-2xx answer into an error carrying the API's `detail`.
-async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+pub async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -158,19 +183,7 @@ pub async fn run(cmd: Datasets) -> anyhow::Result<()> {
             split_seed,
             api,
         } => {
-            let mut filter = Map::new();
-            for f in &filters {
-                let Some((k, v)) = f.split_once('=') else {
-                    bail!("--filter {f:?}: write PARAM=VALUE, e.g. meta.run=17");
-                };
-                match filter.get_mut(k) {
-                    Some(Value::Array(a)) => a.push(json!(v)),
-                    Some(prev) => *prev = json!([prev.clone(), v]),
-                    None => {
-                        filter.insert(k.to_owned(), json!(v));
-                    }
-                }
-            }
+            let filter = filter_json(&filters)?;
             let mut body = json!({"name": name, "version": version, "filter": filter,
                                   "selection": selection, "seed": seed, "limit": limit});
             if let (Some(f), Some(s)) = (eval_fraction, split_seed) {
