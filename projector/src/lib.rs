@@ -10,6 +10,7 @@
 //!   into a fresh version of the view while the service keeps serving the current one, then
 //!   switches the `trace_list` view to it in one transaction.
 
+pub mod audit;
 pub mod datasets;
 pub mod rebuild;
 pub mod scores;
@@ -36,8 +37,12 @@ pub mod metric_names {
     pub const REBUILD_LAG: &str = "tunix_projector_rebuild_lag_records";
     /// Score recordings and retractions applied to the scores table.
     pub const SCORES_APPLIED: &str = "tunix_projector_scores_applied_total";
-    /// Scores ignored because their trace does not exist (never submitted, or deleted).
+    /// Scores ignored because their trace is deleted.
     pub const SCORES_IGNORED: &str = "tunix_projector_scores_ignored_total";
+    /// Tombstones the projector appended for deleted traces' keys (the erasure outbox).
+    pub const TOMBSTONES_APPENDED: &str = "tunix_projector_tombstones_appended_total";
+    /// Tombstones queued in the erasure outbox, not yet appended.
+    pub const ERASURE_OUTBOX: &str = "tunix_projector_erasure_outbox";
 }
 
 /// Projector configuration, from the environment (the shared consumer-service settings).
@@ -104,19 +109,31 @@ async fn view_gauges(pool: sqlx::PgPool, shutdown: CancellationToken) {
 }
 
 /// Runs the projector until `shutdown` is cancelled: ops endpoints on `ops_listener`, the view
-/// gauges, and the consumer on a dedicated thread.
+/// gauges, the erasure outbox's drain, and the consumer on a dedicated thread.
 pub async fn run(
     cfg: ProjectorConfig,
     ops_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let kafka = cfg.kafka.clone();
     run_consumer_service(
         &SPEC,
         cfg,
         view::ViewSink::default,
         ops_listener,
         shutdown,
-        view_gauges,
+        move |pool, shutdown| async move {
+            tokio::join!(
+                view_gauges(pool.clone(), shutdown.clone()),
+                tunix_pipeline::erasure::drain_outbox(
+                    pool,
+                    kafka,
+                    SPEC.metrics_prefix,
+                    Duration::from_millis(250),
+                    shutdown,
+                )
+            );
+        },
     )
     .await
 }

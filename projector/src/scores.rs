@@ -5,10 +5,11 @@
 //! - a deletion of the trace removes every score recorded before it;
 //! - per (trace, name), the last event after the trace's last deletion decides: a recording
 //!   upserts the row, a retraction removes it;
-//! - a score whose trace has no row in the list view at that point (never submitted, or deleted)
-//!   is *ignored* and counted (`tunix_projector_scores_ignored_total`). A harness that scores right
-//!   after its POST's 202 is safe: the submission is earlier in the same partition, so it is
-//!   applied first.
+//! - a score of a trace recorded as deleted (`trace_deletions`) is *ignored* and counted
+//!   (`tunix_projector_scores_ignored_total`); the live sink also queues its key's tombstone.
+//!   Scores of a trace not (yet) in the list view are kept: on a compacted topic a score can
+//!   precede its trace's surviving submission (a retried submission replaced the first), and
+//!   the read paths only show scores of listed traces.
 //!
 //! Replaying the topic from any offset therefore yields the same table.
 
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 
 use sqlx::PgConnection;
 use tunix_pipeline::consumer::Record;
-use tunix_schemas::{pg_text, ScoreRecorded, TraceEvent};
+use tunix_schemas::{pg_text, ScoreRecorded, Tombstone, TraceEvent};
 use uuid::Uuid;
 
 /// What a batch does to the scores table.
@@ -75,12 +76,40 @@ pub async fn delete_for(
     Ok(())
 }
 
-/// Applies a score plan to `table` (`trace_scores_vN`) next to `list` (`trace_list_vN`).
-/// Returns (scores applied, scores ignored because their trace does not exist).
+/// The tombstones owed for the batch's score records (not tombstones themselves) whose trace is
+/// recorded as deleted: a score that raced its trace's deletion, or preceded it in the batch.
+pub async fn tombstones_for_deleted(
+    conn: &mut PgConnection,
+    records: &[Record],
+) -> Result<Vec<Tombstone>, sqlx::Error> {
+    let scored: Vec<(Uuid, &str)> = records
+        .iter()
+        .filter(|r| !r.is_tombstone())
+        .filter_map(|r| match &r.event {
+            TraceEvent::ScoreRecorded(s) => Some((s.trace_id, s.name.as_str())),
+            TraceEvent::ScoreRetracted(s) => Some((s.trace_id, s.name.as_str())),
+            _ => None,
+        })
+        .collect();
+    if scored.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<Uuid> = scored.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let deleted = tunix_pipeline::erasure::deleted_among(conn, &ids).await?;
+    Ok(scored
+        .into_iter()
+        .filter(|(id, _)| deleted.contains(id))
+        .map(|(id, name)| Tombstone::score(id, name))
+        .collect())
+}
+
+/// Applies a score plan to `table` (`trace_scores_vN`). Returns (scores applied, scores ignored
+/// because their trace is deleted).
 pub async fn apply(
     conn: &mut PgConnection,
     table: &str,
-    list: &str,
     plan: &ScorePlan<'_>,
 ) -> Result<(u64, u64), sqlx::Error> {
     let mut applied = 0;
@@ -130,7 +159,7 @@ pub async fn apply(
             "INSERT INTO {table} (trace_id, name, value, source, comment, recorded_at)
              SELECT u.* FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::timestamptz[])
                   AS u(trace_id, name, value, source, comment, recorded_at)
-             WHERE EXISTS (SELECT 1 FROM {list} l WHERE l.id = u.trace_id)
+             WHERE NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = u.trace_id)
              ON CONFLICT (trace_id, name) DO UPDATE
              SET value = excluded.value, source = excluded.source, comment = excluded.comment,
                  recorded_at = excluded.recorded_at"

@@ -8,9 +8,13 @@
 
 use std::io::Write;
 
+use std::collections::HashSet;
+
 use sqlx::PgConnection;
 use tunix_pipeline::consumer::{fold, Applied, Record, Sink};
-use tunix_schemas::{facets, pg_text, search, Trace};
+use tunix_pipeline::erasure;
+use tunix_schemas::{facets, pg_text, search, Tombstone, Trace};
+use uuid::Uuid;
 
 use crate::scores;
 
@@ -193,10 +197,16 @@ pub async fn active_version(conn: &mut PgConnection) -> Result<i32, sqlx::Error>
 }
 
 /// Applies records to the view table `table` (a `trace_list_v{N}` name) and its scores table.
+///
+/// With `erase` (the live sink, not a rebuild), queues the tombstones that make a deleted
+/// trace's records collectable under compaction (see `tunix_pipeline::erasure`): every score key
+/// of a trace deleted in this batch, and the key of any record of an already deleted trace (a
+/// submission or score that raced the deletion).
 pub async fn apply_to(
     conn: &mut PgConnection,
     table: &str,
     records: &[Record],
+    erase: bool,
 ) -> Result<Applied, sqlx::Error> {
     debug_assert!(
         table.starts_with("trace_list_v") && table[12..].bytes().all(|b| b.is_ascii_digit())
@@ -204,7 +214,22 @@ pub async fn apply_to(
     let scores_table = scores_table_of(table);
     let plan = fold(records);
     let mut applied = Applied::default();
+    let mut tombstones: Vec<Tombstone> = Vec::new();
     if !plan.delete.is_empty() {
+        erasure::record_deletions(conn, &plan.delete).await?;
+        if erase {
+            let names: Vec<(Uuid, String)> = sqlx::query_as(&format!(
+                "SELECT trace_id, name FROM {scores_table} WHERE trace_id = ANY($1)"
+            ))
+            .bind(&plan.delete)
+            .fetch_all(&mut *conn)
+            .await?;
+            tombstones.extend(
+                names
+                    .iter()
+                    .map(|(id, name)| Tombstone::score(*id, &pg_text::decode(name))),
+            );
+        }
         let result = sqlx::query(&format!("DELETE FROM {table} WHERE id = ANY($1)"))
             .bind(&plan.delete)
             .execute(&mut *conn)
@@ -239,13 +264,19 @@ pub async fn apply_to(
             facet_lists.push(serde_json::to_string(&summary.facets).expect("strings serialize"));
             searches.push(summary.search);
         }
-        let result = sqlx::query(&format!(
+        let result: Vec<(Uuid, bool)> = sqlx::query_as(&format!(
             "INSERT INTO {table} (id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search)
              SELECT u.id, u.created_at, u.trace_version, u.step_count, u.prompt_preview, u.payload_bytes,
                     ARRAY(SELECT jsonb_array_elements_text(u.facets::jsonb)), u.search::tsvector
              FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[])
                   AS u(id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search)
-             ON CONFLICT (id) DO NOTHING"
+             WHERE NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = u.id)
+             ON CONFLICT (id) DO UPDATE
+             SET created_at = excluded.created_at, trace_version = excluded.trace_version,
+                 step_count = excluded.step_count, prompt_preview = excluded.prompt_preview,
+                 payload_bytes = excluded.payload_bytes, facets = excluded.facets,
+                 search = excluded.search
+             RETURNING id, (xmax = 0) AS inserted"
         ))
         .bind(&ids)
         .bind(&created)
@@ -255,18 +286,32 @@ pub async fn apply_to(
         .bind(&sizes)
         .bind(&facet_lists)
         .bind(&searches)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-        applied.inserted = result.rows_affected();
+        let written: HashSet<Uuid> = result.iter().map(|(id, _)| *id).collect();
+        applied.inserted = result.iter().filter(|(_, inserted)| *inserted).count() as u64;
         applied.duplicates = n as u64 - applied.inserted;
+        if erase {
+            // Not written: the id is deleted, and this submission raced its deletion.
+            tombstones.extend(
+                ids.iter()
+                    .filter(|id| !written.contains(id))
+                    .map(|id| Tombstone::trace(*id)),
+            );
+        }
     }
     applied.duplicates += plan.in_batch_duplicates;
     crate::datasets::apply(conn, records).await?;
+    crate::audit::apply(conn, records).await?;
     let score_plan = scores::fold_scores(records);
     if !score_plan.upsert.is_empty() || !score_plan.retract.is_empty() {
-        let (scored, ignored) = scores::apply(conn, &scores_table, table, &score_plan).await?;
+        let (scored, ignored) = scores::apply(conn, &scores_table, &score_plan).await?;
         applied.scores = scored;
         applied.orphan_scores = ignored;
+    }
+    if erase {
+        tombstones.extend(scores::tombstones_for_deleted(conn, records).await?);
+        erasure::queue_tombstones(conn, &tombstones).await?;
     }
     Ok(applied)
 }
@@ -282,7 +327,7 @@ impl Sink for ViewSink {
         target: &str,
         records: &[Record],
     ) -> Result<Applied, sqlx::Error> {
-        let applied = apply_to(conn, target, records).await?;
+        let applied = apply_to(conn, target, records, true).await?;
         // Counted before commit, like the writer's row counters: a retried batch counts again.
         self.scores.increment(applied.scores);
         self.ignored.increment(applied.orphan_scores);
@@ -307,7 +352,7 @@ impl Sink for VersionSink {
         target: &str,
         records: &[Record],
     ) -> Result<Applied, sqlx::Error> {
-        apply_to(conn, target, records).await
+        apply_to(conn, target, records, false).await
     }
 }
 

@@ -7,15 +7,14 @@
 //! provides batching, positions stored in Postgres in the same transaction, the zombie fence,
 //! dead-lettering and Postgres-outage backoff. This crate adds what is specific to the table:
 //!
-//! - each batch becomes at most two set-based statements ([`store`]): one `DELETE ... WHERE id =
-//!   ANY($1)` for tombstones and one `INSERT ... SELECT FROM unnest(...) ON CONFLICT (id) DO
-//!   NOTHING` into a `json` payload column that keeps every trace exactly as submitted;
-//! - a submission whose id exists with a *different* payload (an `Idempotency-Key` reused with
-//!   another body) is reported (`tunix_writer_idempotency_conflicts_total`, a warning naming the
-//!   id and key); the first submission stays stored;
-//! - within a batch the log order decides per id (a submission after a tombstone re-creates the
-//!   trace; a tombstone after a submission removes it), so replaying the topic from any offset
-//!   yields the same final table.
+//! - each batch becomes a few set-based statements ([`store`]): deletions are recorded in
+//!   `trace_deletions` and their rows removed; submissions are upserted from `unnest(...)` into a
+//!   `json` payload column that keeps every trace exactly as submitted;
+//! - the rules agree with a compacted topic (see `tunix_pipeline::consumer::fold`): the *last*
+//!   submission of an id wins, and a deleted id is never stored again;
+//! - a submission that replaces a *different* payload (an `Idempotency-Key` reused with another
+//!   body) is reported (`tunix_writer_idempotency_conflicts_total`, a warning naming the id and
+//!   key); the later submission stays stored, as compaction would keep it.
 //!
 //! **Where positions live.** In Postgres (`consumer_offsets`, target `traces`), committed with the
 //! rows; Kafka group commits follow for lag tooling only. Inserts are idempotent anyway, but
@@ -43,13 +42,13 @@ pub const TARGET: &str = "traces";
 pub mod metric_names {
     /// Rows created in `traces`.
     pub const ROWS_INSERTED: &str = "tunix_writer_rows_inserted_total";
-    /// Submissions whose id already had a row (redeliveries, retries).
+    /// Submissions whose id already had a row (redeliveries, retries) or is deleted.
     pub const DUPLICATES_SKIPPED: &str = "tunix_writer_duplicates_skipped_total";
     /// Rows removed by tombstones.
     pub const ROWS_DELETED: &str = "tunix_writer_rows_deleted_total";
     /// Time of the batch INSERT statement.
     pub const INSERT_LATENCY: &str = "tunix_writer_insert_latency_seconds";
-    /// Submissions whose Idempotency-Key was already used for a different body (the first stays).
+    /// Submissions whose Idempotency-Key was already used for a different body (the last stays).
     pub const IDEMPOTENCY_CONFLICTS: &str = "tunix_writer_idempotency_conflicts_total";
 }
 
@@ -114,32 +113,24 @@ impl Sink for TracesSink {
         }
         let mut conflicts: Vec<&TraceSubmitted> = plan.in_batch_conflicts.clone();
         if !plan.insert.is_empty() {
-            let n = plan.insert.len();
             let started = Instant::now();
-            applied.inserted = store::insert(conn, &plan.insert).await?;
+            let up = store::upsert(conn, &plan.insert).await?;
             self.insert_latency.record(started.elapsed().as_secs_f64());
-            applied.duplicates = n as u64 - applied.inserted;
-            if applied.duplicates > 0 {
-                // Some ids existed: a redelivery (same body) or a reused Idempotency-Key with a
-                // different body. Only keyed submissions can be the latter.
-                let keyed: Vec<&TraceSubmitted> = plan
-                    .insert
+            applied.inserted = up.inserted;
+            applied.duplicates = up.existing + up.deleted;
+            conflicts.extend(
+                plan.insert
                     .iter()
                     .copied()
-                    .filter(|s| s.idempotency_key.is_some())
-                    .collect();
-                if !keyed.is_empty() {
-                    let ids = store::conflicting(conn, &keyed).await?;
-                    conflicts.extend(keyed.into_iter().filter(|s| ids.contains(&s.id)));
-                }
-            }
+                    .filter(|s| up.differing.contains(&s.id)),
+            );
         }
         applied.duplicates += plan.in_batch_duplicates;
         for s in &conflicts {
             tracing::warn!(
                 id = %s.id,
                 idempotency_key = s.idempotency_key.as_deref().unwrap_or_default(),
-                "Idempotency-Key reused with a different body; the first submission stays stored"
+                "Idempotency-Key reused with a different body; the later submission is stored"
             );
         }
         // Counted here, before commit: a rolled-back batch is retried and would count again, so

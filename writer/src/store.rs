@@ -10,12 +10,27 @@ use sqlx::PgConnection;
 use tunix_schemas::{pg_text, TraceSubmitted};
 use uuid::Uuid;
 
-/// Inserts the submissions whose id has no row yet (`ON CONFLICT (id) DO NOTHING`); returns how
-/// many rows were created.
-pub async fn insert(
+/// What [`upsert`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Upserted {
+    /// Rows created.
+    pub inserted: u64,
+    /// Submissions whose id had a row: replaced by this later submission (compaction's rule) or
+    /// identical to it.
+    pub existing: u64,
+    /// Submissions dropped because their id is recorded as deleted.
+    pub deleted: u64,
+    /// Ids whose stored payload differed from the submission that replaced it: an
+    /// `Idempotency-Key` reused with a different body.
+    pub differing: Vec<Uuid>,
+}
+
+/// Stores each submission as its id's row, replacing an existing row (the last submission of an
+/// id wins, as under compaction), except for ids recorded in `trace_deletions`.
+pub async fn upsert(
     conn: &mut PgConnection,
     submissions: &[&TraceSubmitted],
-) -> Result<u64, sqlx::Error> {
+) -> Result<Upserted, sqlx::Error> {
     let n = submissions.len();
     let mut ids = Vec::with_capacity(n);
     let mut created = Vec::with_capacity(n);
@@ -27,55 +42,53 @@ pub async fn insert(
         versions.push(pg_text::encode(s.trace.trace_version()).into_owned());
         payloads.push(s.trace.to_json());
     }
-    let result = sqlx::query!(
-        "INSERT INTO traces (id, created_at, trace_version, payload)
-         SELECT id, created_at, trace_version, payload::json
-         FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])
-              AS t(id, created_at, trace_version, payload)
-         ON CONFLICT (id) DO NOTHING",
+    // One statement: `old` sees the table before the upsert (CTEs share one snapshot).
+    let row = sqlx::query!(
+        r#"WITH n AS (
+             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])
+                  AS t(id, created_at, trace_version, payload)
+             WHERE NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = t.id)
+           ),
+           old AS (
+             SELECT t.id, t.payload::text <> n.payload AS differs
+             FROM traces t JOIN n ON t.id = n.id
+           ),
+           up AS (
+             INSERT INTO traces (id, created_at, trace_version, payload)
+             SELECT id, created_at, trace_version, payload::json FROM n
+             ON CONFLICT (id) DO UPDATE
+             SET created_at = excluded.created_at, trace_version = excluded.trace_version,
+                 payload = excluded.payload
+             WHERE traces.created_at <> excluded.created_at
+                OR traces.payload::text <> excluded.payload::text
+             RETURNING 1
+           )
+           SELECT (SELECT count(*) FROM n) AS "kept!",
+                  (SELECT count(*) FROM old) AS "existing!",
+                  ARRAY(SELECT id FROM old WHERE differs) AS "differing!",
+                  (SELECT count(*) FROM up) AS "written!""#,
         &ids,
         &created,
         &versions as &[String],
         &payloads
     )
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(result.rows_affected())
+    Ok(Upserted {
+        inserted: (row.kept - row.existing) as u64,
+        existing: row.existing as u64,
+        deleted: n as u64 - row.kept as u64,
+        differing: row.differing,
+    })
 }
 
-/// Of `submissions` (which were just inserted or found existing), the ids whose stored payload
-/// differs from the submitted one: an `Idempotency-Key` reused with a different body. The first
-/// submission stays stored; this only reports the conflict.
-pub async fn conflicting(
-    conn: &mut PgConnection,
-    submissions: &[&TraceSubmitted],
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    let ids: Vec<Uuid> = submissions.iter().map(|s| s.id).collect();
-    let payloads: Vec<String> = submissions.iter().map(|s| s.trace.to_json()).collect();
-    sqlx::query_scalar!(
-        r#"SELECT t.id AS "id!" FROM traces t
-         JOIN unnest($1::uuid[], $2::text[]) AS n(id, payload) ON t.id = n.id
-         WHERE t.payload::text <> n.payload"#,
-        &ids,
-        &payloads
-    )
-    .fetch_all(&mut *conn)
-    .await
-}
-
-/// Deletes the rows of `ids` and records the ids in `trace_deletions` (exports count a
-/// dataset's deleted members from it); returns how many rows existed.
+/// Records `ids` in `trace_deletions` (they stay deleted; exports count a dataset's deleted
+/// members from it) and deletes their rows; returns how many rows existed.
 pub async fn delete(conn: &mut PgConnection, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+    tunix_pipeline::erasure::record_deletions(conn, ids).await?;
     let result = sqlx::query!("DELETE FROM traces WHERE id = ANY($1)", ids)
         .execute(&mut *conn)
         .await?;
-    sqlx::query!(
-        "INSERT INTO trace_deletions (id, deleted_at) SELECT unnest($1::uuid[]), now()
-         ON CONFLICT (id) DO UPDATE SET deleted_at = excluded.deleted_at",
-        ids
-    )
-    .execute(&mut *conn)
-    .await?;
     Ok(result.rows_affected())
 }
 
