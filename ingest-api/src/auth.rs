@@ -171,10 +171,11 @@ impl ApiKeys {
         !self.keys.is_empty()
     }
 
-    /// Checks the request's bearer token for `needed` (or for any valid key when `None`).
-    pub fn check(&self, headers: &HeaderMap, needed: Option<Scope>) -> Result<(), AuthError> {
+    /// Checks the request's bearer token for `needed` (or for any valid key when `None`);
+    /// returns who is calling.
+    pub fn check(&self, headers: &HeaderMap, needed: Option<Scope>) -> Result<Caller, AuthError> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(Caller::anonymous());
         }
         let mut lines = headers.get_all(axum::http::header::AUTHORIZATION).iter();
         let first = lines.next();
@@ -195,12 +196,34 @@ impl ApiKeys {
         }
         let key = matched.ok_or(AuthError::Unauthenticated)?;
         match needed {
-            None => Ok(()),
-            Some(scope) if key.scopes.contains(&scope) || key.scopes.contains(&Scope::Admin) => {
-                Ok(())
+            Some(scope) if !key.scopes.contains(&scope) && !key.scopes.contains(&Scope::Admin) => {
+                Err(AuthError::Forbidden(scope))
             }
-            Some(scope) => Err(AuthError::Forbidden(scope)),
+            _ => Ok(Caller::of(&key.digest)),
         }
+    }
+}
+
+/// Who made a request, as audit records name them: `key-` and the first 12 hex digits of the
+/// API key's SHA-256 (stable, not secret: the key cannot be recovered from it), or `anonymous`
+/// when authentication is off. Set as a request extension by [`enforce`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+impl Caller {
+    /// The caller when authentication is off.
+    pub fn anonymous() -> Caller {
+        Caller("anonymous".to_owned())
+    }
+
+    fn of(digest: &[u8; 32]) -> Caller {
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Caller(format!("key-{hex}"))
+    }
+
+    /// The id of `key` (for operators matching audit records to their keys).
+    pub fn of_key(key: &str) -> Caller {
+        Caller::of(&digest(key))
     }
 }
 
@@ -245,18 +268,27 @@ mod tests {
         env.finish().unwrap();
         assert!(keys.enabled());
         let ingest = headers("Bearer ingest-key-0123456789");
-        assert_eq!(keys.check(&ingest, Some(Scope::Ingest)), Ok(()));
+        let ingest_id = Caller::of_key("ingest-key-0123456789");
+        assert_eq!(
+            keys.check(&ingest, Some(Scope::Ingest)),
+            Ok(ingest_id.clone())
+        );
+        assert!(
+            ingest_id.0.starts_with("key-") && ingest_id.0.len() == 16,
+            "{ingest_id:?}"
+        );
+        assert!(!ingest_id.0.contains("0123456789"), "never the key itself");
         assert_eq!(
             keys.check(&ingest, Some(Scope::Read)),
             Err(AuthError::Forbidden(Scope::Read))
         );
         assert_eq!(
             keys.check(&headers("bearer reader-key-0123456789"), Some(Scope::Read)),
-            Ok(())
+            Ok(Caller::of_key("reader-key-0123456789"))
         );
         assert_eq!(
             keys.check(&headers("Bearer admin-key-0123456789"), Some(Scope::Read)),
-            Ok(())
+            Ok(Caller::of_key("admin-key-0123456789"))
         );
         assert_eq!(
             keys.check(&headers("Bearer nope-nope-nope-nope"), None),
@@ -280,7 +312,7 @@ mod tests {
         };
         assert_eq!(
             keys.check(&basic("sr:reader-key-0123456789"), Some(Scope::Read)),
-            Ok(())
+            Ok(Caller::of_key("reader-key-0123456789"))
         );
         assert_eq!(
             keys.check(&basic("ingest-key-0123456789:"), Some(Scope::Read)),
@@ -315,7 +347,7 @@ mod tests {
     fn no_keys_means_open() {
         assert_eq!(
             ApiKeys::default().check(&HeaderMap::new(), Some(Scope::Admin)),
-            Ok(())
+            Ok(Caller::anonymous())
         );
     }
 }
@@ -342,8 +374,12 @@ pub async fn enforce(
     request: Request,
     next: Next,
 ) -> Response {
+    let mut request = request;
     match requirement.keys.check(request.headers(), requirement.scope) {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }

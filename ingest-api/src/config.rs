@@ -58,6 +58,14 @@ pub struct IngestConfig {
     /// `CORS_ORIGINS`: origins allowed to call the API from a browser (a UI served elsewhere);
     /// empty means none (same origin only).
     pub cors_origins: Vec<String>,
+    /// `RETENTION_DAYS`: traces older than this are erased by periodic sweeps; `None` (the
+    /// default) keeps them until deleted.
+    pub retention_days: Option<u32>,
+    /// `RETENTION_SWEEP_INTERVAL_SECONDS`: time between the start of retention sweeps.
+    pub retention_sweep_interval: Duration,
+    /// `ERASURE_RATE_PER_SECOND`: most traces per second a bulk delete or retention sweep erases
+    /// (per ingest-api instance), so that erasure never starves ingest.
+    pub erasure_rate: u32,
 }
 
 impl IngestConfig {
@@ -118,6 +126,11 @@ impl IngestConfig {
                         .collect()
                 })
                 .unwrap_or_default(),
+            retention_days: env
+                .optional("RETENTION_DAYS")
+                .map(|_| env.bounded("RETENTION_DAYS", 0u32, 1, 100_000)),
+            retention_sweep_interval: env.seconds("RETENTION_SWEEP_INTERVAL_SECONDS", 3600.0),
+            erasure_rate: env.bounded("ERASURE_RATE_PER_SECOND", 1000, 1, 1_000_000),
         }
     }
 

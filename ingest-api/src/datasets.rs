@@ -186,6 +186,83 @@ fn filter_value(v: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// Parses a list filter given as JSON (`{"meta.run": "17", "q": "paris", "tag": ["a", "b"]}`):
+/// the one encoding of filters shared by datasets, bulk deletes and the CLI. Keys are the list's
+/// query parameters, values a string, number or boolean or a non-empty array of them (a repeated
+/// parameter). Problems are pushed to `errs` under `<root>.filter.<key>`; returns the filter and
+/// its parsed query when there were none.
+pub(crate) fn parse_filter(
+    value: Option<&Value>,
+    root: &Loc,
+    errs: &mut ValidationErrors,
+) -> Option<(BTreeMap<String, Vec<String>>, ListQuery)> {
+    let before = errs.errors().len();
+    let mut filter: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    match value {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(f)) => {
+            for (k, v) in f {
+                if matches!(k.as_str(), "limit" | "offset" | "cursor") {
+                    errs.push(
+                        root.child("filter").child(k.as_str()),
+                        ErrorKind::ValueError,
+                        format!("{k} is a paging parameter, not a filter; use the dataset's limit"),
+                    );
+                    continue;
+                }
+                match filter_value(v) {
+                    Some(values) if !values.is_empty() => {
+                        filter.insert(k.clone(), values);
+                    }
+                    _ => errs.push(
+                        root.child("filter").child(k.as_str()),
+                        ErrorKind::ValueError,
+                        "a filter value is a string, number or boolean, or a non-empty array of them",
+                    ),
+                }
+            }
+        }
+        Some(_) => errs.push(
+            root.child("filter"),
+            ErrorKind::DictType,
+            "filter should be an object of list parameters, e.g. {\"meta.run\": \"17\", \"q\": \"paris\"}",
+        ),
+    }
+    // The filter, parsed by the list's own rules; its errors name the parameter under `filter`.
+    let raw: String = {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, values) in &filter {
+            for v in values {
+                ser.append_pair(k, v);
+            }
+        }
+        ser.finish()
+    };
+    let query = match ListQuery::parse(Some(&raw)) {
+        Ok(q) => Some(q),
+        Err(ApiError::InvalidParam { param, msg, .. }) => {
+            errs.push(
+                root.child("filter").child(param.as_ref()),
+                ErrorKind::ValueError,
+                msg,
+            );
+            None
+        }
+        Err(other) => {
+            errs.push(
+                root.child("filter"),
+                ErrorKind::ValueError,
+                other.to_string(),
+            );
+            None
+        }
+    };
+    match query {
+        Some(q) if errs.errors().len() == before => Some((filter, q)),
+        _ => None,
+    }
+}
+
 /// Parses `{name, version, filter, selection, seed?, limit?, split?}`; every problem at once.
 fn parse_request(body: &[u8]) -> Result<Request, ValidationErrors> {
     let mut errs = ValidationErrors::default();
@@ -241,37 +318,7 @@ fn parse_request(body: &[u8]) -> Result<Request, ValidationErrors> {
             None
         }
     };
-    let mut filter: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    match obj.get("filter") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(f)) => {
-            for (k, v) in f {
-                if matches!(k.as_str(), "limit" | "offset" | "cursor") {
-                    errs.push(
-                        root.child("filter").child(k.as_str()),
-                        ErrorKind::ValueError,
-                        format!("{k} is a paging parameter, not a filter; use the dataset's limit"),
-                    );
-                    continue;
-                }
-                match filter_value(v) {
-                    Some(values) if !values.is_empty() => {
-                        filter.insert(k.clone(), values);
-                    }
-                    _ => errs.push(
-                        root.child("filter").child(k.as_str()),
-                        ErrorKind::ValueError,
-                        "a filter value is a string, number or boolean, or a non-empty array of them",
-                    ),
-                }
-            }
-        }
-        Some(_) => errs.push(
-            root.child("filter"),
-            ErrorKind::DictType,
-            "filter should be an object of list parameters, e.g. {\"meta.run\": \"17\", \"q\": \"paris\"}",
-        ),
-    }
+    let parsed_filter = parse_filter(obj.get("filter"), &root, &mut errs);
     let selection = match obj.get("selection") {
         None | Some(Value::Null) => Selection::Latest,
         Some(Value::String(s)) if s == "latest" => Selection::Latest,
@@ -334,34 +381,9 @@ fn parse_request(body: &[u8]) -> Result<Request, ValidationErrors> {
             None
         }
     };
-    // The filter, parsed by the list's own rules; its errors name the parameter under `filter`.
-    let raw: String = {
-        let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, values) in &filter {
-            for v in values {
-                ser.append_pair(k, v);
-            }
-        }
-        ser.finish()
-    };
-    let query = match ListQuery::parse(Some(&raw)) {
-        Ok(q) => Some(q),
-        Err(ApiError::InvalidParam { param, msg, .. }) => {
-            errs.push(
-                root.child("filter").child(param.as_ref()),
-                ErrorKind::ValueError,
-                msg,
-            );
-            None
-        }
-        Err(other) => {
-            errs.push(
-                root.child("filter"),
-                ErrorKind::ValueError,
-                other.to_string(),
-            );
-            None
-        }
+    let (filter, query) = match parsed_filter {
+        Some((f, q)) => (f, Some(q)),
+        None => (BTreeMap::new(), None),
     };
     match query {
         Some(query) if errs.is_empty() => Ok(Request {
@@ -1029,8 +1051,7 @@ async fn export_response(
     let omitted: i64 = match sqlx::query_scalar(&format!(
         "SELECT count(*) FROM trace_deletions d
          CROSS JOIN LATERAL (SELECT 1 FROM dataset_members m
-                             WHERE m.trace_id = d.id AND m.build_id = $1{split_sql} OFFSET 0) x
-         WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = d.id)"
+                             WHERE m.trace_id = d.id AND m.build_id = $1{split_sql} OFFSET 0) x"
     ))
     .bind(row.build_id)
     .fetch_one(&mut *conn)
@@ -1049,7 +1070,9 @@ async fn export_response(
             "SELECT m.trace_id, m.eval, m.scores::text AS scores, t.created_at, t.trace_version,
                     t.payload::text AS payload
              FROM dataset_members m JOIN traces t ON t.id = m.trace_id
-             WHERE m.build_id = $1{split_sql} ORDER BY m.position"
+             WHERE m.build_id = $1{split_sql}
+               AND NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = m.trace_id)
+             ORDER BY m.position"
         );
         // Ok(true): streamed to the end; Ok(false): the client went away.
         let result: Result<bool, sqlx::Error> = async {

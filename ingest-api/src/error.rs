@@ -57,6 +57,9 @@ pub enum ApiError {
     /// 409: the request conflicts with what exists (a dataset name taken by another definition).
     #[error("{0}")]
     Conflict(String),
+    /// 410: the request names something deleted for good (a keyed POST of a deleted trace).
+    #[error("{0}")]
+    Gone(String),
     /// 401.
     #[error("missing or invalid API key")]
     Unauthenticated,
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,5 +1,6 @@
 //! Every write: `POST /api/traces` and `POST /api/traces/batch` (validate, give ids, append,
-//! answer after the broker's acknowledgement) and `DELETE /api/traces/{id}` (append a tombstone).
+//! answer after the broker's acknowledgement) and `DELETE /api/traces/{id}` (erase: see
+//! [`erase`]).
 
 use std::collections::BTreeMap;
 
@@ -7,13 +8,17 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tunix_schemas::redact::{NoRedaction, Redact, RedactionRules};
 use tunix_schemas::{
-    ids, BatchError, BatchFormat, Trace, TraceDeleted, TraceEvent, TraceSubmitted, ValidationErrors,
+    ids, BatchError, BatchFormat, ErasureRequested, Tombstone, Trace, TraceDeleted, TraceEvent,
+    TraceSubmitted, ValidationErrors,
 };
+
+use crate::auth::Caller;
 use uuid::Uuid;
 
 use crate::body::{media_type, read_limited};
@@ -158,6 +163,7 @@ pub(crate) fn now() -> DateTime<Utc> {
         (status = 408, description = "Body not received in time", body = crate::openapi::ErrorBody),
         (status = 413, description = "Body over TRACE_MAX_BYTES, or larger than the broker accepts", body = crate::openapi::ErrorBody),
         (status = 415, description = "Content-Type is not application/json, or unsupported Content-Encoding", body = crate::openapi::ErrorBody),
+        (status = 410, description = "The Idempotency-Key derives the id of a deleted trace", body = crate::openapi::ErrorBody),
         (status = 422, description = "Invalid JSON or trace; every error with its path", body = crate::openapi::ValidationErrorBody),
         (status = 503, description = "Broker unavailable, delivery timeout or full queue; retry later", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
     )
@@ -185,6 +191,9 @@ pub async fn submit(
     let id = key
         .as_deref()
         .map_or_else(ids::new_trace_id, ids::idempotent_trace_id);
+    if key.is_some() {
+        refuse_deleted(&state, &[id]).await?;
+    }
     let created_at = now();
     let trace_version = trace.trace_version().to_owned();
     let event = TraceEvent::Submitted(TraceSubmitted {
@@ -242,6 +251,7 @@ pub async fn submit(
         (status = 408, description = "Body not received in time", body = crate::openapi::ErrorBody),
         (status = 413, description = "More than 1,000 items, an item over TRACE_MAX_BYTES, or a body over BATCH_MAX_BYTES", body = crate::openapi::ErrorBody),
         (status = 415, description = "Unsupported Content-Type or Content-Encoding", body = crate::openapi::ErrorBody),
+        (status = 410, description = "The Idempotency-Key derives the id of a deleted trace", body = crate::openapi::ErrorBody),
         (status = 422, description = "Invalid JSON or items", body = crate::openapi::ValidationErrorBody),
         (status = 503, description = "Broker trouble; retry with the same Idempotency-Key", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
     )
@@ -311,6 +321,9 @@ pub async fn submit_batch(
         })
         .collect();
     let ids: Vec<Uuid> = events.iter().map(TraceEvent::id).collect();
+    if key.is_some() {
+        refuse_deleted(&state, &ids).await?;
+    }
     state
         .producer
         .append(&events)
@@ -350,19 +363,74 @@ pub async fn submit_batch(
 struct DeleteAccepted {
     id: Uuid,
     deleted_at: String,
+    /// The audit record of this delete (`GET /api/audit`).
+    audit_id: Uuid,
 }
 
-/// `DELETE /api/traces/{id}`: appends a tombstone; every read model drops the trace. Idempotent:
-/// deleting an unknown or already deleted id also answers 202.
+/// The events and tombstones that erase `ids`: a `TraceDeleted` per trace, then a tombstone for
+/// each trace's key (the projector adds those of its score keys). Shared by `DELETE`, bulk
+/// deletes and retention sweeps.
+pub(crate) fn erasure_records(
+    ids: &[Uuid],
+    deleted_at: DateTime<Utc>,
+    reason: Option<&str>,
+) -> (Vec<TraceEvent>, Vec<Tombstone>) {
+    let events = ids
+        .iter()
+        .map(|id| {
+            TraceEvent::Deleted(TraceDeleted {
+                id: *id,
+                deleted_at,
+                reason: reason.map(str::to_owned),
+            })
+        })
+        .collect();
+    (events, ids.iter().map(|id| Tombstone::trace(*id)).collect())
+}
+
+/// Appends the erasure of `ids` (preceded by `audit`, if any) and records the ids as deleted in
+/// Postgres, so `GET` stops returning them and keyed POSTs cannot bring them back. The append
+/// comes first: a failure after it leaves the deletion in the topic, where the writer and
+/// projector record it anyway; the caller answers 503 and a retry is harmless.
+pub(crate) async fn erase(
+    state: &AppState,
+    via: &'static str,
+    audit: Option<ErasureRequested>,
+    ids: &[Uuid],
+    deleted_at: DateTime<Utc>,
+    reason: Option<&str>,
+) -> Result<(), ApiError> {
+    let (mut events, tombstones) = erasure_records(ids, deleted_at, reason);
+    if let Some(audit) = audit {
+        events.insert(0, TraceEvent::ErasureRequested(audit));
+    }
+    let dead_letters: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    state
+        .producer
+        .append_then_erase(&events, &tombstones, &dead_letters)
+        .await
+        .map_err(|e| produce_error(state, e))?;
+    let mut conn = crate::read::bounded(state, state.pool.acquire()).await?;
+    crate::read::bounded(
+        state,
+        tunix_pipeline::erasure::record_deletions(&mut conn, ids),
+    )
+    .await?;
+    state.metrics.erased(via, ids.len() as u64);
+    Ok(())
+}
+
+/// `DELETE /api/traces/{id}`: erases the trace (see `docs/GOVERNANCE.md`). Idempotent: deleting
+/// an unknown or already deleted id also answers 202.
 #[utoipa::path(
     delete,
     path = "/api/traces/{id}",
     tag = "ingest",
     summary = "Delete a trace",
-    description = "Appends a tombstone event; the writer's table and the list view drop the trace. Requires the admin scope when auth is on.",
+    description = "Appends an audit record, the deletion and a tombstone for the trace's key (the projector adds its score keys'), so that compaction leaves nothing of its content. GET answers 404 from the 202 on; the read models drop it within the freshness bound; a later POST with an Idempotency-Key that derives its id answers 410. Requires the admin scope when auth is on.",
     params(
         ("id" = String, Path, description = "Trace id (UUID)"),
-        ("X-Delete-Reason" = Option<String>, Header, description = "Recorded in the tombstone (up to 500 characters)"),
+        ("X-Delete-Reason" = Option<String>, Header, description = "Recorded in the deletion and the audit record (up to 500 characters)"),
     ),
     responses(
         (status = 202, body = crate::openapi::DeleteAccepted),
@@ -374,30 +442,62 @@ struct DeleteAccepted {
 )]
 pub async fn delete(
     State(state): State<std::sync::Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = crate::read::parse_id(&id)?;
-    let deleted_at = tunix_schemas::truncate_to_micros(Utc::now());
-    let event = TraceEvent::Deleted(TraceDeleted {
-        id,
+    let deleted_at = now();
+    let reason: Option<String> = headers
+        .get("x-delete-reason")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(500).collect());
+    let audit = ErasureRequested {
+        id: Uuid::now_v7(),
+        action: "delete".into(),
+        requested_by: caller.map_or_else(|| Caller::anonymous().0, |c| c.0 .0),
+        requested_at: deleted_at,
+        trace_id: Some(id),
+        filter: None,
+        created_before: None,
+        count: Some(1),
+        reason: reason.clone(),
+    };
+    let audit_id = audit.id;
+    erase(
+        &state,
+        "delete",
+        Some(audit),
+        &[id],
         deleted_at,
-        reason: headers
-            .get("x-delete-reason")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(500).collect()),
-    });
-    state
-        .producer
-        .append(std::slice::from_ref(&event))
-        .await
-        .map_err(|e| produce_error(&state, e))?;
+        reason.as_deref(),
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(DeleteAccepted {
             id,
             deleted_at: iso(&deleted_at),
+            audit_id,
         }),
     )
         .into_response())
+}
+
+/// Refuses a keyed submission whose ids include a deleted trace: 410. Unkeyed submissions get
+/// fresh ids and are never checked (no Postgres on their path).
+async fn refuse_deleted(state: &AppState, ids: &[Uuid]) -> Result<(), ApiError> {
+    let mut conn = crate::read::bounded(state, state.pool.acquire()).await?;
+    let deleted = crate::read::bounded(
+        state,
+        tunix_pipeline::erasure::deleted_among(&mut conn, ids),
+    )
+    .await?;
+    match deleted.first() {
+        None => Ok(()),
+        Some(id) => Err(ApiError::Gone(format!(
+            "trace {id} was deleted; a deleted trace is never stored again under its id. \
+             Send the trace without this Idempotency-Key (or with a new one) to store it as a new trace"
+        ))),
+    }
 }

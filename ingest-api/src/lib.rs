@@ -23,6 +23,7 @@ pub mod config;
 pub mod cors;
 pub mod datasets;
 pub mod error;
+pub mod governance;
 pub mod health;
 pub mod ingest;
 pub mod list;

@@ -470,6 +470,28 @@ impl ListQuery {
         b
     }
 
+    /// The next `limit` matching traces a bulk delete or retention sweep erases: filters only,
+    /// newest first, skipping ids already recorded as deleted (the list view drops them only
+    /// when the projector catches up), so a resumed operation continues where it stopped.
+    pub fn erasure_page_sql(&self, limit: i64) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new("SELECT l.id FROM trace_list l WHERE true");
+        self.push_ordered_filters(&mut b);
+        self.push_selective_filters(&mut b);
+        b.push(" AND NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = l.id)");
+        b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
+            .push_bind(limit);
+        b
+    }
+
+    /// How many traces [`ListQuery::erasure_page_sql`] would erase in all.
+    pub fn erasure_count_sql(&self) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new("SELECT count(*) FROM trace_list l WHERE true");
+        self.push_ordered_filters(&mut b);
+        self.push_selective_filters(&mut b);
+        b.push(" AND NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = l.id)");
+        b
+    }
+
     /// Every matching trace id (filters only; paging parameters are ignored), in a dataset
     /// selection's order: newest first, or with `random_seed` by `md5("<seed>:<id>")`; at most
     /// `limit`. One statement over the indexes; run without the read limit.

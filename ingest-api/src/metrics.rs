@@ -32,6 +32,14 @@ pub mod names {
     pub const BROKER_UP: &str = "tunix_ingest_broker_up";
     /// Replacements made by redaction rules (`REDACTION_RULES`), by `rule`, in accepted traces.
     pub const REDACTIONS: &str = "tunix_ingest_redactions_total";
+    /// Traces erased, by `via` (`delete`, `bulk_delete`, `retention`).
+    pub const TRACES_ERASED: &str = "tunix_ingest_traces_erased_total";
+    /// Traces that running bulk deletes still have to erase.
+    pub const BULK_DELETE_REMAINING: &str = "tunix_ingest_bulk_delete_remaining";
+    /// Completed retention sweeps (`RETENTION_DAYS`).
+    pub const RETENTION_SWEEPS: &str = "tunix_ingest_retention_sweeps_total";
+    /// Traces past the retention period not yet erased, as of the current sweep's last round.
+    pub const RETENTION_BACKLOG: &str = "tunix_ingest_retention_backlog";
 
     /// All of the above, for documentation tests.
     pub const ALL: &[&str] = &[
@@ -46,6 +54,10 @@ pub mod names {
         PRODUCER_QUEUE_DEPTH,
         BROKER_UP,
         REDACTIONS,
+        TRACES_ERASED,
+        BULK_DELETE_REMAINING,
+        RETENTION_SWEEPS,
+        RETENTION_BACKLOG,
     ];
 }
 
@@ -91,6 +103,12 @@ impl IngestMetrics {
             counter!(names::PRODUCE_ERRORS, "reason" => reason).absolute(0);
         }
         gauge!(names::IN_FLIGHT).set(0.0);
+        for via in ["delete", "bulk_delete", "retention"] {
+            counter!(names::TRACES_ERASED, "via" => via).absolute(0);
+        }
+        gauge!(names::BULK_DELETE_REMAINING).set(0.0);
+        counter!(names::RETENTION_SWEEPS).absolute(0);
+        gauge!(names::RETENTION_BACKLOG).set(0.0);
         IngestMetrics {
             produce_latency: histogram!(names::PRODUCE_LATENCY),
             queue_depth: gauge!(names::PRODUCER_QUEUE_DEPTH),
@@ -103,6 +121,11 @@ impl IngestMetrics {
     /// Counts one validation error.
     pub fn validation_failure(&self, reason: &'static str) {
         counter!(names::VALIDATION_FAILURES, "reason" => reason).increment(1);
+    }
+
+    /// Counts erased traces, by how (`delete`, `bulk_delete`, `retention`).
+    pub fn erased(&self, via: &'static str, n: u64) {
+        counter!(names::TRACES_ERASED, "via" => via).increment(n);
     }
 
     /// Counts one failed append.

@@ -68,8 +68,10 @@ pub struct TraceOut {
 pub struct DeleteAccepted {
     /// The trace id.
     id: uuid::Uuid,
-    /// When the tombstone was accepted.
+    /// When the deletion was accepted.
     deleted_at: String,
+    /// The id of the delete's audit record (`GET /api/audit`).
+    audit_id: uuid::Uuid,
 }
 
 /// `GET /api/health` body.
@@ -201,6 +203,7 @@ impl Modify for BearerAuth {
         (name = "ingest", description = "Submit traces"),
         (name = "read", description = "List, search, read and compare traces"),
         (name = "scores", description = "Record and retract scores"),
+        (name = "governance", description = "Bulk deletes by filter, retention and the audit log"),
         (name = "ops", description = "Health, readiness, metrics, documents and the UI"),
         (name = "schema registry", description = "The built-in Schema Registry (read-only Confluent API) for the topic's schema ids")
     )

@@ -13,7 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tunix_pipeline::kafka::{KafkaSettings, TOPIC_MAX_MESSAGE_BYTES};
-use tunix_schemas::{Encoder, Framing, TraceEvent, FINGERPRINT_HEADER};
+use tunix_schemas::{Encoder, Framing, Tombstone, TraceEvent, FINGERPRINT_HEADER};
 
 use crate::metrics::IngestMetrics;
 
@@ -154,6 +154,18 @@ impl EventProducer {
     /// Appends `events` (each with its key, in its trace's partition) and waits until the broker
     /// acknowledged every one.
     pub async fn append(&self, events: &[TraceEvent]) -> Result<(), ProduceError> {
+        self.append_then_erase(events, &[], &[]).await
+    }
+
+    /// Appends `events`, then `tombstones` (null-value records, each in its trace's partition, so
+    /// after the events of their keys), then `dead_letter_tombstones` (null values for those keys
+    /// on the dead-letter topic), and waits until the broker acknowledged every one.
+    pub async fn append_then_erase(
+        &self,
+        events: &[TraceEvent],
+        tombstones: &[Tombstone],
+        dead_letter_tombstones: &[String],
+    ) -> Result<(), ProduceError> {
         let (generation, producer) = self.current();
         let started = Instant::now();
         let partitions = match self.partition_count().await {
@@ -191,6 +203,29 @@ impl EventProducer {
                         self.settings.timeout,
                     ));
                     break;
+                }
+            }
+        }
+        let nulls = tombstones
+            .iter()
+            .map(|t| {
+                FutureRecord::<str, [u8]>::to(&self.kafka.topic)
+                    .key(t.key.as_str())
+                    .partition(t.partition(partitions))
+            })
+            .chain(
+                dead_letter_tombstones
+                    .iter()
+                    .map(|k| FutureRecord::<str, [u8]>::to(&self.kafka.dlq_topic).key(k.as_str())),
+            );
+        for record in nulls {
+            if first_error.is_some() {
+                break;
+            }
+            match producer.send_result(record) {
+                Ok(delivery) => pending.push((delivery, 0)),
+                Err((e, _)) => {
+                    first_error = Some(ProduceError::from_kafka(&e, 0, self.settings.timeout));
                 }
             }
         }

@@ -108,7 +108,8 @@ pub(crate) struct StoredTrace {
 }
 
 /// Reads one trace from the writer's table, with its scores, in one statement (one round trip:
-/// the by-id read is the hottest one).
+/// the by-id read is the hottest one). A trace recorded as deleted is not returned, even before
+/// the writer removed its row.
 pub(crate) async fn stored_trace(
     state: &AppState,
     id: Uuid,
@@ -128,7 +129,8 @@ pub(crate) async fn stored_trace(
                           array_agg(s.recorded_at) AS recorded
                    FROM trace_scores s WHERE s.trace_id = t.id
                ) sc ON true
-               WHERE t.id = $1"#,
+               WHERE t.id = $1
+                 AND NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = $1)"#,
             id
         )
         .fetch_optional(&state.pool),

@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch`, scores: record, retract, batch, baseline |
 //! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/redi/health`, datasets: list, get, export, the built-in Schema Registry (`GET /api/registry/...`) |
-//! | admin | `admin` | `DELETE /api/traces/{id}`, datasets: create, build (original), delete |
+//! | admin | `admin` | `DELETE /api/traces/{id}`, bulk deletes (`/api/deletions`), `GET /api/audit`, datasets: create, build (original), delete |
 //! | any key | any valid key | `GET /api/health` |
 //! | open | none | `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the UI |
 //!
@@ -23,8 +23,8 @@ use utoipa_axum::routes;
 
 use crate::auth::{enforce, ApiKeys, Requirement, Scope};
 use crate::{
-    cors, datasets, error, health, ingest, metrics, openapi, read, redi, schema_registry, scores,
-    ui, AppState,
+    cors, datasets, error, governance, health, ingest, metrics, openapi, read, redi,
+    schema_registry, scores, ui, AppState,
 };
 
 /// The documented scope of every `/api` route (`None`: any valid key). The README's
@@ -35,6 +35,9 @@ pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
     ("GET", "/api/traces", Some(Scope::Read)),
     ("GET", "/api/traces/{id}", Some(Scope::Read)),
     ("DELETE", "/api/traces/{id}", Some(Scope::Admin)),
+    ("POST", "/api/deletions", Some(Scope::Admin)),
+    ("GET", "/api/deletions/{id}", Some(Scope::Admin)),
+    ("GET", "/api/audit", Some(Scope::Admin)),
     ("POST", "/api/traces/{id}/scores", Some(Scope::Ingest)),
     (
         "DELETE",
@@ -115,6 +118,9 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(datasets::create))
         .routes(routes!(datasets::build_original))
         .routes(routes!(datasets::delete))
+        .routes(routes!(governance::request_deletion))
+        .routes(routes!(governance::get_deletion))
+        .routes(routes!(governance::audit))
         .route_layer(scoped!(keys, Some(Scope::Admin)));
     let any_key = OpenApiRouter::new()
         .routes(routes!(health::api_health))

@@ -17,7 +17,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, value::RawValue, Value};
 use tunix_schemas::score::{self, ScoreBatchError, ScoreInput};
-use tunix_schemas::{ScoreRecorded, ScoreRetracted, Trace, TraceEvent};
+use tunix_schemas::{ScoreRecorded, ScoreRetracted, Tombstone, Trace, TraceEvent};
 use uuid::Uuid;
 
 use crate::body::read_limited;
@@ -201,11 +201,17 @@ pub async fn retract(
     let at = now();
     state
         .producer
-        .append(&[TraceEvent::ScoreRetracted(ScoreRetracted {
-            trace_id: id,
-            name: name.clone(),
-            retracted_at: at,
-        })])
+        .append_then_erase(
+            &[TraceEvent::ScoreRetracted(ScoreRetracted {
+                trace_id: id,
+                name: name.clone(),
+                retracted_at: at,
+            })],
+            // Then a tombstone: compaction keeps nothing of the retracted score, not even the
+            // retraction.
+            &[Tombstone::score(id, &name)],
+            &[],
+        )
         .await
         .map_err(|e| produce_error(&state, e))?;
     Ok((

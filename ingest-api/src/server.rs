@@ -189,6 +189,10 @@ pub async fn run(
     );
     register_schemas(&state, &shutdown).await?;
     spawn_broker_probe(state.clone(), shutdown.clone());
+    tokio::spawn(crate::governance::run_operations(
+        state.clone(),
+        shutdown.clone(),
+    ));
 
     let stop_accepting = CancellationToken::new();
     {
