@@ -34,10 +34,10 @@ async fn store_and_read_back(db: &TestDb, trace: Trace) -> Result<(), TestCaseEr
     };
     let mut tx = db.pool.begin().await.expect("begin");
 
-    let inserted = tunix_writer::store::insert(&mut tx, &[&submitted])
+    let upserted = tunix_writer::store::upsert(&mut tx, &[&submitted])
         .await
         .map_err(|e| TestCaseError::fail(format!("the writer's INSERT refused it: {e}")))?;
-    prop_assert_eq!(inserted, 1);
+    prop_assert_eq!(upserted.inserted, 1);
     let (created_at, version, payload) = tunix_writer::store::read(&mut tx, submitted.id)
         .await
         .expect("read back")
@@ -50,7 +50,7 @@ async fn store_and_read_back(db: &TestDb, trace: Trace) -> Result<(), TestCaseEr
     prop_assert_eq!(&reparsed, &trace);
 
     let records = [record(TraceEvent::Submitted(submitted.clone()))];
-    view::apply_to(&mut tx, "trace_list_v1", &records)
+    view::apply_to(&mut tx, "trace_list_v1", &records, false)
         .await
         .map_err(|e| TestCaseError::fail(format!("the list view's INSERT refused it: {e}")))?;
     let (v, preview, steps, bytes): (String, String, i32, i32) = sqlx::query_as(

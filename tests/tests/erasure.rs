@@ -1,0 +1,613 @@
+//! Erasure that erases, over the real pipeline (the "Governance" issue).
+//!
+//! The broker's compactor is not relied on (Tansu 0.6 does not compact): the test reads the
+//! topic, applies Kafka's compaction rule itself (per partition, the last record of each key
+//! wins; a null value is a tombstone), replays the compacted log into a fresh database through a
+//! second stack, and checks that every live trace comes back byte-identical while nothing of a
+//! deleted one survives anywhere: tables, dataset exports, the dead-letter topic.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{json, Value};
+use tunix_e2e::{Stack, StackOptions};
+use tunix_testkit::consume_all;
+use tunix_testkit::{eventually, TestTopic};
+use uuid::Uuid;
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+fn traces() -> Vec<Value> {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/dev-reasoning-v2.jsonl"),
+    )
+    .unwrap();
+    text.lines()
+        .take(30)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn post(stack: &Stack, trace: &Value, key: &str) -> (u16, Value) {
+    let resp = stack
+        .http
+        .post(stack.url("/api/traces"))
+        .header("Idempotency-Key", key)
+        .json(trace)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn send(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = stack.http.request(method, stack.url(path));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Kafka's compaction rule: per partition, the last record of each key, in offset order.
+fn compact(records: &[OwnedMessage]) -> Vec<&OwnedMessage> {
+    let mut last: HashMap<(i32, Vec<u8>), i64> = HashMap::new();
+    for r in records {
+        let key = r.key().expect("every record of ours has a key").to_vec();
+        let slot = last.entry((r.partition(), key)).or_insert(r.offset());
+        *slot = (*slot).max(r.offset());
+    }
+    let mut kept: Vec<&OwnedMessage> = records
+        .iter()
+        .filter(|r| last[&(r.partition(), r.key().unwrap().to_vec())] == r.offset())
+        .collect();
+    kept.sort_by_key(|r| (r.partition(), r.offset()));
+    kept
+}
+
+fn key_text(r: &OwnedMessage) -> String {
+    String::from_utf8_lossy(r.key().unwrap_or_default()).into_owned()
+}
+
+/// Copies `records` into `topic`, partition for partition, in order (headers kept).
+async fn republish(brokers: &str, topic: &str, records: &[&OwnedMessage]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        if let Some(h) = r.headers() {
+            for header in h.iter() {
+                headers = headers.insert(header);
+            }
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .key(r.key().unwrap())
+            .partition(r.partition())
+            .headers(headers);
+        if let Some(v) = r.payload() {
+            record = record.payload(v);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("republish");
+    }
+}
+
+/// (created_at, trace_version, payload) per stored trace.
+async fn stored(pool: &sqlx::PgPool) -> BTreeMap<Uuid, (String, String, String)> {
+    let rows: Vec<(Uuid, String, String, String)> =
+        sqlx::query_as("SELECT id, created_at::text, trace_version, payload::text FROM traces")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(id, c, v, p)| (id, (c, v, p)))
+        .collect()
+}
+
+async fn scores(pool: &sqlx::PgPool) -> BTreeMap<(Uuid, String), (f64, Option<String>)> {
+    let rows: Vec<(Uuid, String, f64, Option<String>)> =
+        sqlx::query_as("SELECT trace_id, name, value, comment FROM trace_scores")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(t, n, v, c)| ((t, n), (v, c)))
+        .collect()
+}
+
+async fn count_where(pool: &sqlx::PgPool, sql: &str, ids: &[Uuid]) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(ids)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compacted_topic_keeps_live_traces_and_nothing_of_deleted_ones() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let all = traces();
+    let mut ids = Vec::new();
+    for (n, t) in all.iter().enumerate() {
+        let (status, body) = post(&stack, t, &format!("erasure-{n}")).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+    }
+    // A retry with the same key and another body: the last submission is the one kept.
+    let (status, body) = post(&stack, &all[20], "erasure-0").await;
+    assert_eq!(
+        (status, body["id"].as_str()),
+        (202, Some(ids[0].to_string().as_str()))
+    );
+    stack.wait_converged(ids.len(), CONVERGE).await;
+    // Scores: on live traces, on doomed ones, and one retracted.
+    for (i, id) in ids.iter().enumerate().take(10) {
+        let (s, _) = send(
+            &stack,
+            reqwest::Method::POST,
+            &format!("/api/traces/{id}/scores"),
+            Some(json!({"name": "quality", "value": i as f64 / 10.0, "comment": format!("secret-comment-{i}")})),
+        )
+        .await;
+        assert_eq!(s, 202);
+    }
+    let (s, _) = send(
+        &stack,
+        reqwest::Method::POST,
+        &format!("/api/traces/{}/scores", ids[6]),
+        Some(json!({"name": "correct", "value": 1})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let (s, _) = send(
+        &stack,
+        reqwest::Method::DELETE,
+        &format!("/api/traces/{}/scores/correct", ids[6]),
+        None,
+    )
+    .await;
+    assert_eq!(s, 202);
+    // A dataset of everything, frozen before the deletes.
+    let (s, ds) = send(
+        &stack,
+        reqwest::Method::POST,
+        "/api/datasets",
+        Some(json!({"name": "erasure", "version": "1"})),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "{ds}");
+    // A poison record keyed by a doomed trace: its dead letter holds that trace's content.
+    let doomed: Vec<Uuid> = vec![ids[1], ids[2], ids[3], ids[7]];
+    let doomed_prompt = all[1]["prompt"].as_str().unwrap().to_owned();
+    tunix_testkit::produce_raw(
+        &stack.topic,
+        tunix_schemas::partition_for(&ids[1], stack.topic.settings.partitions),
+        &ids[1].to_string(),
+        format!("not avro: {doomed_prompt}").as_bytes(),
+    )
+    .await;
+    eventually(CONVERGE, "the poison record is dead-lettered", || async {
+        let dead = consume_all(
+            &stack.topic.settings.brokers,
+            &stack.topic.settings.dlq_topic,
+            1,
+            Duration::from_secs(2),
+        );
+        (!dead.is_empty()).then_some(())
+    })
+    .await;
+
+    for id in &doomed {
+        let (s, body) = send(
+            &stack,
+            reqwest::Method::DELETE,
+            &format!("/api/traces/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        assert!(body["audit_id"].is_string(), "{body}");
+        // Gone at once, whatever the consumers' lag.
+        assert_eq!(stack.get(&format!("/api/traces/{id}")).await.0, 404);
+    }
+    // A delayed retry of a deleted trace's keyed POST cannot bring it back.
+    let (s, body) = post(&stack, &all[1], "erasure-1").await;
+    assert_eq!(s, 410, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("deleted"),
+        "{body}"
+    );
+
+    let live: Vec<Uuid> = ids
+        .iter()
+        .copied()
+        .filter(|id| !doomed.contains(id))
+        .collect();
+    stack.wait_converged(live.len(), CONVERGE).await;
+    eventually(
+        CONVERGE,
+        "the projector appended every owed tombstone",
+        || async {
+            let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM erasure_outbox")
+                .fetch_one(&stack.db.pool)
+                .await
+                .ok()?;
+            let audited: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'delete'")
+                    .fetch_one(&stack.db.pool)
+                    .await
+                    .ok()?;
+            (pending == 0 && audited == doomed.len() as i64).then_some(())
+        },
+    )
+    .await;
+    let live_stored = stored(&stack.db.pool).await;
+    assert_eq!(live_stored.len(), live.len());
+    assert!(
+        live_stored[&ids[0]].2.contains(
+            all[20]["prompt"]
+                .as_str()
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        ),
+        "the retried submission's body is the stored one"
+    );
+
+    // Compact the topic as Kafka would, and check what survives.
+    let records = consume_all(
+        &stack.topic.settings.brokers,
+        stack.topic.name(),
+        1,
+        Duration::from_secs(5),
+    );
+    let compacted = compact(&records);
+    assert!(
+        compacted.len() < records.len(),
+        "compaction removed something"
+    );
+    let doomed_text: HashSet<String> = doomed.iter().map(Uuid::to_string).collect();
+    for r in &compacted {
+        let key = key_text(r);
+        let of_doomed = doomed_text.iter().any(|d| key.starts_with(d.as_str()));
+        if of_doomed {
+            assert!(
+                r.payload().is_none(),
+                "only tombstones remain of a deleted trace: {key}"
+            );
+        }
+        if key == ids[6].to_string() + "/score/correct" {
+            assert!(
+                r.payload().is_none(),
+                "a retracted score leaves a tombstone only"
+            );
+        }
+        if let Some(v) = r.payload() {
+            let text = String::from_utf8_lossy(v);
+            assert!(
+                !text.contains(&doomed_prompt),
+                "a deleted prompt survived under {key}"
+            );
+        }
+    }
+    for d in &doomed {
+        assert!(
+            compacted
+                .iter()
+                .any(|r| key_text(r) == d.to_string() && r.payload().is_none()),
+            "the trace key of {d} ends with a tombstone"
+        );
+    }
+    // The dead-letter topic is compacted too: the doomed trace's dead letter is tombstoned.
+    let dead = consume_all(
+        &stack.topic.settings.brokers,
+        &stack.topic.settings.dlq_topic,
+        1,
+        Duration::from_secs(3),
+    );
+    for r in compact(&dead) {
+        if let Some(v) = r.payload() {
+            assert!(
+                !String::from_utf8_lossy(v).contains(&doomed_prompt),
+                "a dead letter kept a deleted prompt"
+            );
+        }
+    }
+
+    // Replay the compacted log into a fresh database through a second stack.
+    let replay_topic = TestTopic::on(
+        &stack.topic.settings.brokers,
+        stack.topic.settings.partitions,
+    )
+    .await;
+    republish(
+        &stack.topic.settings.brokers,
+        replay_topic.name(),
+        &compacted,
+    )
+    .await;
+    let replay = Stack::start(StackOptions {
+        service_env: vec![
+            ("KAFKA_TOPIC".into(), replay_topic.name().into()),
+            ("KAFKA_TOPIC_CLEANUP_POLICY".into(), "compact".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    replay.wait_converged(live.len(), CONVERGE).await;
+    eventually(CONVERGE, "the replayed dataset is ready", || async {
+        let (s, d) = replay.get("/api/datasets/erasure/1").await;
+        (s == 200 && d["state"] == "ready").then_some(())
+    })
+    .await;
+    eventually(CONVERGE, "replayed scores match", || async {
+        (scores(&replay.db.pool).await == scores(&stack.db.pool).await).then_some(())
+    })
+    .await;
+    assert_eq!(
+        stored(&replay.db.pool).await,
+        live_stored,
+        "live traces are byte-identical"
+    );
+    for pool in [&stack.db.pool, &replay.db.pool] {
+        for sql in [
+            "SELECT count(*) FROM traces WHERE id = ANY($1)",
+            "SELECT count(*) FROM trace_list WHERE id = ANY($1)",
+            "SELECT count(*) FROM trace_scores WHERE trace_id = ANY($1)",
+        ] {
+            assert_eq!(count_where(pool, sql, &doomed).await, 0, "{sql}");
+        }
+    }
+    for s in [&stack, &replay] {
+        let resp = s
+            .http
+            .get(s.url("/api/datasets/erasure/1/export"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let omitted: i64 = resp.headers()["x-tunix-omitted"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = resp.text().await.unwrap();
+        assert_eq!(
+            body.lines().count(),
+            live.len(),
+            "the export omits deleted traces"
+        );
+        assert_eq!(omitted, doomed.len() as i64);
+        for d in &doomed {
+            assert!(
+                !body.contains(&d.to_string()),
+                "an export names a deleted trace"
+            );
+        }
+    }
+    // The audit records survive compaction (keys of their own).
+    let audits: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'delete'")
+        .fetch_one(&replay.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(audits, doomed.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_delete_retention_and_audit() {
+    let admin_key = "erasure-admin-key-0123456789";
+    let stack = Stack::start(StackOptions {
+        api_env: vec![
+            ("API_KEYS".into(), format!("{admin_key}:admin")),
+            ("RETENTION_DAYS".into(), "30".into()),
+            ("RETENTION_SWEEP_INTERVAL_SECONDS".into(), "1".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = stack
+            .http
+            .request(method, stack.url(path))
+            .bearer_auth(admin_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // 40 traces of two runs, through the API.
+    let all = traces();
+    for (n, t) in all.iter().enumerate().take(40.min(all.len())) {
+        let mut t = t.clone();
+        t["meta"]["run"] = json!(if n % 3 == 0 { "doomed" } else { "kept" });
+        let (s, b) = call(reqwest::Method::POST, "/api/traces", Some(t)).await;
+        assert_eq!(s, 202, "{b}");
+    }
+    // Three traces older than the retention period, appended directly (the API stamps now).
+    let old: Vec<tunix_schemas::TraceEvent> = all[..3]
+        .iter()
+        .map(|t| {
+            tunix_schemas::TraceEvent::Submitted(tunix_schemas::TraceSubmitted {
+                id: Uuid::new_v4(),
+                created_at: tunix_schemas::truncate_to_micros(
+                    chrono::Utc::now() - chrono::Duration::days(45),
+                ),
+                trace: tunix_schemas::Trace::parse_json(t.to_string().as_bytes()).unwrap(),
+                idempotency_key: None,
+            })
+        })
+        .collect();
+    tunix_testkit::produce_events(&stack.topic, &old).await;
+    let total = all.len().min(40);
+    let doomed = (0..total).filter(|n| n % 3 == 0).count();
+    // Retention erases the old ones on its own, through the same path, and audits it.
+    eventually(
+        CONVERGE,
+        "retention sweeps erased the old traces",
+        || async {
+            let (_, page) = call(reqwest::Method::GET, "/api/audit?action=retention", None).await;
+            let swept: i64 = page["data"]
+                .as_array()?
+                .iter()
+                .filter_map(|a| a["count"].as_i64())
+                .sum();
+            (swept == 3 && stack.stored().await.len() == total).then_some(())
+        },
+    )
+    .await;
+    stack.wait_converged(total, CONVERGE).await;
+    for e in &old {
+        assert_eq!(
+            call(
+                reqwest::Method::GET,
+                &format!("/api/traces/{}", e.id()),
+                None
+            )
+            .await
+            .0,
+            404
+        );
+    }
+
+    // Bulk delete: dry run, a confirmation with another filter refused, then the real run.
+    let filter = json!({"meta.run": "doomed"});
+    let (s, plan) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": filter, "dry_run": true})),
+    )
+    .await;
+    assert_eq!(s, 200, "{plan}");
+    assert_eq!(plan["matched"], doomed);
+    let token = plan["token"].clone();
+    let (s, body) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": {"meta.run": "kept"}, "token": token})),
+    )
+    .await;
+    assert_eq!(s, 409, "another filter: {body}");
+    let (s, body) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": {"meta.nope": 1}})),
+    )
+    .await;
+    assert_eq!(s, 400, "neither dry run nor token: {body}");
+    let (s, body) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": {"score.x": "maybe"}, "dry_run": true})),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(
+        body.to_string().contains("score.x"),
+        "the error names the parameter: {body}"
+    );
+    // A trace that arrives after the dry run is not swept.
+    let mut late = all[0].clone();
+    late["meta"]["run"] = json!("doomed");
+    let (s, late_body) = call(reqwest::Method::POST, "/api/traces", Some(late)).await;
+    assert_eq!(s, 202);
+    stack.wait_converged(total + 1, CONVERGE).await;
+    let (s, op) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": filter, "token": token, "reason": "test"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let (s, _) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": filter, "token": token})),
+    )
+    .await;
+    assert_eq!(s, 410, "a token is used once");
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    eventually(CONVERGE, "the bulk delete finished", || async {
+        let (_, op) = call(
+            reqwest::Method::GET,
+            &format!("/api/deletions/{op_id}"),
+            None,
+        )
+        .await;
+        (op["state"] == "done").then_some(op)
+    })
+    .await;
+    let (_, op) = call(
+        reqwest::Method::GET,
+        &format!("/api/deletions/{op_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(op["deleted"], doomed, "{op}");
+    stack.wait_converged(total + 1 - doomed, CONVERGE).await;
+    let late_id = late_body["id"].as_str().unwrap();
+    assert_eq!(
+        call(
+            reqwest::Method::GET,
+            &format!("/api/traces/{late_id}"),
+            None
+        )
+        .await
+        .0,
+        200,
+        "the late trace survives"
+    );
+
+    // The audit names who asked (a key id, never the key) and when.
+    let (s, page) = call(reqwest::Method::GET, "/api/audit?action=bulk_delete", None).await;
+    assert_eq!(s, 200);
+    let entry = &page["data"][0];
+    assert_eq!(entry["id"], op["id"]);
+    assert_eq!(entry["count"], doomed);
+    let who = entry["requested_by"].as_str().unwrap();
+    assert!(
+        who.starts_with("key-") && !who.contains("0123456789"),
+        "{who}"
+    );
+    assert!(!page.to_string().contains(admin_key));
+    let metrics = stack.scrape(&stack.api_addr).await.unwrap();
+    assert_eq!(
+        tunix_e2e::metric_sum(
+            &metrics,
+            "tunix_ingest_traces_erased_total{via=\"bulk_delete\"}"
+        ),
+        Some(doomed as f64)
+    );
+    // Without the admin scope: 401.
+    let resp = stack
+        .http
+        .get(stack.url("/api/audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
