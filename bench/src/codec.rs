@@ -26,7 +26,7 @@ pub fn codec(root: &Path, n: usize, rounds: usize) {
             })
         })
         .collect();
-    // An external registry numbering the current schemas 1..=7, and the consumers' cache of it.
+    // An external registry numbering the current schemas 1..=8, and the consumers' cache of it.
     let external: HashMap<ShippedSchema, i32> = EventKind::ALL
         .iter()
         .enumerate()

@@ -635,8 +635,12 @@ async fn run_one(
         let mut b = query.erasure_page_sql(per_page);
         let page: Vec<Uuid> = b.build_query_scalar().fetch_all(&state.pool).await?;
         if page.is_empty() {
+            // Every matched trace is erased now. The running count can be off after a crash
+            // (a page appended but not counted, or appended twice), so it is settled here.
             sqlx::query(
-                "UPDATE erasure_operations SET state = 'done', finished_at = now(), updated_at = now() WHERE id = $1",
+                "UPDATE erasure_operations
+                 SET state = 'done', deleted = matched, finished_at = now(), updated_at = now()
+                 WHERE id = $1",
             )
             .bind(id)
             .execute(&state.pool)

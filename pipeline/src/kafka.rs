@@ -125,15 +125,21 @@ impl KafkaSettings {
         let max_bytes = TOPIC_MAX_MESSAGE_BYTES.to_string();
         let retention = self.retention_ms.to_string();
         let dlq_retention = self.dlq_retention_ms.to_string();
+        let mut event_topic = NewTopic::new(
+            &self.topic,
+            self.partitions,
+            TopicReplication::Fixed(self.replication),
+        )
+        .set("retention.ms", &retention)
+        .set("max.message.bytes", &max_bytes);
+        // `delete` is every broker's default, so it is never set explicitly: Tansu 0.6's
+        // maintenance reads an explicit `cleanup.policy=delete` with `retention.ms=-1` as "older
+        // than -1 ms" and deletes every record of the topic (found by the broker-restart test).
+        if self.compacted() {
+            event_topic = event_topic.set("cleanup.policy", "compact");
+        }
         let topics = [
-            NewTopic::new(
-                &self.topic,
-                self.partitions,
-                TopicReplication::Fixed(self.replication),
-            )
-            .set("cleanup.policy", &self.cleanup_policy)
-            .set("retention.ms", &retention)
-            .set("max.message.bytes", &max_bytes),
+            event_topic,
             NewTopic::new(
                 &self.dlq_topic,
                 1,

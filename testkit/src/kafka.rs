@@ -35,6 +35,19 @@ impl TestTopic {
         TestTopic { settings }
     }
 
+    /// Creates a uniquely named topic with `cleanup.policy=compact` on the broker at `brokers`.
+    pub async fn compacted_on(brokers: &str, partitions: i32) -> TestTopic {
+        let name = crate::unique("traces");
+        let mut settings = KafkaSettings::new(brokers, &name);
+        settings.partitions = partitions;
+        settings.cleanup_policy = "compact".to_owned();
+        settings
+            .ensure_topics(Duration::from_secs(30))
+            .await
+            .expect("create test topics");
+        TestTopic { settings }
+    }
+
     /// The topic name.
     pub fn name(&self) -> &str {
         &self.settings.topic

@@ -46,6 +46,10 @@ def main(argv):
         status = 0
         for message in records(argv[2], argv[3], int(argv[4]), timeout):
             value = message.value()
+            if value is None:
+                # A Kafka tombstone (a deletion's, or a retraction's): no schema, nothing to decode.
+                print(json.dumps({"key": message.key().decode("utf-8"), "file": None, "tombstone": True}))
+                continue
             fingerprint = value[2:10].hex()
             if value[:2] != b"\xc3\x01" or fingerprint not in known:
                 print("record %s/%s: no schema has fingerprint %s" % (message.partition(), message.offset(), fingerprint), file=sys.stderr)

@@ -33,6 +33,12 @@ def main(argv):
     deserializer = AvroDeserializer(SchemaRegistryClient(conf))
     for message in records(brokers, topic, count, timeout):
         raw = message.value()
+        if raw is None:
+            # A Kafka tombstone: a downstream reader deletes what the key names.
+            print(json.dumps({"partition": message.partition(), "offset": message.offset(),
+                              "key": message.key().decode("utf-8"), "schema_id": None,
+                              "value": None, "tombstone": True}), flush=True)
+            continue
         try:
             value = deserializer(raw, SerializationContext(topic, MessageField.VALUE))
         except Exception as e:  # what a downstream team would see

@@ -26,6 +26,8 @@ pub struct StackOptions {
     pub api_env: Vec<(String, String)>,
     /// Extra environment for all three services.
     pub service_env: Vec<(String, String)>,
+    /// Create the topic with `cleanup.policy=compact` (and tell the services so).
+    pub compacted: bool,
 }
 
 impl Default for StackOptions {
@@ -36,6 +38,7 @@ impl Default for StackOptions {
             partitions: 4,
             api_env: Vec::new(),
             service_env: Vec::new(),
+            compacted: false,
         }
     }
 }
@@ -82,13 +85,20 @@ impl Stack {
         let brokers = broker
             .as_ref()
             .map_or_else(tunix_testkit::kafka_brokers, Broker::brokers);
-        let topic = TestTopic::on(&brokers, options.partitions).await;
+        let topic = if options.compacted {
+            TestTopic::compacted_on(&brokers, options.partitions).await
+        } else {
+            TestTopic::on(&brokers, options.partitions).await
+        };
         let mut common = vec![
             kv("KAFKA_BROKERS", brokers.clone()),
             kv("KAFKA_TOPIC", topic.name()),
             kv("DATABASE_URL", db.url.clone()),
             kv("DB_POOL_TIMEOUT", "2"),
         ];
+        if options.compacted {
+            common.push(kv("KAFKA_TOPIC_CLEANUP_POLICY", "compact"));
+        }
         common.extend(options.service_env.clone());
         let api_addr = format!("127.0.0.1:{}", free_port());
         let writer_ops = format!("127.0.0.1:{}", free_port());
@@ -150,6 +160,10 @@ impl Stack {
             .arg("rebuild")
             .env("KAFKA_BROKERS", &self.topic.settings.brokers)
             .env("KAFKA_TOPIC", self.topic.name())
+            .env(
+                "KAFKA_TOPIC_CLEANUP_POLICY",
+                &self.topic.settings.cleanup_policy,
+            )
             .env("DATABASE_URL", database_url)
             .output()
             .await

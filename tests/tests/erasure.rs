@@ -611,3 +611,259 @@ async fn bulk_delete_retention_and_audit() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// Tansu's SQLite engine compacts topics with `cleanup.policy=compact` in its maintenance, which
+/// runs when the broker starts (and every 10 minutes): restarting a private broker shows the
+/// compaction on a real broker, not only by the rule applied above.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_broker_compacts_a_deleted_trace_away() {
+    let mut stack = Stack::start(StackOptions {
+        private_broker: true,
+        compacted: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let all = traces();
+    let mut ids = Vec::new();
+    for (n, t) in all.iter().enumerate().take(8) {
+        let (s, body) = post(&stack, t, &format!("broker-compaction-{n}")).await;
+        assert_eq!(s, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+    }
+    stack.wait_converged(ids.len(), CONVERGE).await;
+    for id in &ids[..4] {
+        let (s, _) = send(
+            &stack,
+            reqwest::Method::POST,
+            &format!("/api/traces/{id}/scores"),
+            Some(json!({"name": "quality", "value": 0.5, "comment": "judged"})),
+        )
+        .await;
+        assert_eq!(s, 202);
+    }
+    let doomed = [ids[0], ids[1]];
+    for id in &doomed {
+        let (s, _) = send(
+            &stack,
+            reqwest::Method::DELETE,
+            &format!("/api/traces/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 202);
+    }
+    stack
+        .wait_converged(ids.len() - doomed.len(), CONVERGE)
+        .await;
+    eventually(CONVERGE, "the owed tombstones are appended", || async {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM erasure_outbox")
+            .fetch_one(&stack.db.pool)
+            .await
+            .ok()?;
+        let tombstones = consume_all(
+            &stack.topic.settings.brokers,
+            stack.topic.name(),
+            1,
+            Duration::from_secs(2),
+        )
+        .iter()
+        .filter(|r| r.payload().is_none())
+        .count();
+        // Per doomed trace: its own key and its score key.
+        (pending == 0 && tombstones == 2 * doomed.len()).then_some(())
+    })
+    .await;
+    let doomed_text: Vec<String> = doomed.iter().map(Uuid::to_string).collect();
+    let content_of_doomed = |records: &[OwnedMessage]| {
+        records
+            .iter()
+            .filter(|r| {
+                r.payload().is_some()
+                    && doomed_text
+                        .iter()
+                        .any(|d| key_text(r).starts_with(d.as_str()))
+            })
+            .count()
+    };
+    let before = consume_all(
+        &stack.topic.settings.brokers,
+        stack.topic.name(),
+        1,
+        Duration::from_secs(3),
+    );
+    assert!(
+        content_of_doomed(&before) >= 4,
+        "before compaction the log holds the deleted content"
+    );
+
+    let broker = stack.broker.as_mut().expect("private broker");
+    broker.stop();
+    broker.start_again();
+    let after = eventually(
+        CONVERGE,
+        "the broker compacted the deleted traces away",
+        || async {
+            let after = consume_all(
+                &stack.topic.settings.brokers,
+                stack.topic.name(),
+                1,
+                Duration::from_secs(3),
+            );
+            (!after.is_empty() && content_of_doomed(&after) == 0).then_some(after)
+        },
+    )
+    .await;
+    assert!(
+        after.len() < before.len(),
+        "{} -> {} records",
+        before.len(),
+        after.len()
+    );
+    for id in &ids[2..] {
+        assert!(
+            after
+                .iter()
+                .any(|r| key_text(r) == id.to_string() && r.payload().is_some()),
+            "a live trace's submission survives compaction"
+        );
+    }
+    for d in &doomed_text {
+        assert!(
+            after
+                .iter()
+                .any(|r| &key_text(r) == d && r.payload().is_none()),
+            "{d}'s tombstone remains"
+        );
+    }
+    // A replay of the broker-compacted topic (with its offset gaps) rebuilds the same list.
+    let fresh = tunix_testkit::TestDb::new().await;
+    stack.rebuild_into(&fresh.url).await;
+    let mut listed: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM trace_list")
+        .fetch_all(&fresh.pool)
+        .await
+        .unwrap();
+    listed.sort();
+    let mut live: Vec<Uuid> = ids[2..].to_vec();
+    live.sort();
+    assert_eq!(listed, live);
+}
+
+/// A bulk delete resumes after ingest-api is killed in the middle, and `tunix-admin traces
+/// delete` drives one with a dry run, `--yes` and progress.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_delete_survives_a_crash_and_the_cli_drives_one() {
+    let key = "erasure-crash-admin-0123456789";
+    let mut stack = Stack::start(StackOptions {
+        api_env: vec![
+            ("API_KEYS".into(), format!("{key}:admin")),
+            ("ERASURE_RATE_PER_SECOND".into(), "5".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let all = traces();
+    let mut batch: Vec<Value> = Vec::new();
+    for (n, t) in all.iter().enumerate() {
+        let mut t = t.clone();
+        t["meta"]["run"] = json!(if n < 24 { "crash" } else { "cli" });
+        batch.push(t);
+    }
+    let resp = stack
+        .http
+        .post(stack.url("/api/traces/batch"))
+        .bearer_auth(key)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    stack.wait_converged(all.len(), CONVERGE).await;
+    let call = |method: reqwest::Method, url: String, body: Option<Value>| {
+        let mut req = reqwest::Client::new().request(method, url).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let filter = json!({"meta.run": "crash"});
+    let (_, plan) = call(
+        reqwest::Method::POST,
+        stack.url("/api/deletions"),
+        Some(json!({"filter": filter, "dry_run": true})),
+    )
+    .await;
+    assert_eq!(plan["matched"], 24);
+    let (s, op) = call(
+        reqwest::Method::POST,
+        stack.url("/api/deletions"),
+        Some(json!({"filter": filter, "token": plan["token"]})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let op_url = stack.url(&format!("/api/deletions/{}", op["id"].as_str().unwrap()));
+    // At 5 per second, the 24 take about five seconds: kill ingest-api once some are erased.
+    eventually(CONVERGE, "the deletion made progress", || async {
+        let (_, op) = call(reqwest::Method::GET, op_url.clone(), None).await;
+        (op["deleted"].as_i64()? > 0 && op["state"] == "running").then_some(())
+    })
+    .await;
+    stack.api.kill();
+    let (state, deleted): (String, i64) =
+        sqlx::query_as("SELECT state, deleted FROM erasure_operations WHERE state <> 'planned'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "running", "killed in the middle ({deleted} erased)");
+    stack.api.restart();
+    stack.wait_ready(&stack.api_addr.clone()).await;
+    let done = eventually(CONVERGE, "the deletion resumed and finished", || async {
+        let (_, op) = call(reqwest::Method::GET, op_url.clone(), None).await;
+        (op["state"] == "done").then_some(op)
+    })
+    .await;
+    assert_eq!(done["deleted"], 24, "{done}");
+    stack.wait_converged(all.len() - 24, CONVERGE).await;
+
+    // The CLI: a dry run deletes nothing; --yes deletes with progress.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(tunix_testkit::binary("tunix-admin"))
+            .args(["traces", "delete", "--filter", "meta.run=cli"])
+            .args(args)
+            .env("TUNIX_API", format!("http://{}", stack.api_addr))
+            .env("TUNIX_API_KEY", key)
+            .output()
+            .expect("run tunix-admin")
+    };
+    let dry = cli(&[]);
+    let stderr = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} traces match", all.len() - 24)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("dry run"), "{stderr}");
+    assert_eq!(
+        stack.stored().await.len(),
+        all.len() - 24,
+        "a dry run deletes nothing"
+    );
+    let real = cli(&["--yes", "--reason", "cli test"]);
+    let stderr = String::from_utf8_lossy(&real.stderr);
+    assert!(real.status.success(), "{stderr}");
+    assert!(
+        stderr.contains('[') && stderr.contains(&format!("{0}/{0}", all.len() - 24)),
+        "a progress bar: {stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&real.stdout)
+            .contains(&format!("deleted {} traces", all.len() - 24)),
+        "{stderr}"
+    );
+    stack.wait_converged(0, CONVERGE).await;
+}

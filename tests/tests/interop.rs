@@ -104,19 +104,34 @@ async fn events_written_by_ingest_api_decode_with_fastavro() {
     let brokers = stack.topic.settings.brokers.clone();
     let topic = stack.topic.name().to_owned();
     let out =
-        tokio::task::spawn_blocking(move || read_events(&["consume", &brokers, &topic, "4", "60"]))
+        tokio::task::spawn_blocking(move || read_events(&["consume", &brokers, &topic, "6", "60"]))
             .await
             .unwrap();
     let records: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 4, "{out}");
+    // Three submissions; the delete's audit record, deletion and tombstone.
+    assert_eq!(records.len(), 6, "{out}");
     let spec: HashMap<&str, String> = tunix_schemas::schema_fingerprints()
         .into_iter()
         .map(|(f, fp)| (f, hex(&fp)))
         .collect();
-    for r in &records {
+    let nulls: Vec<&Value> = records.iter().filter(|r| r["tombstone"] == true).collect();
+    assert_eq!(nulls.len(), 1, "{out}");
+    assert_eq!(
+        nulls[0]["key"],
+        deleted.as_str(),
+        "the deletion's tombstone"
+    );
+    let audit = records
+        .iter()
+        .find(|r| r["file"] == "erasure_requested.v1.avsc")
+        .expect("the delete's audit record");
+    assert_eq!(audit["value"]["trace_id"], deleted.as_str());
+    assert_eq!(audit["value"]["action"], "delete");
+    assert_eq!(audit["value"]["requested_by"], "anonymous");
+    for r in records.iter().filter(|r| r["tombstone"] != true) {
         assert_eq!(
             r["fingerprint"].as_str().unwrap(),
             spec[r["file"].as_str().unwrap()]

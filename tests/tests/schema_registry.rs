@@ -170,13 +170,22 @@ async fn confluent_clients_read_every_event_through_the_builtin_registry() {
 
     // confluent-kafka's AvroDeserializer, through our registry, gets back every field.
     let user_info = format!("tunix:{READ_KEY}");
-    let (ok, records, stderr) = read_with_registry(&stack, &base, Some(&user_info), 4).await;
+    let (ok, records, stderr) = read_with_registry(&stack, &base, Some(&user_info), 6).await;
     assert!(ok, "read_with_registry.py failed: {stderr}");
     assert_eq!(
         records.len(),
-        4,
-        "4 events (2 traces, score, deletion): {records:?}"
+        6,
+        "2 traces, a score, and the delete's audit record, deletion and tombstone: {records:?}"
     );
+    let audit = records
+        .iter()
+        .find(|r| r["schema_id"] == 1_000_000_009)
+        .expect("the audit record, read through the registry");
+    assert_eq!(audit["value"]["trace_id"], other.as_str());
+    assert!(audit["value"]["requested_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("key-"));
     let keys = by_key(&records);
     let submitted = &keys[&id][0];
     assert_eq!(
@@ -211,6 +220,10 @@ async fn confluent_clients_read_every_event_through_the_builtin_registry() {
         .expect("the deletion");
     assert_eq!(deletion["value"]["id"], other.as_str());
     assert!(deletion["value"]["deleted_at"].as_str().is_some());
+    assert!(
+        keys[&other].iter().any(|r| r["tombstone"] == true),
+        "the deletion is followed by a tombstone"
+    );
 
     // A wrong key: the client gets the registry's 401, not data.
     let (ok, _, stderr) =
@@ -635,13 +648,13 @@ async fn tunix_admin_registers_and_lists_the_schemas() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let printed = admin(&["schemas", "register"]);
-    assert!(printed.contains("8 schemas registered in"), "{printed}");
+    assert!(printed.contains("9 schemas registered in"), "{printed}");
     let subject = EventKind::Submitted.subject(&topic);
     let (_, latest) = registry
         .get(&format!("/subjects/{subject}/versions/latest"))
         .await;
     let id = latest["id"].as_i64().unwrap();
-    assert!((500..508).contains(&id), "{latest}");
+    assert!((500..509).contains(&id), "{latest}");
     assert!(
         printed
             .lines()

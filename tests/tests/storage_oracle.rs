@@ -34,7 +34,7 @@ async fn store_and_read_back(db: &TestDb, trace: Trace) -> Result<(), TestCaseEr
     };
     let mut tx = db.pool.begin().await.expect("begin");
 
-    let upserted = tunix_writer::store::upsert(&mut tx, &[&submitted])
+    let upserted = tunix_writer::store::upsert(&mut tx, &[&submitted], &[])
         .await
         .map_err(|e| TestCaseError::fail(format!("the writer's INSERT refused it: {e}")))?;
     prop_assert_eq!(upserted.inserted, 1);

@@ -114,7 +114,7 @@ impl Sink for TracesSink {
         let mut conflicts: Vec<&TraceSubmitted> = plan.in_batch_conflicts.clone();
         if !plan.insert.is_empty() {
             let started = Instant::now();
-            let up = store::upsert(conn, &plan.insert).await?;
+            let up = store::upsert(conn, &plan.insert, &plan.first).await?;
             self.insert_latency.record(started.elapsed().as_secs_f64());
             applied.inserted = up.inserted;
             applied.duplicates = up.existing + up.deleted;

@@ -26,31 +26,36 @@ pub struct Upserted {
 }
 
 /// Stores each submission as its id's row, replacing an existing row (the last submission of an
-/// id wins, as under compaction), except for ids recorded in `trace_deletions`.
+/// id wins, as under compaction), except for ids recorded in `trace_deletions`. `firsts`, when
+/// given, holds per submission the earlier submission of its id in the same batch, if any: the
+/// stored row is compared with that one, so that a change is reported once.
 pub async fn upsert(
     conn: &mut PgConnection,
     submissions: &[&TraceSubmitted],
+    firsts: &[Option<&TraceSubmitted>],
 ) -> Result<Upserted, sqlx::Error> {
     let n = submissions.len();
     let mut ids = Vec::with_capacity(n);
     let mut created = Vec::with_capacity(n);
     let mut versions = Vec::with_capacity(n);
     let mut payloads = Vec::with_capacity(n);
-    for s in submissions {
+    let mut compare: Vec<Option<String>> = Vec::with_capacity(n);
+    for (i, s) in submissions.iter().enumerate() {
         ids.push(s.id);
         created.push(s.created_at);
         versions.push(pg_text::encode(s.trace.trace_version()).into_owned());
         payloads.push(s.trace.to_json());
+        compare.push(firsts.get(i).copied().flatten().map(|f| f.trace.to_json()));
     }
     // One statement: `old` sees the table before the upsert (CTEs share one snapshot).
     let row = sqlx::query!(
         r#"WITH n AS (
-             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])
-                  AS t(id, created_at, trace_version, payload)
+             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[])
+                  AS t(id, created_at, trace_version, payload, first_payload)
              WHERE NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = t.id)
            ),
            old AS (
-             SELECT t.id, t.payload::text <> n.payload AS differs
+             SELECT t.id, t.payload::text <> COALESCE(n.first_payload, n.payload) AS differs
              FROM traces t JOIN n ON t.id = n.id
            ),
            up AS (
@@ -70,7 +75,8 @@ pub async fn upsert(
         &ids,
         &created,
         &versions as &[String],
-        &payloads
+        &payloads,
+        &compare as &[Option<String>]
     )
     .fetch_one(&mut *conn)
     .await?;

@@ -111,7 +111,8 @@ impl TestApi {
         self.records(min).into_iter().map(|(_, e)| e).collect()
     }
 
-    /// Like [`TestApi::events`], with each record's partition.
+    /// Like [`TestApi::events`], with each record's partition. A tombstone (null value) comes as
+    /// the event it stands for (`tunix_schemas::interpret_tombstone`).
     pub fn records(&self, min: usize) -> Vec<(i32, TraceEvent)> {
         consume_all(
             &self.topic.settings.brokers,
@@ -121,7 +122,13 @@ impl TestApi {
         )
         .iter()
         .map(|m| {
-            let event = TraceEvent::decode(m.payload().expect("value")).expect("decodes");
+            let event = match m.payload() {
+                Some(value) => TraceEvent::decode(value).expect("decodes"),
+                None => match tunix_schemas::interpret_tombstone(m.key(), chrono::Utc::now()) {
+                    tunix_schemas::TombstoneMeaning::Event(e) => e,
+                    other => panic!("a tombstone of an unknown key: {other:?}"),
+                },
+            };
             assert_eq!(m.key(), Some(event.key().as_bytes()), "the event's key");
             assert_eq!(
                 m.partition(),

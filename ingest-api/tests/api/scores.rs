@@ -138,10 +138,10 @@ async fn scores_are_validated_and_appended_beside_their_trace() {
         .unwrap();
     assert_eq!(resp.status(), 422);
 
-    // On the topic: 1 submission + 1 score + 2 batch scores + 1 retraction, each with its own
-    // key in its trace's partition (checked by `records`).
-    let records = api.records(5);
-    assert_eq!(records.len(), 5);
+    // On the topic: 1 submission + 1 score + 2 batch scores + 1 retraction and its tombstone,
+    // each with its own key in its trace's partition (checked by `records`).
+    let records = api.records(6);
+    assert_eq!(records.len(), 6);
     let submission_partition = records
         .iter()
         .find(|(_, e)| matches!(e, TraceEvent::Submitted(_)))
@@ -163,7 +163,11 @@ async fn scores_are_validated_and_appended_beside_their_trace() {
         })
         .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "recorded").count(), 3);
-    assert_eq!(kinds.iter().filter(|k| **k == "retracted").count(), 1);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "retracted").count(),
+        2,
+        "the retraction, then its key's tombstone"
+    );
     api.stop().await;
 }
 

@@ -28,10 +28,13 @@ pub struct Plan<'a> {
     /// Submissions to upsert afterwards: per id, its last submission in the batch. Those of
     /// deleted ids are dropped by the statement (see the module docs).
     pub insert: Vec<&'a TraceSubmitted>,
+    /// Aligned with `insert`: the id's first submission in the batch when that is an earlier
+    /// one (the one to compare with the stored row, to count conflicts once per change).
+    pub first: Vec<Option<&'a TraceSubmitted>>,
     /// Submissions superseded within the batch by a later submission or deletion of their id.
     pub in_batch_duplicates: u64,
-    /// Those of the superseded submissions whose trace differs from the one that replaced them:
-    /// the same Idempotency-Key reused with a different body.
+    /// The submissions whose trace differs from the one of their id just before them in the
+    /// batch: the same Idempotency-Key reused with a different body.
     pub in_batch_conflicts: Vec<&'a TraceSubmitted>,
 }
 
@@ -41,19 +44,23 @@ pub fn fold(records: &[Record]) -> Plan<'_> {
     // Per id: index into `slots` of its pending submission, if any.
     let mut pending: HashMap<Uuid, usize> = HashMap::new();
     let mut plan = Plan::default();
-    let mut slots: Vec<Option<&TraceSubmitted>> = Vec::new();
+    // (the pending submission, the first one of its id in the batch if earlier)
+    #[allow(clippy::type_complexity)]
+    let mut slots: Vec<Option<(&TraceSubmitted, Option<&TraceSubmitted>)>> = Vec::new();
     for record in records {
         match &record.event {
             TraceEvent::Submitted(s) => {
+                let mut first = None;
                 if let Some(&kept) = pending.get(&s.id) {
-                    let earlier = slots[kept].take().expect("pending slot is filled");
+                    let (earlier, earliest) = slots[kept].take().expect("pending slot is filled");
                     plan.in_batch_duplicates += 1;
                     if earlier.trace != s.trace {
-                        plan.in_batch_conflicts.push(earlier);
+                        plan.in_batch_conflicts.push(s);
                     }
+                    first = Some(earliest.unwrap_or(earlier));
                 }
                 pending.insert(s.id, slots.len());
-                slots.push(Some(s));
+                slots.push(Some((s, first)));
             }
             TraceEvent::Deleted(d) => {
                 if let Some(slot) = pending.remove(&d.id) {
@@ -72,7 +79,7 @@ pub fn fold(records: &[Record]) -> Plan<'_> {
             | TraceEvent::ErasureRequested(_) => {}
         }
     }
-    plan.insert = slots.into_iter().flatten().collect();
+    (plan.insert, plan.first) = slots.into_iter().flatten().unzip();
     plan
 }
 
@@ -141,8 +148,18 @@ mod tests {
         assert_eq!(plan.delete, vec![a, c]);
         assert_eq!(prompts(&plan), vec!["c2", "b2"]);
         assert_eq!(plan.in_batch_duplicates, 1);
-        assert_eq!(plan.in_batch_conflicts.len(), 1, "b1 differs from b2");
-        assert_eq!(plan.in_batch_conflicts[0].trace.prompt(), "b1");
+        assert_eq!(plan.in_batch_conflicts.len(), 1, "b2 differs from b1");
+        assert_eq!(plan.in_batch_conflicts[0].trace.prompt(), "b2");
+        let firsts: Vec<Option<&str>> = plan
+            .first
+            .iter()
+            .map(|f| f.map(|s| s.trace.prompt()))
+            .collect();
+        assert_eq!(
+            firsts,
+            vec![None, Some("b1")],
+            "b2 is compared with the row as b1 found it"
+        );
     }
 
     #[test]
