@@ -46,6 +46,9 @@ pub struct LoadSpec {
     pub shape: Shape,
     /// `Authorization: Bearer` key, if the API requires one.
     pub api_key: Option<String>,
+    /// Send a unique `Idempotency-Key` with every request (ingest-api then checks that the id is
+    /// not a deleted trace's, a Postgres lookup).
+    pub idempotency_keys: bool,
     /// Keep the acknowledged ids (and when they were acknowledged).
     pub collect_ids: bool,
     /// Seed for generated traces.
@@ -249,6 +252,17 @@ async fn worker(
             .header("content-type", "application/json");
         if let Some(key) = &spec.api_key {
             req = req.header("authorization", format!("Bearer {key}"));
+        }
+        if spec.idempotency_keys {
+            req = req.header(
+                "idempotency-key",
+                format!(
+                    "bench-{}-{w}-{}-{}",
+                    spec.seed,
+                    started.elapsed().as_nanos(),
+                    local.requests
+                ),
+            );
         }
         let req = req.body(Full::new(body)).expect("request");
         let t0 = Instant::now();

@@ -627,6 +627,8 @@ async fn run_one(
     let per_page = PAGE.min(i64::from(state.cfg.erasure_rate)).max(1);
     let pause = Duration::from_secs_f64(per_page as f64 / f64::from(state.cfg.erasure_rate));
     tracing::info!(%id, via, "erasure operation running");
+    let mut last_gauges = tokio::time::Instant::now();
+    update_gauges(state).await;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -661,6 +663,10 @@ async fn run_one(
         .bind(page.len() as i64)
         .execute(&state.pool)
         .await?;
+        if last_gauges.elapsed() >= Duration::from_secs(1) {
+            update_gauges(state).await;
+            last_gauges = tokio::time::Instant::now();
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(started + pause) => {},
             _ = shutdown.cancelled() => return Ok(()),

@@ -487,12 +487,12 @@ pub async fn delete(
 /// Refuses a keyed submission whose ids include a deleted trace: 410. Unkeyed submissions get
 /// fresh ids and are never checked (no Postgres on their path).
 async fn refuse_deleted(state: &AppState, ids: &[Uuid]) -> Result<(), ApiError> {
-    let mut conn = crate::read::bounded(state, state.pool.acquire()).await?;
-    let deleted = crate::read::bounded(
-        state,
-        tunix_pipeline::erasure::deleted_among(&mut conn, ids),
-    )
-    .await?;
+    let deleted = state.deleted.deleted_among(ids.to_vec()).await.ok_or_else(|| {
+        ApiError::unavailable(
+            "the database is unavailable (a keyed POST checks that its id is not a deleted trace's); retry shortly",
+            state.cfg.retry_after_secs,
+        )
+    })?;
     match deleted.first() {
         None => Ok(()),
         Some(id) => Err(ApiError::Gone(format!(

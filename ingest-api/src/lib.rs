@@ -22,6 +22,7 @@ pub mod body;
 pub mod config;
 pub mod cors;
 pub mod datasets;
+pub mod deleted;
 pub mod error;
 pub mod governance;
 pub mod health;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Read endpoints' pool (lazy: ingestion works while Postgres is down).
     pub pool: PgPool,
+    /// The batched "is this a deleted trace?" check of keyed POSTs.
+    pub deleted: deleted::DeletedCheck,
     /// The upstream health check of `GET /api/redi/health`, with its cache.
     pub redi: redi::RediHealth,
     /// The OpenAPI document, set when the router is built.
@@ -96,8 +99,10 @@ impl AppState {
         let mut db = cfg.db.clone();
         db.statement_timeout = Some(read::QUERY_TIMEOUT);
         db.interactive = true;
+        let pool = db.pool()?;
         Ok(Arc::new(AppState {
-            pool: db.pool()?,
+            deleted: deleted::DeletedCheck::new(pool.clone(), read::QUERY_TIMEOUT),
+            pool,
             producer,
             metrics,
             prometheus,

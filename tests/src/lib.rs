@@ -293,6 +293,7 @@ impl Stack {
             batch: 0,
             shape: tunix_bench::gen::Shape::Dataset,
             api_key: None,
+            idempotency_keys: false,
             collect_ids: true,
             seed: 42,
             repo_root: tunix_testkit::repo_root(),

@@ -47,6 +47,9 @@ enum Command {
         /// Bearer key, when the API requires one.
         #[arg(long, env = "TUNIX_API_KEY")]
         api_key: Option<String>,
+        /// A unique Idempotency-Key on every request (keyed POSTs are checked against deleted ids).
+        #[arg(long)]
+        keyed: bool,
     },
     /// The raw rate of an idempotent acks=all producer to the broker (the ceiling for ingest).
     ProduceRaw {
@@ -164,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
             compare_raw,
             pid_file,
             api_key,
+            keyed,
         } => {
             let raw = if compare_raw {
                 Some(suites::produce_raw(&env, 200_000).await?)
@@ -181,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
                         batch,
                         shape,
                         api_key: api_key.clone(),
+                        idempotency_keys: keyed,
                         collect_ids: false,
                         seed: 42,
                         repo_root: root.clone(),
