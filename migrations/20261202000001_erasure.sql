@@ -37,7 +37,8 @@ CREATE TABLE erasure_operations (
     created_before timestamptz NOT NULL,
     requested_by   text        NOT NULL,
     reason         text,
-    -- 'planned' (a dry run: token and expires_at set), 'running', 'done' or 'failed'.
+    -- 'planned' (a dry run: token and expires_at set), 'running', 'done', 'failed' or
+    -- 'cancelled'.
     state          text        NOT NULL,
     -- sha256 (hex) of the confirmation token the dry run answered; the token itself is not kept.
     token_digest   text        UNIQUE,

@@ -11,7 +11,8 @@
 //! - **Bulk delete** (`POST /api/deletions`, `admin`): a dry run answers the count and a
 //!   confirmation token bound to the filter, the cutoff taken at the dry run and that count
 //!   (valid [`TOKEN_TTL_SECONDS`]); the confirmation with the token starts the operation, unless
-//!   the count under the same cutoff changed (409). `GET /api/deletions/{id}` shows progress.
+//!   the count under the same cutoff changed (409). `GET /api/deletions/{id}` shows progress;
+//!   `DELETE /api/deletions/{id}` cancels after the current page.
 //! - **Retention** (`RETENTION_DAYS`): every `RETENTION_SWEEP_INTERVAL_SECONDS`, an operation
 //!   with the cutoff now − `RETENTION_DAYS` and no other filter.
 //! - **Audit**: every delete, bulk delete and sweep appends an `ErasureRequested` event naming
@@ -84,7 +85,7 @@ pub struct DryRun {
 pub struct Operation {
     /// The operation's id (also its audit record's).
     pub id: Uuid,
-    /// `running`, `done` or `failed`.
+    /// `running`, `done`, `failed` or `cancelled`.
     pub state: String,
     /// The filter.
     #[schema(value_type = Object)]
@@ -359,6 +360,52 @@ pub async fn get_deletion(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no deletion {id}")))
+}
+
+/// `DELETE /api/deletions/{id}`: stops a running bulk delete or retention sweep after its
+/// current page. What it erased stays erased.
+#[utoipa::path(
+    delete,
+    path = "/api/deletions/{id}",
+    tag = "governance",
+    summary = "Cancel a running bulk delete or retention sweep",
+    description = "The operation stops after its current page (at most 200 traces); traces already erased stay erased. 200 with the operation, state 'cancelled'; 409 if it is not running.",
+    params(("id" = String, Path, description = "Operation id")),
+    responses(
+        (status = 200, body = Operation),
+        (status = 401, body = crate::openapi::ErrorBody),
+        (status = 403, body = crate::openapi::ErrorBody),
+        (status = 404, body = crate::openapi::ErrorBody),
+        (status = 409, description = "Not running (done, failed or cancelled)", body = crate::openapi::ErrorBody),
+        (status = 503, body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+    )
+)]
+pub async fn cancel_deletion(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Operation>, ApiError> {
+    let id = parse_id(&id)?;
+    let cancelled = bounded(
+        &state,
+        sqlx::query(
+            "UPDATE erasure_operations
+             SET state = 'cancelled', finished_at = now(), updated_at = now()
+             WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .execute(&state.pool),
+    )
+    .await?;
+    let op = operation(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no deletion {id}")))?;
+    if cancelled.rows_affected() == 0 {
+        return Err(ApiError::Conflict(format!(
+            "deletion {id} is {}, not running",
+            op.state
+        )));
+    }
+    Ok(Json(op))
 }
 
 /// `GET /api/audit` parameters.
@@ -656,13 +703,19 @@ async fn run_one(
         crate::ingest::erase(state, via, None, &page, now(), reason.as_deref())
             .await
             .map_err(|e| e.to_string())?;
-        sqlx::query(
-            "UPDATE erasure_operations SET deleted = deleted + $2, updated_at = now() WHERE id = $1",
+        let still_running = sqlx::query(
+            "UPDATE erasure_operations SET deleted = deleted + $2, updated_at = now()
+             WHERE id = $1 AND state = 'running'",
         )
         .bind(id)
         .bind(page.len() as i64)
         .execute(&state.pool)
         .await?;
+        if still_running.rows_affected() == 0 {
+            tracing::info!(%id, via, "erasure operation cancelled");
+            update_gauges(state).await;
+            return Ok(());
+        }
         if last_gauges.elapsed() >= Duration::from_secs(1) {
             update_gauges(state).await;
             last_gauges = tokio::time::Instant::now();

@@ -37,6 +37,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
     ("DELETE", "/api/traces/{id}", Some(Scope::Admin)),
     ("POST", "/api/deletions", Some(Scope::Admin)),
     ("GET", "/api/deletions/{id}", Some(Scope::Admin)),
+    ("DELETE", "/api/deletions/{id}", Some(Scope::Admin)),
     ("GET", "/api/audit", Some(Scope::Admin)),
     ("POST", "/api/traces/{id}/scores", Some(Scope::Ingest)),
     (
@@ -119,7 +120,10 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(datasets::build_original))
         .routes(routes!(datasets::delete))
         .routes(routes!(governance::request_deletion))
-        .routes(routes!(governance::get_deletion))
+        .routes(routes!(
+            governance::get_deletion,
+            governance::cancel_deletion
+        ))
         .routes(routes!(governance::audit))
         .route_layer(scoped!(keys, Some(Scope::Admin)));
     let any_key = OpenApiRouter::new()

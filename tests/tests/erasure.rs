@@ -748,10 +748,10 @@ async fn the_local_broker_compacts_a_deleted_trace_away() {
     assert_eq!(listed, live);
 }
 
-/// A bulk delete resumes after ingest-api is killed in the middle, and `tunix-admin traces
-/// delete` drives one with a dry run, `--yes` and progress.
+/// A bulk delete resumes after ingest-api is killed in the middle; another is cancelled; and
+/// `tunix-admin traces delete` drives one with a dry run, `--yes` and progress.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_bulk_delete_survives_a_crash_and_the_cli_drives_one() {
+async fn bulk_deletes_resume_after_a_crash_cancel_and_run_from_the_cli() {
     let key = "erasure-crash-admin-0123456789";
     let mut stack = Stack::start(StackOptions {
         api_env: vec![
@@ -829,6 +829,56 @@ async fn a_bulk_delete_survives_a_crash_and_the_cli_drives_one() {
     .await;
     assert_eq!(done["deleted"], 24, "{done}");
     stack.wait_converged(all.len() - 24, CONVERGE).await;
+
+    // Cancel: a running deletion stops after its current page (at most one page of 5 here).
+    let cli_filter = json!({"meta.run": "cli"});
+    let (_, plan) = call(
+        reqwest::Method::POST,
+        stack.url("/api/deletions"),
+        Some(json!({"filter": cli_filter, "dry_run": true})),
+    )
+    .await;
+    let (s, op) = call(
+        reqwest::Method::POST,
+        stack.url("/api/deletions"),
+        Some(json!({"filter": cli_filter, "token": plan["token"]})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let cancel_url = stack.url(&format!("/api/deletions/{}", op["id"].as_str().unwrap()));
+    let (s, cancelled) = call(reqwest::Method::DELETE, cancel_url.clone(), None).await;
+    assert_eq!(
+        (s, cancelled["state"].as_str()),
+        (200, Some("cancelled")),
+        "{cancelled}"
+    );
+    let (s, _) = call(reqwest::Method::DELETE, cancel_url.clone(), None).await;
+    assert_eq!(s, 409, "not running any more");
+    tokio::time::sleep(Duration::from_secs(2)).await; // a page would be due every second
+    let (_, after) = call(reqwest::Method::GET, cancel_url, None).await;
+    assert_eq!(after["state"], "cancelled");
+    assert!(after["deleted"].as_i64().unwrap() <= 5, "{after}");
+    let left = eventually(
+        CONVERGE,
+        "the cancelled deletion's page applied",
+        || async {
+            let listed: i64 = sqlx::query_scalar("SELECT count(*) FROM trace_list")
+                .fetch_one(&stack.db.pool)
+                .await
+                .ok()?;
+            let deleted: i64 = sqlx::query_scalar("SELECT count(*) FROM trace_deletions")
+                .fetch_one(&stack.db.pool)
+                .await
+                .ok()?;
+            (listed + deleted == all.len() as i64).then_some(listed as usize)
+        },
+    )
+    .await;
+    assert!(
+        left >= all.len() - 24 - 5,
+        "a cancelled deletion stops: {left} left"
+    );
+    stack.wait_converged(left, CONVERGE).await;
 
     // The CLI: a dry run deletes nothing; --yes deletes with progress.
     let cli = |args: &[&str]| {

@@ -34,6 +34,7 @@ async fn openapi_lists_every_served_route() {
     documented.sort();
     let expected: Vec<(String, String)> = [
         ("DELETE", "/api/datasets/{name}/{version}"),
+        ("DELETE", "/api/deletions/{id}"),
         ("DELETE", "/api/traces/{id}"),
         ("DELETE", "/api/traces/{id}/scores/{name}"),
         ("GET", "/"),
