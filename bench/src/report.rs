@@ -207,6 +207,17 @@ impl ProcessSamples {
         pids
     }
 
+    /// CPU time used so far (user + system), summed over the tree when tracking children.
+    pub fn cpu_total(&self) -> Option<Duration> {
+        let pids = self.pids();
+        cpu_time(self.pid).map(|own| {
+            own + pids[1..]
+                .iter()
+                .filter_map(|p| cpu_time(*p))
+                .sum::<Duration>()
+        })
+    }
+
     /// Takes one sample.
     pub fn sample(&mut self, since: Instant) {
         let now = Instant::now();

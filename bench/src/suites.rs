@@ -962,6 +962,99 @@ pub async fn soak(
     Ok(())
 }
 
+/// How long sampled traces may take to become visible after the load ends.
+const FRESHNESS_GRACE: Duration = Duration::from_secs(30);
+
+/// A load's report and the freshness of every 10th acknowledged trace.
+pub struct Freshness {
+    /// The load's report.
+    pub report: load::LoadReport,
+    /// Milliseconds from the acknowledgement to visibility in `traces` (GET by id).
+    pub get_ms: Vec<f64>,
+    /// ... and in the list view.
+    pub list_ms: Vec<f64>,
+    /// Sampled traces not visible within [`FRESHNESS_GRACE`] after the load.
+    pub unseen: usize,
+}
+
+/// Runs `spec` (whose `ack_tx` feeds `rx`), tracking every 10th acknowledgement until it is
+/// visible in both read models; returns when the load is over and every sampled trace was seen
+/// (so the consumers have caught up), or after [`FRESHNESS_GRACE`].
+pub async fn load_with_freshness(
+    pool: &PgPool,
+    spec: LoadSpec,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Ack>,
+) -> anyhow::Result<Freshness> {
+    let load = tokio::spawn(load::run(spec));
+    // Every 10th acknowledgement is tracked until visible in both tables.
+    let mut pending: HashMap<Uuid, (Instant, Option<f64>, Option<f64>)> = HashMap::new();
+    let mut get_ms = Vec::new();
+    let mut list_ms = Vec::new();
+    let mut n = 0u64;
+    let mut load_done = false;
+    let deadline_after_load = FRESHNESS_GRACE;
+    let mut load_finished_at: Option<Instant> = None;
+    let mut report = None;
+    let mut load = Some(load);
+    loop {
+        while let Ok(ack) = rx.try_recv() {
+            n += 1;
+            if n.is_multiple_of(10) {
+                pending.insert(ack.id, (ack.at, None, None));
+            }
+        }
+        if !pending.is_empty() {
+            let ids: Vec<Uuid> = pending.keys().copied().collect();
+            let stored: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM traces WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(pool)
+                .await?;
+            let listed: Vec<Uuid> =
+                sqlx::query_scalar("SELECT id FROM trace_list WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(pool)
+                    .await?;
+            let now = Instant::now();
+            for id in stored {
+                if let Some(e) = pending.get_mut(&id) {
+                    e.1.get_or_insert(now.duration_since(e.0).as_secs_f64() * 1000.0);
+                }
+            }
+            for id in listed {
+                if let Some(e) = pending.get_mut(&id) {
+                    e.2.get_or_insert(now.duration_since(e.0).as_secs_f64() * 1000.0);
+                }
+            }
+            pending.retain(|_, e| match (e.1, e.2) {
+                (Some(g), Some(l)) => {
+                    get_ms.push(g);
+                    list_ms.push(l);
+                    false
+                }
+                _ => true,
+            });
+        }
+        if !load_done && load.as_ref().is_some_and(|l| l.is_finished()) {
+            load_done = true;
+            load_finished_at = Some(Instant::now());
+            report = Some(load.take().expect("load").await?);
+        }
+        if load_done
+            && (pending.is_empty()
+                || load_finished_at.is_some_and(|t| t.elapsed() > deadline_after_load))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(Freshness {
+        report: report.expect("load report"),
+        get_ms,
+        list_ms,
+        unseen: pending.len(),
+    })
+}
+
 /// Time from the POST's answer to visibility in `traces` (GET by id) and `trace_list` (the list).
 pub async fn freshness(
     env: &StackEnv,
@@ -974,7 +1067,7 @@ pub async fn freshness(
     println!("| rate traces/s | accepted/s | sampled | GET by id p50 ms | p99 ms | max ms | list p50 ms | p99 ms | max ms |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &rate in rates {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
         let spec = LoadSpec {
             addr: addr.to_owned(),
             concurrency: 32,
@@ -989,70 +1082,9 @@ pub async fn freshness(
             repo_root: root.to_path_buf(),
             ack_tx: Some(tx),
         };
-        let load = tokio::spawn(load::run(spec));
-        // Every 10th acknowledgement is tracked until visible in both tables.
-        let mut pending: HashMap<Uuid, (Instant, Option<f64>, Option<f64>)> = HashMap::new();
-        let mut get_ms = Vec::new();
-        let mut list_ms = Vec::new();
-        let mut n = 0u64;
-        let mut load_done = false;
-        let deadline_after_load = Duration::from_secs(30);
-        let mut load_finished_at: Option<Instant> = None;
-        let mut report = None;
-        let mut load = Some(load);
-        loop {
-            while let Ok(ack) = rx.try_recv() {
-                n += 1;
-                if n.is_multiple_of(10) {
-                    pending.insert(ack.id, (ack.at, None, None));
-                }
-            }
-            if !pending.is_empty() {
-                let ids: Vec<Uuid> = pending.keys().copied().collect();
-                let stored: Vec<Uuid> =
-                    sqlx::query_scalar("SELECT id FROM traces WHERE id = ANY($1)")
-                        .bind(&ids)
-                        .fetch_all(&pool)
-                        .await?;
-                let listed: Vec<Uuid> =
-                    sqlx::query_scalar("SELECT id FROM trace_list WHERE id = ANY($1)")
-                        .bind(&ids)
-                        .fetch_all(&pool)
-                        .await?;
-                let now = Instant::now();
-                for id in stored {
-                    if let Some(e) = pending.get_mut(&id) {
-                        e.1.get_or_insert(now.duration_since(e.0).as_secs_f64() * 1000.0);
-                    }
-                }
-                for id in listed {
-                    if let Some(e) = pending.get_mut(&id) {
-                        e.2.get_or_insert(now.duration_since(e.0).as_secs_f64() * 1000.0);
-                    }
-                }
-                pending.retain(|_, e| match (e.1, e.2) {
-                    (Some(g), Some(l)) => {
-                        get_ms.push(g);
-                        list_ms.push(l);
-                        false
-                    }
-                    _ => true,
-                });
-            }
-            if !load_done && load.as_ref().is_some_and(|l| l.is_finished()) {
-                load_done = true;
-                load_finished_at = Some(Instant::now());
-                report = Some(load.take().expect("load").await?);
-            }
-            if load_done
-                && (pending.is_empty()
-                    || load_finished_at.is_some_and(|t| t.elapsed() > deadline_after_load))
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let r = report.expect("load report");
+        let f = load_with_freshness(&pool, spec, rx).await?;
+        let (r, mut get_ms, mut list_ms, pending, deadline_after_load) =
+            (f.report, f.get_ms, f.list_ms, f.unseen, FRESHNESS_GRACE);
         let (g50, g99, gmax) = quantiles(&mut get_ms);
         let (l50, l99, lmax) = quantiles(&mut list_ms);
         println!(
@@ -1060,12 +1092,205 @@ pub async fn freshness(
             r.accepted_per_sec(),
             get_ms.len()
         );
-        if !pending.is_empty() {
+        if pending > 0 {
             println!(
-                "({} sampled traces not visible within {deadline_after_load:?} after the load)",
-                pending.len()
+                "({pending} sampled traces not visible within {deadline_after_load:?} after the load)"
             );
         }
     }
+    Ok(())
+}
+
+/// One process of the stack whose CPU the cost suite accounts for.
+fn stack_processes(pid_dir: &Path) -> Vec<ProcessSamples> {
+    ["ingest-api", "broker", "writer", "projector", "postgres"]
+        .iter()
+        .filter_map(|name| {
+            report::read_pid(&pid_dir.join(format!("{name}.pid"))).map(|pid| match *name {
+                "postgres" => ProcessSamples::tree("postgres", pid),
+                _ => ProcessSamples::new(name, pid),
+            })
+        })
+        .collect()
+}
+
+fn cpu_snapshot(procs: &[ProcessSamples]) -> Vec<Duration> {
+    procs
+        .iter()
+        .map(|p| p.cpu_total().unwrap_or_default())
+        .collect()
+}
+
+/// What one fixed-rate run cost.
+struct CostRun {
+    label: String,
+    accepted: u64,
+    rate: f64,
+    /// CPU per process over the run and the drain after it.
+    cpu: Vec<Duration>,
+    get_p99: f64,
+    list_p99: f64,
+    unseen: usize,
+}
+
+/// CPU milliseconds per 1,000 traces of each process of the stack at a fixed rate (single POSTs
+/// and batches of 100), the idle stack's CPU, and the highest single-POST rate as a fraction of a
+/// raw producer's in the same run. CPU comes from `/proc` (Postgres: the postmaster and every
+/// backend) and covers the load and the consumers' drain after it.
+pub async fn cost(
+    env: &StackEnv,
+    root: &Path,
+    addr: &str,
+    rate: f64,
+    duration: Duration,
+    idle: Duration,
+    pid_dir: &Path,
+) -> anyhow::Result<()> {
+    let procs = stack_processes(pid_dir);
+    anyhow::ensure!(
+        procs.len() == 5,
+        "need the pids of ingest-api, broker, writer, projector and postgres in {}: start the stack with ./infra/up.sh",
+        pid_dir.display()
+    );
+    let pool = DbSettings::for_url(&env.database_url).pool()?;
+
+    eprintln!("idle stack, {} s...", idle.as_secs());
+    let before = cpu_snapshot(&procs);
+    tokio::time::sleep(idle).await;
+    let idle_cpu: Vec<f64> = cpu_snapshot(&procs)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.saturating_sub(*b).as_secs_f64() / idle.as_secs_f64() * 100.0)
+        .collect();
+
+    let mut runs = Vec::new();
+    for (label, batch, concurrency) in [
+        ("single POSTs", 0usize, 64usize),
+        ("batches of 100", 100, 4),
+    ] {
+        eprintln!(
+            "{label} at {rate:.0} traces/s for {} s...",
+            duration.as_secs()
+        );
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
+        let spec = LoadSpec {
+            addr: addr.to_owned(),
+            concurrency,
+            stop: Stop::After(duration),
+            rate: Some(rate),
+            batch,
+            shape: Shape::Dataset,
+            api_key: std::env::var("TUNIX_API_KEY").ok(),
+            idempotency_keys: false,
+            collect_ids: false,
+            seed: 7 + batch as u64,
+            repo_root: root.to_path_buf(),
+            ack_tx: Some(tx),
+        };
+        let before = cpu_snapshot(&procs);
+        let mut f = load_with_freshness(&pool, spec, rx).await?;
+        let cpu = cpu_snapshot(&procs)
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        let (_, get_p99, _) = quantiles(&mut f.get_ms);
+        let (_, list_p99, _) = quantiles(&mut f.list_ms);
+        runs.push(CostRun {
+            label: label.to_owned(),
+            accepted: f.report.accepted,
+            rate: f.report.accepted_per_sec(),
+            cpu,
+            get_p99,
+            list_p99,
+            unseen: f.unseen,
+        });
+    }
+
+    eprintln!(
+        "highest single-POST rate (c=128, {} s)...",
+        duration.as_secs().min(20)
+    );
+    let max = load::run(LoadSpec {
+        addr: addr.to_owned(),
+        concurrency: 128,
+        stop: Stop::After(duration.min(Duration::from_secs(20))),
+        rate: None,
+        batch: 0,
+        shape: Shape::Dataset,
+        api_key: std::env::var("TUNIX_API_KEY").ok(),
+        idempotency_keys: false,
+        collect_ids: false,
+        seed: 11,
+        repo_root: root.to_path_buf(),
+        ack_tx: None,
+    })
+    .await;
+    eprintln!("raw producer, same broker...");
+    let raw = produce_raw(env, 200_000).await?;
+
+    let ours = |cpu: &[Duration]| -> Duration { cpu[0] + cpu[2] + cpu[3] };
+    println!(
+        "| process | {} | idle, % of a core |",
+        runs.iter()
+            .map(|r| format!("{}: CPU ms per 1,000 traces", r.label))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("| --- |{} ---: |", " ---: |".repeat(runs.len()));
+    let per_1000 = |d: Duration, n: u64| d.as_secs_f64() * 1000.0 / n.max(1) as f64 * 1000.0;
+    for (i, p) in procs.iter().enumerate() {
+        println!(
+            "| {} | {} | {:.1} |",
+            p.name,
+            runs.iter()
+                .map(|r| format!("{:.0}", per_1000(r.cpu[i], r.accepted)))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            idle_cpu[i]
+        );
+    }
+    println!(
+        "| ours (ingest-api + writer + projector) | {} | {:.1} |",
+        runs.iter()
+            .map(|r| format!("{:.0}", per_1000(ours(&r.cpu), r.accepted)))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        idle_cpu[0] + idle_cpu[2] + idle_cpu[3]
+    );
+    println!(
+        "| **total** | {} | {:.1} |",
+        runs.iter()
+            .map(|r| format!(
+                "**{:.0}**",
+                per_1000(r.cpu.iter().sum::<Duration>(), r.accepted)
+            ))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        idle_cpu.iter().sum::<f64>()
+    );
+    println!();
+    for r in &runs {
+        println!(
+            "{}: {} accepted at {:.0}/s (target {rate:.0}); freshness p99 {:.0} ms (GET by id), {:.0} ms (list){}",
+            r.label,
+            r.accepted,
+            r.rate,
+            r.get_p99,
+            r.list_p99,
+            if r.unseen > 0 {
+                format!("; {} sampled traces not visible in time", r.unseen)
+            } else {
+                String::new()
+            }
+        );
+    }
+    println!(
+        "highest single-POST rate with the consumers running: {:.0}/s (p99 {:.1} ms, errors: {}) = {:.0}% of the raw producer's {raw:.0}/s",
+        max.accepted_per_sec(),
+        max.latency_ms(0.99),
+        max.errors(),
+        max.accepted_per_sec() / raw * 100.0
+    );
     Ok(())
 }

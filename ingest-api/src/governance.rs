@@ -498,10 +498,21 @@ pub async fn audit(
 pub async fn run_operations(state: Arc<AppState>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {},
             _ = shutdown.cancelled() => return,
+        }
+        ticks += 1;
+        if ticks % 300 == 1 {
+            // Dry runs nobody confirmed: their tokens expired long ago.
+            let _ = sqlx::query(
+                "DELETE FROM erasure_operations
+                 WHERE state = 'planned' AND expires_at < now() - interval '1 day'",
+            )
+            .execute(&state.pool)
+            .await;
         }
         if let Some(days) = state.cfg.retention_days {
             if let Err(e) = schedule_retention(&state, days).await {

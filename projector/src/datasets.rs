@@ -50,6 +50,8 @@ pub async fn apply(conn: &mut PgConnection, records: &[Record]) -> Result<u64, s
     Ok(applied)
 }
 
+/// Stores a chunk of members. A member already deleted keeps its id (exports count it as
+/// omitted) but not its frozen scores; `view::apply_to` clears them for later deletions.
 async fn members(conn: &mut PgConnection, m: &DatasetMembers) -> Result<(), sqlx::Error> {
     let n = m.members.len();
     let positions: Vec<i64> = (0..n as i64).map(|i| m.first_position + i).collect();
@@ -58,7 +60,9 @@ async fn members(conn: &mut PgConnection, m: &DatasetMembers) -> Result<(), sqlx
     let scores: Vec<String> = m.members.iter().map(|x| scores_json(&x.scores)).collect();
     sqlx::query!(
         "INSERT INTO dataset_members (build_id, position, trace_id, eval, scores)
-         SELECT $1, u.position, u.trace_id, u.eval, u.scores::json
+         SELECT $1, u.position, u.trace_id, u.eval,
+                CASE WHEN EXISTS (SELECT 1 FROM trace_deletions t WHERE t.id = u.trace_id)
+                     THEN '{}'::json ELSE u.scores::json END
          FROM unnest($2::bigint[], $3::uuid[], $4::bool[], $5::text[]) AS u(position, trace_id, eval, scores)
          WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.build_id = $1 AND d.state = 'deleted')
          ON CONFLICT (build_id, position) DO NOTHING",

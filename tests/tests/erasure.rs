@@ -373,6 +373,7 @@ async fn a_compacted_topic_keeps_live_traces_and_nothing_of_deleted_ones() {
             "SELECT count(*) FROM traces WHERE id = ANY($1)",
             "SELECT count(*) FROM trace_list WHERE id = ANY($1)",
             "SELECT count(*) FROM trace_scores WHERE trace_id = ANY($1)",
+            "SELECT count(*) FROM dataset_members WHERE trace_id = ANY($1) AND scores::text <> '{}'",
         ] {
             assert_eq!(count_where(pool, sql, &doomed).await, 0, "{sql}");
         }

@@ -117,6 +117,25 @@ enum Command {
         #[arg(long, default_value = ".stack/pids")]
         pid_dir: PathBuf,
     },
+    /// CPU per 1,000 traces of every process of the stack at a fixed rate (single POSTs and
+    /// batches of 100), the idle stack's CPU, and the highest single-POST rate vs a raw producer.
+    Cost {
+        /// ingest-api address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Traces per second (a rate the stack sustains with headroom).
+        #[arg(long, default_value_t = 1500.0)]
+        rate: f64,
+        /// Seconds per fixed-rate run.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Seconds of the idle measurement.
+        #[arg(long, default_value_t = 20)]
+        idle_seconds: u64,
+        /// Where up.sh keeps the pids.
+        #[arg(long, default_value = ".stack/pids")]
+        pid_dir: PathBuf,
+    },
     /// Time from the POST's answer to visibility in GET by id and in the list view.
     Freshness {
         /// ingest-api address.
@@ -230,6 +249,24 @@ async fn main() -> anyhow::Result<()> {
                 samples,
                 reuse_database.as_deref(),
                 keep_database,
+            )
+            .await?;
+        }
+        Command::Cost {
+            addr,
+            rate,
+            seconds,
+            idle_seconds,
+            pid_dir,
+        } => {
+            suites::cost(
+                &env,
+                &root,
+                &addr,
+                rate,
+                Duration::from_secs(seconds),
+                Duration::from_secs(idle_seconds),
+                &pid_dir,
             )
             .await?;
         }
