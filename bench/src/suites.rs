@@ -1213,21 +1213,26 @@ pub async fn cost(
             "{label} at {rate:.0} traces/s for {} s...",
             duration.as_secs()
         );
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
-        let spec = LoadSpec {
-            addr: addr.to_owned(),
-            concurrency,
-            stop: Stop::After(duration),
-            rate: Some(rate),
-            batch,
-            shape: Shape::Dataset,
-            api_key: std::env::var("TUNIX_API_KEY").ok(),
-            idempotency_keys: false,
-            collect_ids: false,
-            seed: 7 + batch as u64,
-            repo_root: root.to_path_buf(),
-            ack_tx: Some(tx),
+        // A paced load of `seconds` whose acknowledgements go to the returned receiver.
+        let paced = |seconds: Duration, seed: u64| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
+            let spec = LoadSpec {
+                addr: addr.to_owned(),
+                concurrency,
+                stop: Stop::After(seconds),
+                rate: Some(rate),
+                batch,
+                shape: Shape::Dataset,
+                api_key: std::env::var("TUNIX_API_KEY").ok(),
+                idempotency_keys: false,
+                collect_ids: false,
+                seed,
+                repo_root: root.to_path_buf(),
+                ack_tx: Some(tx),
+            };
+            (spec, rx)
         };
+        let (spec, rx) = paced(duration, 7 + batch as u64);
         let before = cpu_snapshot(&procs);
         let (report, unseen) = load_until_drained(&pool, spec, rx).await?;
         let cpu = cpu_snapshot(&procs)
@@ -1236,21 +1241,7 @@ pub async fn cost(
             .map(|(a, b)| a.saturating_sub(*b))
             .collect();
         // Freshness in a shorter run of its own: its polling would add to Postgres's CPU.
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
-        let spec = LoadSpec {
-            addr: addr.to_owned(),
-            concurrency,
-            stop: Stop::After(duration.min(Duration::from_secs(15))),
-            rate: Some(rate),
-            batch,
-            shape: Shape::Dataset,
-            api_key: std::env::var("TUNIX_API_KEY").ok(),
-            idempotency_keys: false,
-            collect_ids: false,
-            seed: 17 + batch as u64,
-            repo_root: root.to_path_buf(),
-            ack_tx: Some(tx),
-        };
+        let (spec, rx) = paced(duration.min(Duration::from_secs(15)), 17 + batch as u64);
         let mut f = load_with_freshness(&pool, spec, rx).await?;
         let (_, get_p99, _) = quantiles(&mut f.get_ms);
         let (_, list_p99, _) = quantiles(&mut f.list_ms);
