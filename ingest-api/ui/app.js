@@ -434,11 +434,21 @@ function fromIso(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+// Filter inputs the user has typed into since their values were last read into the URL. A
+// navigation (e.g. the one a change of the version field starts while the user moves on to the
+// search box) must not overwrite what is being typed.
+const FILTER_INPUTS = ['f-q', 'f-version', 'f-after', 'f-before'];
+
+function showInput(id, value) {
+  const input = $(id);
+  if (input.dataset.dirty !== '1') input.value = value;
+}
+
 function showFilters(filters) {
-  $('f-q').value = filters.get('q') || '';
-  $('f-version').value = filters.get('trace_version') || '';
-  $('f-after').value = fromIso(filters.get('created_after'));
-  $('f-before').value = fromIso(filters.get('created_before'));
+  showInput('f-q', filters.get('q') || '');
+  showInput('f-version', filters.get('trace_version') || '');
+  showInput('f-after', fromIso(filters.get('created_after')));
+  showInput('f-before', fromIso(filters.get('created_before')));
   const chips = $('chips');
   chips.innerHTML = '';
   for (const [k, v] of filters) {
@@ -455,6 +465,7 @@ function showFilters(filters) {
 }
 
 function filtersFromInputs() {
+  for (const id of FILTER_INPUTS) delete $(id).dataset.dirty;
   const p = new URLSearchParams();
   const put = (k, v) => { if (v) p.set(k, v); };
   put('q', $('f-q').value.trim());
@@ -575,6 +586,7 @@ $('fetch-id').addEventListener('keydown', (e) => { if (e.key === 'Enter') fetchB
 $('delete').addEventListener('click', deleteCurrent);
 $('search-form').addEventListener('submit', applyFilters);
 for (const id of ['f-version', 'f-after', 'f-before']) $(id).addEventListener('change', applyFilters);
+for (const id of FILTER_INPUTS) $(id).addEventListener('input', () => { $(id).dataset.dirty = '1'; });
 $('chip-form').addEventListener('submit', addChip);
 $('score-form').addEventListener('submit', recordScore);
 $('compare-form').addEventListener('submit', compareWith);

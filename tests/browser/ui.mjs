@@ -86,6 +86,22 @@ try {
   await page.getByTestId('apply-filters').click();
   await row.waitFor();
 
+  // Typing into the search box while a change of another filter navigates: the navigation's
+  // redraw of the filter inputs must not wipe what is being typed (a race a CI run hit: the
+  // version field's change event fires when focus moves to the search box).
+  const raced = page.waitForResponse((r) => r.url().includes('trace_version=race-check'));
+  await page.evaluate(() => {
+    const v = document.getElementById('f-version');
+    v.value = 'race-check';
+    v.dispatchEvent(new Event('change'));
+    const q = document.getElementById('f-q');
+    q.value = 'still typing';
+    q.dispatchEvent(new Event('input'));
+  });
+  await raced;
+  expect(await page.getByTestId('search').inputValue() === 'still typing',
+    'text typed into the search box survives a navigation started by another filter');
+
   // Find and judge: search → open → score → filter by that score → compare.
   await page.getByTestId('filter-version').fill('');
   await page.getByTestId('search').fill('nosuchwordanywhere');
