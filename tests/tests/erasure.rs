@@ -495,6 +495,43 @@ async fn bulk_delete_retention_and_audit() {
         );
     }
 
+    // A confirmation refuses a count that changed under the dry run's cutoff.
+    let kept_filter = json!({"meta.run": "kept"});
+    let (_, kept_plan) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": kept_filter, "dry_run": true})),
+    )
+    .await;
+    assert_eq!(kept_plan["matched"], total - doomed);
+    let (_, page) = call(
+        reqwest::Method::GET,
+        "/api/traces?meta.run=kept&limit=1",
+        None,
+    )
+    .await;
+    let one_kept = page["data"][0]["id"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        reqwest::Method::DELETE,
+        &format!("/api/traces/{one_kept}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 202);
+    let (s, body) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": kept_filter, "token": kept_plan["token"]})),
+    )
+    .await;
+    assert_eq!(s, 409, "one fewer trace matches now: {body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("match now"),
+        "{body}"
+    );
+    let total = total - 1;
+    stack.wait_converged(total, CONVERGE).await;
+
     // Bulk delete: dry run, a confirmation with another filter refused, then the real run.
     let filter = json!({"meta.run": "doomed"});
     let (s, plan) = call(
