@@ -170,12 +170,6 @@ pub async fn drain_outbox(
             _ = shutdown.cancelled() => return,
         }
         backoff = interval;
-        if let Ok(n) = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM erasure_outbox"#)
-            .fetch_one(&pool)
-            .await
-        {
-            pending_gauge.set(n as f64);
-        }
         loop {
             let rows = match sqlx::query!(
                 "SELECT key, trace_id FROM erasure_outbox ORDER BY queued_at, key LIMIT $1",
@@ -195,6 +189,8 @@ pub async fn drain_outbox(
                 pending_gauge.set(0.0);
                 break;
             }
+            // At least this many are pending (exactly, when fewer than a batch).
+            pending_gauge.set(rows.len() as f64);
             let tombstones: Vec<Tombstone> = rows
                 .into_iter()
                 .map(|r| Tombstone {

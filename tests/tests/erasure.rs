@@ -21,14 +21,7 @@ use uuid::Uuid;
 const CONVERGE: Duration = Duration::from_secs(90);
 
 fn traces() -> Vec<Value> {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/dev-reasoning-v2.jsonl"),
-    )
-    .unwrap();
-    text.lines()
-        .take(30)
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    tunix_testkit::dataset().into_iter().take(30).collect()
 }
 
 async fn post(stack: &Stack, trace: &Value, key: &str) -> (u16, Value) {
