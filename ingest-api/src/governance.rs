@@ -125,6 +125,34 @@ fn parse_request_filter(
     }
 }
 
+/// A deletion's filter and reason are stored and audited as JSON (`jsonb`), which cannot hold
+/// the NUL character: refused at the door, with the field's path, instead of failing later in
+/// Postgres or in the projector.
+fn refuse_nul(
+    filter: &BTreeMap<String, Vec<String>>,
+    reason: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut errs = ValidationErrors::default();
+    let msg = "the NUL character (\\u0000) cannot be stored in a deletion's filter or reason";
+    for (k, values) in filter {
+        if k.contains('\0') || values.iter().any(|v| v.contains('\0')) {
+            errs.push(
+                Loc::body().child("filter").child(k.as_str()),
+                ErrorKind::ValueError,
+                msg,
+            );
+        }
+    }
+    if reason.is_some_and(|r| r.contains('\0')) {
+        errs.push(Loc::body().child("reason"), ErrorKind::ValueError, msg);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errs))
+    }
+}
+
 /// The query that selects what an operation erases: the filter, with `created_before` lowered
 /// to the cutoff.
 fn operation_query(mut query: ListQuery, cutoff: DateTime<Utc>) -> ListQuery {
@@ -179,6 +207,7 @@ pub async fn request_deletion(
         ApiError::Validation(errs)
     })?;
     let (filter, query) = parse_request_filter(req.filter.as_ref())?;
+    refuse_nul(&filter, req.reason.as_deref())?;
     let filter_json = canonical_filter(&filter);
     let requested_by = caller.map_or_else(|| Caller::anonymous().0, |c| c.0 .0);
     let reason: Option<String> = req.reason.map(|r| r.chars().take(500).collect());
@@ -446,6 +475,15 @@ pub async fn audit(
             msg: "Input should be between 1 and 500".into(),
             location: "query",
         });
+    }
+    if let Some(action) = q.action.as_deref() {
+        if !["delete", "bulk_delete", "retention"].contains(&action) {
+            return Err(ApiError::InvalidParam {
+                param: "action".into(),
+                msg: format!("Input should be delete, bulk_delete or retention ({action:?})"),
+                location: "query",
+            });
+        }
     }
     let before = q
         .before

@@ -13,8 +13,13 @@ pub async fn apply(conn: &mut PgConnection, records: &[Record]) -> Result<u64, s
         let TraceEvent::ErasureRequested(e) = &record.event else {
             continue;
         };
+        // jsonb holds no NUL: a filter with one (ingest-api refuses them; another producer
+        // might not) is kept as its escaped text rather than failing the batch.
         let filter: Option<serde_json::Value> = e.filter.as_deref().map(|f| {
-            serde_json::from_str(f).unwrap_or_else(|_| serde_json::Value::String(f.into()))
+            serde_json::from_str(f)
+                .ok()
+                .filter(|_| !f.contains("\\u0000"))
+                .unwrap_or_else(|| serde_json::Value::String(f.to_owned()))
         });
         let action = tunix_schemas::pg_text::encode(&e.action);
         let requested_by = tunix_schemas::pg_text::encode(&e.requested_by);

@@ -561,6 +561,27 @@ async fn bulk_delete_retention_and_audit() {
         body.to_string().contains("score.x"),
         "the error names the parameter: {body}"
     );
+    // Filters and reasons are stored as JSON, which holds no NUL: 422 with the field's path.
+    let (s, body) = call(
+        reqwest::Method::POST,
+        "/api/deletions",
+        Some(json!({"filter": {"q": "a\u{0}b"}, "reason": "x\u{0}", "dry_run": true})),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    let locs: Vec<String> = body["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["loc"].to_string())
+        .collect();
+    assert_eq!(
+        locs,
+        [r#"["body","filter","q"]"#, r#"["body","reason"]"#],
+        "{body}"
+    );
+    let (s, _) = call(reqwest::Method::GET, "/api/audit?action=nope", None).await;
+    assert_eq!(s, 422, "an unknown action");
     // A trace that arrives after the dry run is not swept.
     let mut late = all[0].clone();
     late["meta"]["run"] = json!("doomed");
