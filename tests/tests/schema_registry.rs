@@ -317,8 +317,11 @@ async fn an_unreachable_registry_pauses_the_consumers_and_nothing_is_dead_letter
     // A third-party producer (confluent-kafka's AvroSerializer) writes a trace through the
     // registry: Confluent framing with the registry's id and no tunix header, so the writer must
     // ask the registry. It has not seen the id, and it is not remembered (as for a writer on
-    // another database).
+    // another database). The projector is stopped too: it would resolve the id through the
+    // registry while it is still up and remember it in Postgres, where the writer would then find
+    // it without the registry (a race this test lost now and then).
     stack.writer.kill();
+    stack.projector.kill();
     sqlx::query("DELETE FROM schema_registry_ids")
         .execute(&stack.db.pool)
         .await
