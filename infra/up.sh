@@ -9,6 +9,8 @@
 #   --storage KIND      broker storage: sqlite (default, survives restarts) or memory
 #   --stack-dir DIR     where data, logs and pids live (default: .stack)
 #   --profile P         cargo profile for the services: release (default) or dev
+#   --bin-dir DIR       run the services and tunix-admin from DIR instead of building them
+#                       (e.g. an older build kept to compare costs: bench/cost-compare.sh)
 #   --with-prometheus   also start Prometheus (Debian's package) scraping the services, on
 #                       127.0.0.1:9090, with infra/prometheus.yml
 # Environment:
@@ -24,14 +26,16 @@ WITH_PROMETHEUS=0
 BROKER_STORAGE="${BROKER_STORAGE:-sqlite}"
 STACK_DIR="${STACK_DIR:-$REPO_ROOT/.stack}"
 PROFILE="${PROFILE:-release}"
+BIN_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --infra-only) INFRA_ONLY=1 ;;
     --storage) BROKER_STORAGE="$2"; shift ;;
     --stack-dir) STACK_DIR="$2"; shift ;;
     --profile) PROFILE="$2"; shift ;;
+    --bin-dir) BIN_DIR="$2"; shift ;;
     --with-prometheus) WITH_PROMETHEUS=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -65,6 +69,11 @@ fi
 if [ "$NEED_BROKER" = 1 ]; then
   start_broker
   export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+  # One partition on the local single-node broker: librdkafka sends one ProduceRequest per
+  # partition, and Tansu's CPU goes per request and per partition fetched, so six partitions
+  # cost it ~2.5x the CPU per trace for no parallelism this machine has (docs/BENCHMARKS.md,
+  # "Cost per trace"). Only a topic created now gets it; KAFKA_TOPIC_PARTITIONS overrides.
+  export KAFKA_TOPIC_PARTITIONS="${KAFKA_TOPIC_PARTITIONS:-1}"
 else
   log "using KAFKA_BROKERS=$KAFKA_BROKERS from the environment; not starting a broker"
 fi
@@ -75,7 +84,10 @@ case "$PROFILE" in
   dev|debug) TARGET_DIR="$REPO_ROOT/target/debug"; CARGO_PROFILE_ARGS=() ;;
   *) die "--profile must be release or dev" ;;
 esac
-if [ "$INFRA_ONLY" = 1 ]; then
+if [ -n "$BIN_DIR" ]; then
+  TARGET_DIR="$(cd "$BIN_DIR" && pwd)"
+  log "using the binaries in $TARGET_DIR (not building)"
+elif [ "$INFRA_ONLY" = 1 ]; then
   log "building tunix-admin"
   (cd "$REPO_ROOT" && cargo build -q "${CARGO_PROFILE_ARGS[@]}" -p tunix-pipeline --bin tunix-admin)
 else
@@ -112,6 +124,10 @@ start_service() { # name binary ready-url
 
 if [ "$INFRA_ONLY" = 0 ]; then
   export API_ADDR WRITER_OPS_ADDR PROJECTOR_OPS_ADDR
+  # One Tokio worker per service: the broker and Postgres share this machine's cores, and a
+  # second worker mostly costs wake-ups (ingest-api: ~20% less CPU per trace at 1,500/s, no
+  # lower peak rate; docs/BENCHMARKS.md). Tokio reads TOKIO_WORKER_THREADS; set it to override.
+  export TOKIO_WORKER_THREADS="${TOKIO_WORKER_THREADS:-1}"
   start_service writer tunix-writer "http://$WRITER_OPS_ADDR/readyz"
   start_service projector tunix-projector "http://$PROJECTOR_OPS_ADDR/readyz"
   start_service ingest-api tunix-ingest-api "http://$API_ADDR/readyz"

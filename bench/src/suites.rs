@@ -1161,6 +1161,68 @@ fn cpu_snapshot(procs: &[ProcessSamples]) -> Vec<Duration> {
         .collect()
 }
 
+/// Requests the stack's clients sent to the broker, summed over ingest-api, writer and
+/// projector (their `*_broker_requests_total` counters).
+#[derive(Debug, Clone, Copy, Default)]
+struct Requests {
+    produce: f64,
+    fetch: f64,
+    other: f64,
+}
+
+impl Requests {
+    fn minus(self, before: Requests) -> Requests {
+        Requests {
+            produce: self.produce - before.produce,
+            fetch: self.fetch - before.fetch,
+            other: self.other - before.other,
+        }
+    }
+}
+
+/// GETs `http://{addr}/metrics` (HTTP/1.0, so the answer ends with the connection).
+async fn metrics_text(addr: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{addr}: {e}"))?;
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+/// Sums every `*_broker_requests_total{request=...}` series the services export.
+async fn broker_requests(addrs: &[&str]) -> anyhow::Result<Requests> {
+    let mut r = Requests::default();
+    for addr in addrs {
+        let text = metrics_text(addr).await?;
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            if !series.contains("_broker_requests_total{") {
+                continue;
+            }
+            let v: f64 = value.parse().unwrap_or(0.0);
+            if series.contains("request=\"produce\"") {
+                r.produce += v;
+            } else if series.contains("request=\"fetch\"") {
+                r.fetch += v;
+            } else {
+                r.other += v;
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// librdkafka reports its counters every 2 s: a snapshot waits this long to include the end of
+/// a run (the same lag applies to the snapshot before it).
+const STATS_LAG: Duration = Duration::from_millis(2500);
+
 /// What one fixed-rate run cost.
 struct CostRun {
     label: String,
@@ -1168,9 +1230,21 @@ struct CostRun {
     rate: f64,
     /// CPU per process over the run and the drain after it.
     cpu: Vec<Duration>,
+    /// Requests to the broker over the run and the drain after it.
+    requests: Requests,
     get_p99: f64,
     list_p99: f64,
     unseen: usize,
+}
+
+/// Where the `cost` suite finds the stack's processes and their metrics.
+pub struct StackProcesses<'a> {
+    /// ingest-api's address.
+    pub addr: &'a str,
+    /// Where up.sh keeps the pids.
+    pub pid_dir: &'a Path,
+    /// The writer's and the projector's ops addresses.
+    pub ops_addrs: &'a [String],
 }
 
 /// CPU milliseconds per 1,000 traces of each process of the stack at a fixed rate (single POSTs
@@ -1181,13 +1255,20 @@ struct CostRun {
 pub async fn cost(
     env: &StackEnv,
     root: &Path,
-    addr: &str,
+    stack: StackProcesses<'_>,
     rate: f64,
     duration: Duration,
     idle: Duration,
-    pid_dir: &Path,
 ) -> anyhow::Result<()> {
+    let StackProcesses {
+        addr,
+        pid_dir,
+        ops_addrs,
+    } = stack;
     let procs = stack_processes(pid_dir);
+    let metric_addrs: Vec<&str> = std::iter::once(addr)
+        .chain(ops_addrs.iter().map(String::as_str))
+        .collect();
     anyhow::ensure!(
         procs.len() == 5,
         "need the pids of ingest-api, broker, writer, projector and postgres in {}: start the stack with ./infra/up.sh",
@@ -1197,7 +1278,9 @@ pub async fn cost(
 
     eprintln!("idle stack, {} s...", idle.as_secs());
     let before = cpu_snapshot(&procs);
+    let requests_before = broker_requests(&metric_addrs).await?;
     tokio::time::sleep(idle).await;
+    let idle_requests = broker_requests(&metric_addrs).await?.minus(requests_before);
     let idle_cpu: Vec<f64> = cpu_snapshot(&procs)
         .iter()
         .zip(&before)
@@ -1234,12 +1317,15 @@ pub async fn cost(
         };
         let (spec, rx) = paced(duration, 7 + batch as u64);
         let before = cpu_snapshot(&procs);
+        let requests_before = broker_requests(&metric_addrs).await?;
         let (report, unseen) = load_until_drained(&pool, spec, rx).await?;
         let cpu = cpu_snapshot(&procs)
             .iter()
             .zip(&before)
             .map(|(a, b)| a.saturating_sub(*b))
             .collect();
+        tokio::time::sleep(STATS_LAG).await;
+        let requests = broker_requests(&metric_addrs).await?.minus(requests_before);
         // Freshness in a shorter run of its own: its polling would add to Postgres's CPU.
         let (spec, rx) = paced(duration.min(Duration::from_secs(15)), 17 + batch as u64);
         let mut f = load_with_freshness(&pool, spec, rx).await?;
@@ -1250,6 +1336,7 @@ pub async fn cost(
             accepted: report.accepted,
             rate: report.accepted_per_sec(),
             cpu,
+            requests,
             get_p99,
             list_p99,
             unseen: unseen + f.unseen,
@@ -1260,6 +1347,7 @@ pub async fn cost(
         "highest single-POST rate (c=128, {} s)...",
         duration.as_secs().min(20)
     );
+    let ingest_before = procs[0].cpu_total().unwrap_or_default();
     let max = load::run(LoadSpec {
         addr: addr.to_owned(),
         concurrency: 128,
@@ -1275,16 +1363,21 @@ pub async fn cost(
         ack_tx: None,
     })
     .await;
+    let ingest_at_max = procs[0]
+        .cpu_total()
+        .unwrap_or_default()
+        .saturating_sub(ingest_before);
     eprintln!("raw producer, same broker...");
     let raw = produce_raw(env, 200_000).await?;
 
     let ours = |cpu: &[Duration]| -> Duration { cpu[0] + cpu[2] + cpu[3] };
+    // One cell per run.
+    let cells = |cell: &dyn Fn(&CostRun) -> String| -> String {
+        runs.iter().map(cell).collect::<Vec<_>>().join(" | ")
+    };
     println!(
         "| process | {} | idle, % of a core |",
-        runs.iter()
-            .map(|r| format!("{}: CPU ms per 1,000 traces", r.label))
-            .collect::<Vec<_>>()
-            .join(" | ")
+        cells(&|r| format!("{}: CPU ms per 1,000 traces", r.label))
     );
     println!("| --- |{} ---: |", " ---: |".repeat(runs.len()));
     let per_1000 = |d: Duration, n: u64| d.as_secs_f64() * 1000.0 / n.max(1) as f64 * 1000.0;
@@ -1292,32 +1385,36 @@ pub async fn cost(
         println!(
             "| {} | {} | {:.1} |",
             p.name,
-            runs.iter()
-                .map(|r| format!("{:.0}", per_1000(r.cpu[i], r.accepted)))
-                .collect::<Vec<_>>()
-                .join(" | "),
+            cells(&|r| format!("{:.0}", per_1000(r.cpu[i], r.accepted))),
             idle_cpu[i]
         );
     }
     println!(
         "| ours (ingest-api + writer + projector) | {} | {:.1} |",
-        runs.iter()
-            .map(|r| format!("{:.0}", per_1000(ours(&r.cpu), r.accepted)))
-            .collect::<Vec<_>>()
-            .join(" | "),
+        cells(&|r| format!("{:.0}", per_1000(ours(&r.cpu), r.accepted))),
         idle_cpu[0] + idle_cpu[2] + idle_cpu[3]
     );
     println!(
         "| **total** | {} | {:.1} |",
-        runs.iter()
-            .map(|r| format!(
-                "**{:.0}**",
-                per_1000(r.cpu.iter().sum::<Duration>(), r.accepted)
-            ))
-            .collect::<Vec<_>>()
-            .join(" | "),
+        cells(&|r| format!(
+            "**{:.0}**",
+            per_1000(r.cpu.iter().sum::<Duration>(), r.accepted)
+        )),
         idle_cpu.iter().sum::<f64>()
     );
+    let per_1000_requests = |n: f64, traces: u64| n * 1000.0 / traces.max(1) as f64;
+    for kind in ["produce", "fetch", "produce + fetch"] {
+        let count = |r: &Requests| match kind {
+            "produce" => r.produce,
+            "fetch" => r.fetch,
+            _ => r.produce + r.fetch,
+        };
+        println!(
+            "| broker requests per 1,000 traces: {kind} | {} | {:.1}/s |",
+            cells(&|r| format!("{:.0}", per_1000_requests(count(&r.requests), r.accepted))),
+            count(&idle_requests) / idle.as_secs_f64()
+        );
+    }
     println!();
     for r in &runs {
         println!(
@@ -1341,5 +1438,34 @@ pub async fn cost(
         max.errors(),
         max.accepted_per_sec() / raw * 100.0
     );
+    println!(
+        "ingest-api CPU per single POST at that rate: {:.0} µs",
+        ingest_at_max.as_secs_f64() * 1e6 / max.accepted.max(1) as f64
+    );
+    // One line for scripts comparing runs (bench/cost-compare.sh).
+    let json = serde_json::json!({
+        "processes": procs.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+        "idle_cpu_percent": idle_cpu,
+        "idle_requests_per_sec": {
+            "produce": idle_requests.produce / idle.as_secs_f64(),
+            "fetch": idle_requests.fetch / idle.as_secs_f64(),
+        },
+        "runs": runs.iter().map(|r| serde_json::json!({
+            "label": r.label,
+            "accepted": r.accepted,
+            "rate": r.rate,
+            "cpu_ms_per_1000": r.cpu.iter().map(|d| per_1000(*d, r.accepted)).collect::<Vec<_>>(),
+            "produce_per_1000": per_1000_requests(r.requests.produce, r.accepted),
+            "fetch_per_1000": per_1000_requests(r.requests.fetch, r.accepted),
+            "get_p99_ms": r.get_p99,
+            "list_p99_ms": r.list_p99,
+            "unseen": r.unseen,
+        })).collect::<Vec<_>>(),
+        "max_rate": max.accepted_per_sec(),
+        "max_errors": max.errors(),
+        "raw_rate": raw,
+        "ingest_us_per_post_at_max": ingest_at_max.as_secs_f64() * 1e6 / max.accepted.max(1) as f64,
+    });
+    println!("COST {json}");
     Ok(())
 }

@@ -99,7 +99,7 @@ impl IngestConfig {
             body_read_timeout: env.millis("BODY_READ_TIMEOUT_MS", 10_000),
             produce_timeout: env.millis("PRODUCE_TIMEOUT_MS", 5_000),
             retry_after_secs: env.bounded("RETRY_AFTER_SECONDS", 2, 1, 3600),
-            linger_ms: env.bounded("KAFKA_LINGER_MS", 5, 0, 10_000),
+            linger_ms: env.bounded("KAFKA_LINGER_MS", 10, 0, 10_000),
             compression: env.string("KAFKA_COMPRESSION", "none"),
             producer_queue_max_messages: env.bounded(
                 "PRODUCER_QUEUE_MAX_MESSAGES",

@@ -204,7 +204,7 @@ pub(crate) fn parse_filter(
             for (k, v) in f {
                 if matches!(k.as_str(), "limit" | "offset" | "cursor") {
                     errs.push(
-                        root.child("filter").child(k.as_str()),
+                        root.child("filter").child(k.clone()),
                         ErrorKind::ValueError,
                         format!("{k} is a paging parameter, not a filter; use the dataset's limit"),
                     );
@@ -215,7 +215,7 @@ pub(crate) fn parse_filter(
                         filter.insert(k.clone(), values);
                     }
                     _ => errs.push(
-                        root.child("filter").child(k.as_str()),
+                        root.child("filter").child(k.clone()),
                         ErrorKind::ValueError,
                         "a filter value is a string, number or boolean, or a non-empty array of them",
                     ),
@@ -242,7 +242,7 @@ pub(crate) fn parse_filter(
         Ok(q) => Some(q),
         Err(ApiError::InvalidParam { param, msg, .. }) => {
             errs.push(
-                root.child("filter").child(param.as_ref()),
+                root.child("filter").child(param.to_string()),
                 ErrorKind::ValueError,
                 msg,
             );
@@ -284,12 +284,16 @@ fn parse_request(body: &[u8]) -> Result<Request, ValidationErrors> {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         None | Some(Value::Null) => {
-            errs.push(root.child(k), ErrorKind::Missing, "Field required");
+            errs.push(
+                root.child(k.to_owned()),
+                ErrorKind::Missing,
+                "Field required",
+            );
             String::new()
         }
         Some(_) => {
             errs.push(
-                root.child(k),
+                root.child(k.to_owned()),
                 ErrorKind::StringType,
                 "Input should be a string",
             );

@@ -137,7 +137,7 @@ fn refuse_nul(
     for (k, values) in filter {
         if k.contains('\0') || values.iter().any(|v| v.contains('\0')) {
             errs.push(
-                Loc::body().child("filter").child(k.as_str()),
+                Loc::body().child("filter").child(k.clone()),
                 ErrorKind::ValueError,
                 msg,
             );

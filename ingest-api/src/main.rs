@@ -5,6 +5,10 @@ use tunix_ingest_api::{effective_addr, AppState, IngestConfig};
 use tunix_pipeline::config::load_or_exit;
 use tunix_pipeline::service::bind;
 
+/// mimalloc: per-thread free lists instead of glibc's arenas (measured in docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = load_or_exit("tunix-ingest-api", IngestConfig::from_env);

@@ -1,6 +1,8 @@
 //! ingest-api metrics. Names are constants because dashboards and alerts depend on them; the
 //! README lists them and a test pins the list.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -41,6 +43,10 @@ pub mod names {
     /// Traces past the retention period not yet erased, as of the current sweep's last round.
     pub const RETENTION_BACKLOG: &str = "tunix_ingest_retention_backlog";
 
+    /// Requests the producer sent to the brokers, by `request` (`produce`, `fetch`, `other`),
+    /// from librdkafka's statistics.
+    pub const BROKER_REQUESTS: &str = "tunix_ingest_broker_requests_total";
+
     /// All of the above, for documentation tests.
     pub const ALL: &[&str] = &[
         REQUESTS,
@@ -58,6 +64,7 @@ pub mod names {
         BULK_DELETE_REMAINING,
         RETENTION_SWEEPS,
         RETENTION_BACKLOG,
+        BROKER_REQUESTS,
     ];
 }
 
@@ -83,6 +90,8 @@ pub struct IngestMetrics {
     pub accepted: Counter,
     /// See [`names::BROKER_UP`].
     pub broker_up: Gauge,
+    /// See [`names::BROKER_REQUESTS`].
+    pub broker_requests: std::sync::Arc<tunix_pipeline::broker_requests::BrokerRequests>,
 }
 
 impl IngestMetrics {
@@ -115,6 +124,9 @@ impl IngestMetrics {
             bytes_in: counter!(names::BYTES_IN),
             accepted: counter!(names::TRACES_ACCEPTED),
             broker_up: gauge!(names::BROKER_UP),
+            broker_requests: std::sync::Arc::new(
+                tunix_pipeline::broker_requests::BrokerRequests::new(names::BROKER_REQUESTS),
+            ),
         }
     }
 
@@ -141,11 +153,12 @@ impl Default for IngestMetrics {
 }
 
 /// Keeps the in-flight gauge right even when a request future is dropped (client went away).
-struct InFlight(Gauge);
+struct InFlight(&'static Gauge);
 
 impl InFlight {
     fn enter() -> InFlight {
-        let g = gauge!(names::IN_FLIGHT);
+        static GAUGE: std::sync::OnceLock<Gauge> = std::sync::OnceLock::new();
+        let g = GAUGE.get_or_init(|| gauge!(names::IN_FLIGHT));
         g.increment(1.0);
         InFlight(g)
     }
@@ -157,19 +170,58 @@ impl Drop for InFlight {
     }
 }
 
+/// The request counter and duration histogram of one route, by status, registered once.
+struct RouteMetrics {
+    name: String,
+    duration: Histogram,
+    by_status: std::sync::Mutex<HashMap<u16, Counter>>,
+}
+
+/// Handles per route template: a request then costs no label allocation or registry lookup.
+/// Bounded by the router's templates (plus `unmatched`).
+fn route_metrics(route: &str) -> Arc<RouteMetrics> {
+    static ROUTES: std::sync::OnceLock<std::sync::RwLock<HashMap<String, Arc<RouteMetrics>>>> =
+        std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(m) = routes.read().expect("route metrics").get(route) {
+        return m.clone();
+    }
+    routes
+        .write()
+        .expect("route metrics")
+        .entry(route.to_owned())
+        .or_insert_with(|| {
+            Arc::new(RouteMetrics {
+                name: route.to_owned(),
+                duration: histogram!(names::REQUEST_DURATION, "route" => route.to_owned()),
+                by_status: Default::default(),
+            })
+        })
+        .clone()
+}
+
 /// Middleware: in-flight gauge, and requests and durations by route template and status.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_metrics(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |p| p.as_str()),
+    );
     let started = Instant::now();
     let guard = InFlight::enter();
     let response = next.run(request).await;
     drop(guard);
-    let status = response.status().as_u16().to_string();
-    counter!(names::REQUESTS, "route" => route.clone(), "status" => status).increment(1);
-    histogram!(names::REQUEST_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
+    let status = response.status().as_u16();
+    route
+        .by_status
+        .lock()
+        .expect("route metrics")
+        .entry(status)
+        .or_insert_with(|| {
+            counter!(names::REQUESTS, "route" => route.name.clone(), "status" => status.to_string())
+        })
+        .increment(1);
+    route.duration.record(started.elapsed().as_secs_f64());
     response
 }

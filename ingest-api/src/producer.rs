@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
+use rdkafka::ClientContext;
+use tunix_pipeline::broker_requests::BrokerRequests;
 use tunix_pipeline::kafka::{KafkaSettings, TOPIC_MAX_MESSAGE_BYTES};
 use tunix_schemas::{Encoder, Framing, Tombstone, TraceEvent, FINGERPRINT_HEADER};
 
@@ -62,6 +65,17 @@ impl ProduceError {
     }
 }
 
+/// The producer's librdkafka callbacks: its statistics feed the broker request counter.
+pub struct ProducerContext(Arc<BrokerRequests>);
+
+impl ClientContext for ProducerContext {
+    fn stats(&self, statistics: Statistics) {
+        self.0.observe(&statistics);
+    }
+}
+
+type Client = FutureProducer<ProducerContext>;
+
 /// Producer settings besides the broker address.
 #[derive(Debug, Clone)]
 pub struct ProducerSettings {
@@ -83,7 +97,7 @@ pub struct EventProducer {
     /// fresh idempotent producer gets a new producer id instead of bumping the epoch of the old
     /// one, which Tansu 0.6's sqlite engine mishandles (its storage panics and stops serving).
     /// Also replaced after a fatal error. Requests in flight keep their clone.
-    producer: RwLock<(u64, FutureProducer)>,
+    producer: RwLock<(u64, Client)>,
     /// The topic's partition count from the latest metadata (0 until known). Every event goes
     /// to its partition, computed here (`TraceEvent::partition`), so that scores, keyed
     /// apart from their trace, still land beside it.
@@ -104,7 +118,7 @@ impl EventProducer {
         metrics: IngestMetrics,
     ) -> Result<EventProducer, KafkaError> {
         Ok(EventProducer {
-            producer: RwLock::new((0, create(kafka, &settings)?)),
+            producer: RwLock::new((0, create(kafka, &settings, &metrics)?)),
             partitions: Arc::new(AtomicI32::new(0)),
             kafka: kafka.clone(),
             encoder: RwLock::new(match settings.framing {
@@ -126,7 +140,7 @@ impl EventProducer {
         self.encoder.read().expect("encoder lock").clone()
     }
 
-    fn current(&self) -> (u64, FutureProducer) {
+    fn current(&self) -> (u64, Client) {
         self.producer.read().expect("producer lock").clone()
     }
 
@@ -285,7 +299,7 @@ impl EventProducer {
         if slot.0 != failed_generation {
             return; // another request already replaced it
         }
-        match create(&self.kafka, &self.settings) {
+        match create(&self.kafka, &self.settings, &self.metrics) {
             Ok(fresh) => {
                 *slot = (failed_generation + 1, fresh);
                 match fatal {
@@ -319,11 +333,7 @@ impl EventProducer {
 }
 
 /// The partition count of `topic` from broker metadata. Blocking.
-fn topic_partitions(
-    producer: &FutureProducer,
-    topic: &str,
-    timeout: Duration,
-) -> Result<i32, String> {
+fn topic_partitions(producer: &Client, topic: &str, timeout: Duration) -> Result<i32, String> {
     let metadata = producer
         .client()
         .fetch_metadata(Some(topic), Timeout::After(timeout))
@@ -337,7 +347,11 @@ fn topic_partitions(
     }
 }
 
-fn create(kafka: &KafkaSettings, s: &ProducerSettings) -> Result<FutureProducer, KafkaError> {
+fn create(
+    kafka: &KafkaSettings,
+    s: &ProducerSettings,
+    metrics: &IngestMetrics,
+) -> Result<Client, KafkaError> {
     let timeout_ms = s.timeout.as_millis().max(1000) as u64;
     kafka
         .client_config()
@@ -356,7 +370,8 @@ fn create(kafka: &KafkaSettings, s: &ProducerSettings) -> Result<FutureProducer,
         .set("request.timeout.ms", (timeout_ms / 2).max(500).to_string())
         .set("reconnect.backoff.max.ms", "1000")
         .set("socket.keepalive.enable", "true")
-        .create()
+        .set("statistics.interval.ms", "2000")
+        .create_with_context(ProducerContext(metrics.broker_requests.clone()))
 }
 
 #[cfg(test)]

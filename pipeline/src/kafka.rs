@@ -45,6 +45,10 @@ pub struct KafkaSettings {
     /// `KAFKA_DLQ_RETENTION_MS`: how long dead letters stay (default 7 days). The dead-letter
     /// topic is also compacted, so a deleted trace's dead letters go with its tombstone.
     pub dlq_retention_ms: i64,
+    /// `KAFKA_FETCH_WAIT_MAX_MS`: how long the consumers' fetches wait for records on a caught-up
+    /// partition (librdkafka's `fetch.wait.max.ms`). Apache Kafka answers as soon as records
+    /// arrive; Tansu 0.6 holds every fetch for this long (half of it from 250 ms up).
+    pub fetch_wait_max_ms: u64,
     /// `KAFKA_PROPERTIES`: extra librdkafka properties for every client, `k=v` pairs separated by
     /// commas (e.g. `socket.keepalive.enable=true,client.rack=eu1a`).
     pub properties: Vec<(String, String)>,
@@ -83,6 +87,7 @@ impl KafkaSettings {
                 60_000,
                 i64::MAX,
             ),
+            fetch_wait_max_ms: env.bounded("KAFKA_FETCH_WAIT_MAX_MS", 500, 1, 60_000),
             properties,
             registry: crate::registry::RegistrySettings::from_env(env),
         }
@@ -99,6 +104,7 @@ impl KafkaSettings {
             retention_ms: -1,
             cleanup_policy: "delete".to_owned(),
             dlq_retention_ms: DLQ_RETENTION_MS_DEFAULT,
+            fetch_wait_max_ms: 500,
             properties: Vec::new(),
             registry: crate::registry::RegistrySettings::default(),
         }

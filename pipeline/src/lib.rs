@@ -13,6 +13,7 @@
 //! - [`consumer`]: the consumer core the writer and the projector plug their sinks into;
 //! - [`service`]: the one runner both consumer services start with.
 
+pub mod broker_requests;
 pub mod config;
 pub mod consumer;
 pub mod db;

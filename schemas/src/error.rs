@@ -3,7 +3,9 @@
 //! The seed API's clients parse `detail[].loc` to highlight fields, so every error carries the full
 //! path from the request root, for example `["body","steps",3,"content"]`.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
@@ -11,8 +13,9 @@ use serde::Serialize;
 /// One segment of an error location: an object key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocPart {
-    /// An object key, e.g. `"steps"`.
-    Key(String),
+    /// An object key, e.g. `"steps"` (field names are borrowed; only keys taken from the
+    /// request, such as meta keys, are allocated).
+    Key(Cow<'static, str>),
     /// An array index, e.g. `3`.
     Index(usize),
 }
@@ -26,9 +29,15 @@ impl Serialize for LocPart {
     }
 }
 
-impl From<&str> for LocPart {
-    fn from(value: &str) -> Self {
-        LocPart::Key(value.to_owned())
+impl From<&'static str> for LocPart {
+    fn from(value: &'static str) -> Self {
+        LocPart::Key(Cow::Borrowed(value))
+    }
+}
+
+impl From<String> for LocPart {
+    fn from(value: String) -> Self {
+        LocPart::Key(Cow::Owned(value))
     }
 }
 
@@ -39,28 +48,64 @@ impl From<usize> for LocPart {
 }
 
 /// A path into the request, rendered as a JSON array.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Loc(pub Vec<LocPart>);
+///
+/// Validation builds one for every field it visits, and almost none ends up in an error, so a
+/// child is one shared node pointing at its parent (no copy of the path) and the segments are
+/// collected only when an error is rendered.
+#[derive(Clone, Default)]
+pub struct Loc(Option<Arc<LocNode>>);
+
+struct LocNode {
+    parent: Loc,
+    part: LocPart,
+}
 
 impl Loc {
     /// The root of a request body: `["body"]`.
     pub fn body() -> Self {
-        Loc(vec![LocPart::Key("body".to_owned())])
+        Loc::default().child("body")
     }
 
     /// This path extended by one segment.
     pub fn child(&self, part: impl Into<LocPart>) -> Self {
-        let mut parts = Vec::with_capacity(self.0.len() + 1);
-        parts.extend_from_slice(&self.0);
-        parts.push(part.into());
-        Loc(parts)
+        Loc(Some(Arc::new(LocNode {
+            parent: self.clone(),
+            part: part.into(),
+        })))
+    }
+
+    /// The segments, from the root.
+    pub fn parts(&self) -> Vec<&LocPart> {
+        let mut parts = Vec::new();
+        let mut at = self;
+        while let Some(node) = &at.0 {
+            parts.push(&node.part);
+            at = &node.parent;
+        }
+        parts.reverse();
+        parts
+    }
+}
+
+impl PartialEq for Loc {
+    fn eq(&self, other: &Loc) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for Loc {}
+
+impl fmt::Debug for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.parts()).finish()
     }
 }
 
 impl Serialize for Loc {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for part in &self.0 {
+        let parts = self.parts();
+        let mut seq = serializer.serialize_seq(Some(parts.len()))?;
+        for part in parts {
             seq.serialize_element(part)?;
         }
         seq.end()
@@ -69,7 +114,7 @@ impl Serialize for Loc {
 
 impl fmt::Display for Loc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (n, part) in self.0.iter().enumerate() {
+        for (n, part) in self.parts().into_iter().enumerate() {
             if n > 0 {
                 f.write_str(".")?;
             }

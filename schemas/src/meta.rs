@@ -53,7 +53,7 @@ pub(crate) fn check_meta(text: &str, base: &Loc, errs: &mut ValidationErrors) {
         let mut loc = base.clone();
         for frame in stack {
             match frame {
-                Frame::Object { key: Some(k), .. } => loc = loc.child(k.as_str()),
+                Frame::Object { key: Some(k), .. } => loc = loc.child(k.clone()),
                 Frame::Object { key: None, .. } => {}
                 Frame::Array { index } => loc = loc.child(*index),
             }

@@ -366,7 +366,7 @@ fn missing(loc: &Loc, errs: &mut ValidationErrors) {
 fn string_field(
     raw: Option<&RawValue>,
     parent: &Loc,
-    name: &str,
+    name: &'static str,
     max: usize,
     errs: &mut ValidationErrors,
 ) -> Option<String> {

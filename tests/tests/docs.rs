@@ -77,6 +77,7 @@ fn every_metric_name_is_documented() {
         "rebalances_total",
         "assigned_partitions",
         "gaps_total",
+        "broker_requests_total",
     ] {
         names.push(format!("<svc>_{suffix}"));
     }

@@ -135,6 +135,14 @@ enum Command {
         /// Where up.sh keeps the pids.
         #[arg(long, default_value = ".stack/pids")]
         pid_dir: PathBuf,
+        /// The writer's and the projector's ops addresses (their `/metrics` count the requests
+        /// they send to the broker).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "127.0.0.1:9101,127.0.0.1:9102"
+        )]
+        ops_addrs: Vec<String>,
     },
     /// Time from the POST's answer to visibility in GET by id and in the list view.
     Freshness {
@@ -258,15 +266,19 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             idle_seconds,
             pid_dir,
+            ops_addrs,
         } => {
             suites::cost(
                 &env,
                 &root,
-                &addr,
+                suites::StackProcesses {
+                    addr: &addr,
+                    pid_dir: &pid_dir,
+                    ops_addrs: &ops_addrs,
+                },
                 rate,
                 Duration::from_secs(seconds),
                 Duration::from_secs(idle_seconds),
-                &pid_dir,
             )
             .await?;
         }

@@ -24,6 +24,7 @@ pub(super) struct MemberContext<S: Sink>(Arc<Member<S>>);
 impl<S: Sink> ClientContext for MemberContext<S> {
     fn stats(&self, statistics: Statistics) {
         let member = &self.0;
+        member.deps.metrics.broker_requests.observe(&statistics);
         let Some(topic) = statistics.topics.get(member.topic()) else {
             return;
         };
@@ -65,9 +66,13 @@ pub(super) fn connect<S: Sink>(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "2000")
-        // Freshness: when caught up, a fetch waits at most this long for new records (Tansu
-        // holds a fetch for the full wait even when records arrive earlier).
-        .set("fetch.wait.max.ms", "100")
+        // When caught up, a fetch waits at most this long for new records: the idle stack's
+        // broker load against freshness. Tansu 0.6 holds every fetch for the wait (half of it
+        // from 250 ms up) even when records arrive earlier, so there it bounds freshness too.
+        .set(
+            "fetch.wait.max.ms",
+            deps.kafka.fetch_wait_max_ms.to_string(),
+        )
         // Large fetches: Tansu's sqlite engine scans from the fetch offset to the high
         // watermark on every fetch, so fewer, bigger fetches cost it far less CPU.
         .set("fetch.message.max.bytes", "8388608")

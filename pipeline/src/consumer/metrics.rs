@@ -14,6 +14,7 @@
 //! | `<p>_fenced_total` | counter | batches rolled back because another consumer moved the position |
 //! | `<p>_rebalances_total{kind}` | counter | partition assignments and revocations |
 //! | `<p>_assigned_partitions` | gauge | partitions currently owned |
+//! | `<p>_broker_requests_total{request}` | counter | requests sent to the brokers (`produce`, `fetch`, `other`), from librdkafka's statistics |
 //! | `<p>_gaps_total{outcome}` | counter | offset gaps seen: `refetched` (broker skipped records; re-read), `accepted` (records absent from the log), `reset` (stored position past the end of the partition; replayed from the beginning) |
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
@@ -37,6 +38,8 @@ pub struct ConsumerMetrics {
     pub assigned: Gauge,
     /// Seconds behind while lagging.
     pub lag_seconds: Gauge,
+    /// Requests the consumer sent to the brokers.
+    pub broker_requests: crate::broker_requests::BrokerRequests,
     lag_name: &'static str,
     dlq_name: &'static str,
     pg_errors_name: &'static str,
@@ -63,6 +66,9 @@ impl ConsumerMetrics {
             fenced: counter!(name("fenced_total")),
             assigned: gauge!(name("assigned_partitions")),
             lag_seconds: gauge!(name("lag_seconds")),
+            broker_requests: crate::broker_requests::BrokerRequests::new(name(
+                "broker_requests_total",
+            )),
             lag_name: name("lag_records"),
             dlq_name: name("dlq_total"),
             pg_errors_name: name("postgres_errors_total"),
