@@ -187,6 +187,9 @@ pub async fn drain_outbox(
             };
             if rows.is_empty() {
                 pending_gauge.set(0.0);
+                // Drained: let the producer go (an idle one's polling thread is not free; see
+                // consumer::dead_letter). The next deletion creates another.
+                writer = None;
                 break;
             }
             // At least this many are pending (exactly, when fewer than a batch).

@@ -7,9 +7,11 @@
 //! `dlq.error.reason` (a stable label), `dlq.error`, `dlq.time` (RFC 3339), `dlq.consumer` (the
 //! group). Dead letters are written at least once: a retried batch may write one twice.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::Utc;
+use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -21,7 +23,11 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The dead-letter producer of one consumer.
 pub(super) struct DeadLetters {
-    producer: FutureProducer,
+    config: ClientConfig,
+    /// Created at the first dead letter, not before: an idle rdkafka 0.38 producer is not free
+    /// (its polling thread spins through the last millisecond of every 100 ms poll, ~1% of a
+    /// core), and most consumers never dead-letter anything.
+    producer: OnceLock<FutureProducer>,
     /// Where dead letters go (`KAFKA_DLQ_TOPIC`).
     topic: String,
     /// The topic the records came from.
@@ -42,11 +48,23 @@ impl DeadLetters {
             )
             .set("client.id", format!("{group}-dlq"));
         Ok(DeadLetters {
-            producer: cfg.create()?,
+            config: cfg,
+            producer: OnceLock::new(),
             topic: kafka.dlq_topic.clone(),
             source_topic: kafka.topic.clone(),
             group: group.to_owned(),
         })
+    }
+
+    fn producer(&self) -> Result<&FutureProducer, String> {
+        if let Some(p) = self.producer.get() {
+            return Ok(p);
+        }
+        let created: FutureProducer = self
+            .config
+            .create()
+            .map_err(|e| format!("dead-letter producer: {e}"))?;
+        Ok(self.producer.get_or_init(|| created))
     }
 
     /// Sends the original record with provenance headers and waits for the broker's ack.
@@ -90,7 +108,7 @@ impl DeadLetters {
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        match self.producer.send(record, SEND_TIMEOUT).await {
+        match self.producer()?.send(record, SEND_TIMEOUT).await {
             Ok(_) => {
                 tracing::warn!(partition = %partition, offset = %offset, reason, error, "record dead-lettered");
                 Ok(())
