@@ -6,9 +6,12 @@
 #
 # Each round brings up a purged local stack (infra/up.sh --bin-dir) with each build in turn,
 # alternating, and runs `tunix-bench cost`; the table at the end holds the medians per build and
-# their ratio. CURRENT_BIN_DIR defaults to target/release (built first). Keep a baseline with e.g.
+# their ratio. CURRENT_BIN_DIR defaults to target/release (built first). The current tree's
+# tunix-bench measures both. Keep a baseline's services with e.g.
 #   git worktree add /tmp/base <commit> && (cd /tmp/base && cargo build --release --bins) &&
 #   mkdir /tmp/base-bin && cp /tmp/base/target/release/tunix-* /tmp/base-bin/
+# Broker requests are counted by the services (`*_broker_requests_total`): a build without
+# those counters reports none.
 #
 # Environment: ROUNDS (3), SECONDS_PER_RUN (30), IDLE_SECONDS (15), RATE (1500),
 #   BASELINE_ENV / CURRENT_ENV: extra VAR=value words for each build's stack (e.g. the partition
@@ -33,10 +36,14 @@ IDLE_SECONDS="${IDLE_SECONDS:-15}"
 RATE="${RATE:-1500}"
 OUT="${OUT:-$REPO_ROOT/bench/results/cost-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
-for b in tunix-ingest-api tunix-writer tunix-projector tunix-admin tunix-bench; do
+for b in tunix-ingest-api tunix-writer tunix-projector tunix-admin; do
   [ -x "$BASE_DIR/$b" ] || die "$BASE_DIR/$b is missing"
   [ -x "$CUR_DIR/$b" ] || die "$CUR_DIR/$b is missing"
 done
+# One instrument for both builds: the current tree's tunix-bench.
+BENCH="$CUR_DIR/tunix-bench"
+[ -x "$BENCH" ] || BENCH="$REPO_ROOT/target/release/tunix-bench"
+[ -x "$BENCH" ] || die "no tunix-bench: cargo build --release -p tunix-bench"
 
 run_one() { # label bin-dir env-words round
   local label="$1" dir="$2" words="$3" round="$4"
@@ -45,7 +52,7 @@ run_one() { # label bin-dir env-words round
   # shellcheck disable=SC2086
   env $words "$REPO_ROOT/infra/up.sh" --bin-dir "$dir" >"$OUT/$label-$round.up.log" 2>&1 \
     || { tail -n 20 "$OUT/$label-$round.up.log" >&2; die "the stack did not come up"; }
-  (cd "$REPO_ROOT" && "$dir/tunix-bench" cost --rate "$RATE" --seconds "$SECONDS_PER_RUN" \
+  (cd "$REPO_ROOT" && "$BENCH" cost --rate "$RATE" --seconds "$SECONDS_PER_RUN" \
     --idle-seconds "$IDLE_SECONDS") >"$OUT/$label-$round.txt" 2>"$OUT/$label-$round.err"
   grep -v '^COST' "$OUT/$label-$round.txt" | sed -n '1,20p' >&2
 }

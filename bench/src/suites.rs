@@ -1056,6 +1056,7 @@ pub async fn load_with_freshness(
 }
 
 /// Time from the POST's answer to visibility in `traces` (GET by id) and `trace_list` (the list).
+/// 64 connections, so the client never limits the rate (a POST waits out the producer's linger).
 pub async fn freshness(
     env: &StackEnv,
     root: &Path,
@@ -1070,7 +1071,7 @@ pub async fn freshness(
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Ack>();
         let spec = LoadSpec {
             addr: addr.to_owned(),
-            concurrency: 32,
+            concurrency: 64,
             stop: Stop::After(duration),
             rate: Some(rate),
             batch: 0,
