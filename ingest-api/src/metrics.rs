@@ -91,7 +91,7 @@ pub struct IngestMetrics {
     /// See [`names::BROKER_UP`].
     pub broker_up: Gauge,
     /// See [`names::BROKER_REQUESTS`].
-    pub broker_requests: std::sync::Arc<tunix_pipeline::broker_requests::BrokerRequests>,
+    pub broker_requests: Arc<tunix_pipeline::broker_requests::BrokerRequests>,
 }
 
 impl IngestMetrics {
@@ -124,9 +124,9 @@ impl IngestMetrics {
             bytes_in: counter!(names::BYTES_IN),
             accepted: counter!(names::TRACES_ACCEPTED),
             broker_up: gauge!(names::BROKER_UP),
-            broker_requests: std::sync::Arc::new(
-                tunix_pipeline::broker_requests::BrokerRequests::new(names::BROKER_REQUESTS),
-            ),
+            broker_requests: Arc::new(tunix_pipeline::broker_requests::BrokerRequests::new(
+                names::BROKER_REQUESTS,
+            )),
         }
     }
 

@@ -434,6 +434,14 @@ async fn bulk_delete_retention_and_audit() {
             )
         }
     };
+    // A bulk delete's dry run for `filter`.
+    let dry_run = |filter: Value| {
+        call(
+            reqwest::Method::POST,
+            "/api/deletions",
+            Some(json!({"filter": filter, "dry_run": true})),
+        )
+    };
     // 40 traces of two runs, through the API.
     let all = traces();
     for (n, t) in all.iter().enumerate().take(40.min(all.len())) {
@@ -490,12 +498,7 @@ async fn bulk_delete_retention_and_audit() {
 
     // A confirmation refuses a count that changed under the dry run's cutoff.
     let kept_filter = json!({"meta.run": "kept"});
-    let (_, kept_plan) = call(
-        reqwest::Method::POST,
-        "/api/deletions",
-        Some(json!({"filter": kept_filter, "dry_run": true})),
-    )
-    .await;
+    let (_, kept_plan) = dry_run(kept_filter.clone()).await;
     assert_eq!(kept_plan["matched"], total - doomed);
     let (_, page) = call(
         reqwest::Method::GET,
@@ -527,12 +530,7 @@ async fn bulk_delete_retention_and_audit() {
 
     // Bulk delete: dry run, a confirmation with another filter refused, then the real run.
     let filter = json!({"meta.run": "doomed"});
-    let (s, plan) = call(
-        reqwest::Method::POST,
-        "/api/deletions",
-        Some(json!({"filter": filter, "dry_run": true})),
-    )
-    .await;
+    let (s, plan) = dry_run(filter.clone()).await;
     assert_eq!(s, 200, "{plan}");
     assert_eq!(plan["matched"], doomed);
     let token = plan["token"].clone();
@@ -550,12 +548,7 @@ async fn bulk_delete_retention_and_audit() {
     )
     .await;
     assert_eq!(s, 400, "neither dry run nor token: {body}");
-    let (s, body) = call(
-        reqwest::Method::POST,
-        "/api/deletions",
-        Some(json!({"filter": {"score.x": "maybe"}, "dry_run": true})),
-    )
-    .await;
+    let (s, body) = dry_run(json!({"score.x": "maybe"})).await;
     assert_eq!(s, 422, "{body}");
     assert!(
         body.to_string().contains("score.x"),
