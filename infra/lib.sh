@@ -5,7 +5,7 @@
 # what up.sh started and nothing else.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
+KAFKA_VERSION=4.4.0 # pinned in infra/kafka/pom.xml
 
 log() { printf '\033[1;34m[tunix]\033[0m %s\n' "$*" >&2; }
 warn() { printf '\033[1;33m[tunix]\033[0m %s\n' "$*" >&2; }
@@ -64,21 +64,84 @@ ensure_postgres_binaries() {
   export PG_BINDIR
 }
 
-# Installs the Tansu broker once (about 13 minutes on 2 cores); later runs reuse the binary.
-ensure_tansu() {
-  if command -v tansu >/dev/null; then
-    TANSU_BIN="$(command -v tansu)"
-  elif [ -x "$HOME/.cargo/bin/tansu" ]; then
-    TANSU_BIN="$HOME/.cargo/bin/tansu"
-  else
-    log "installing the Tansu broker $TANSU_VERSION from crates.io (one time, ~13 min on 2 cores)..."
-    cargo install tansu --version "$TANSU_VERSION" --locked --features libsql,dynostore >&2 \
-      || die "cargo install tansu failed (see above)"
-    TANSU_BIN="$HOME/.cargo/bin/tansu"
+# Where downloads are kept between runs and checkouts (the Kafka jars).
+TUNIX_CACHE_DIR="${TUNIX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tunix-rt}"
+
+# Java 17+ runs the broker and its tools; Maven fetches them. Installs both from apt when missing.
+ensure_java() {
+  command -v java >/dev/null || apt_install default-jre-headless
+  local major
+  major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  case "$major" in
+    1.*|9|1[0-6]) die "Apache Kafka 4 needs Java 17 or newer; 'java' is version $major (set PATH or JAVA_HOME)" ;;
+  esac
+  if [ -n "${1:-}" ]; then
+    command -v mvn >/dev/null || apt_install maven
   fi
-  export TANSU_BIN
 }
 
+# Fetches Apache Kafka (broker, storage tool, admin tools, a logging binding) from Maven Central
+# once, as pinned by infra/kafka/pom.xml, into $TUNIX_CACHE_DIR/kafka-<pom hash>/libs. Sets
+# KAFKA_LIBS (a folder of jars: the classpath is "$KAFKA_LIBS/*").
+ensure_kafka() {
+  local pom="$REPO_ROOT/infra/kafka/pom.xml" key tmp started
+  key="$(sha256sum "$pom" | cut -c1-12)"
+  KAFKA_LIBS="$TUNIX_CACHE_DIR/kafka-$key/libs"
+  if [ -f "$KAFKA_LIBS/.complete" ]; then
+    ensure_java
+  else
+    ensure_java with-maven
+    log "fetching Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_LIBS (~55 MB, once)"
+    started=$SECONDS
+    tmp="$KAFKA_LIBS.partial"
+    rm -rf "$tmp"
+    mkdir -p "$(dirname "$KAFKA_LIBS")"
+    mvn -B -q --no-transfer-progress -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+      -DoutputDirectory="$tmp" >&2 \
+      || die "fetching Kafka from Maven Central failed (see above; the pom is $pom)"
+    rm -rf "$KAFKA_LIBS"
+    mv "$tmp" "$KAFKA_LIBS"
+    touch "$KAFKA_LIBS/.complete"
+    log "Kafka fetched in $((SECONDS - started)) s ($(ls "$KAFKA_LIBS" | wc -l) jars)"
+  fi
+  export KAFKA_LIBS
+}
+
+# Runs a Kafka admin tool's main class quietly (warnings only), e.g.
+#   kafka_tool org.apache.kafka.tools.ClusterTool cluster-id --bootstrap-server 127.0.0.1:19092
+kafka_tool() {
+  java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$REPO_ROOT/infra/kafka/tools-log4j2.properties" \
+    -cp "$KAFKA_LIBS/*" "$@"
+}
+
+# The JVM of a broker: a small heap for a machine shared with Postgres and the services, and
+# the G1 settings Kafka's own scripts use. KAFKA_HEAP_OPTS / KAFKA_JVM_OPTS override.
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"
+
+# Writes a one-node KRaft broker's server.properties: this node's part, then the settings every
+# tunix-rt broker shares (infra/kafka/broker.properties).
+write_broker_config() { # file port controller-port log-dir
+  cat >"$1" <<PROPS
+# Written by infra/lib.sh (write_broker_config); edits are overwritten at the next start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$3
+listeners=PLAINTEXT://127.0.0.1:$2,CONTROLLER://127.0.0.1:$3
+advertised.listeners=PLAINTEXT://127.0.0.1:$2
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$4
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+min.insync.replicas=1
+
+PROPS
+  cat "$REPO_ROOT/infra/kafka/broker.properties" >>"$1"
+}
 # Chooses where state lives. Postgres runs as an unprivileged user that must be able to reach the
 # folder; when the checkout sits somewhere it cannot (e.g. under /root), fall back to /var/tmp.
 prepare_stack_dir() {
@@ -134,46 +197,44 @@ ensure_database() {
     || createdb -h 127.0.0.1 -p "$PG_PORT" -U tunix tunix
 }
 
-# Starts (or finds running) the Tansu broker on $KAFKA_PORT with $BROKER_STORAGE.
+# Starts (or finds running) the one-node Apache Kafka broker (KRaft, broker and controller in
+# one JVM) on $KAFKA_PORT, its controller on $KAFKA_CONTROLLER_PORT, data in $BROKER_DIR/data.
+# Formats the storage on first use. Ready means it answered a real metadata request.
 start_broker() {
-  local pidfile="$STACK_DIR/pids/broker.pid" storage
+  local pidfile="$STACK_DIR/pids/broker.pid" data="$BROKER_DIR/data" config="$BROKER_DIR/server.properties"
+  local controller_port="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 100))}" i started
   if pid_alive "$pidfile" && port_open "$KAFKA_PORT"; then
     log "broker already running on 127.0.0.1:$KAFKA_PORT"
     return
   fi
-  if port_open "$KAFKA_PORT"; then
-    die "port $KAFKA_PORT is in use by something this script did not start (set KAFKA_PORT, or KAFKA_BROKERS to use that broker)"
-  fi
-  case "$BROKER_STORAGE" in
-    sqlite) storage="sqlite://tansu.db" ;; # relative: lives in $BROKER_DIR
-    memory) storage="memory://tansu/" ;;
-    *) die "BROKER_STORAGE must be sqlite or memory, not $BROKER_STORAGE" ;;
-  esac
-  log "starting tansu broker on 127.0.0.1:$KAFKA_PORT (storage: $storage)"
-  # Tansu binds without SO_REUSEADDR: right after a stop, connections in TIME_WAIT can hold the
-  # port for up to a minute and the broker exits with "Address already in use". Retry until free.
-  local attempt
-  for ((attempt = 1; attempt <= 20; attempt++)); do
-    (
-      cd "$BROKER_DIR"
-      exec "$TANSU_BIN" broker --storage-engine "$storage" \
-        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        >>"$STACK_DIR/logs/broker.log" 2>&1
-    ) &
-    echo $! >"$pidfile"
-    local i
-    for ((i = 0; i < 50; i++)); do
-      port_open "$KAFKA_PORT" && return 0
-      pid_alive "$pidfile" || break
-      sleep 0.1
-    done
-    pid_alive "$pidfile" && kill "$(cat "$pidfile")" 2>/dev/null
-    [ "$attempt" = 1 ] && log "port $KAFKA_PORT not free yet (TIME_WAIT after a recent stop?); retrying for up to a minute"
-    sleep 3
+  for i in "$KAFKA_PORT" "$controller_port"; do
+    port_open "$i" && die "port $i is in use by something this script did not start (set KAFKA_PORT and KAFKA_CONTROLLER_PORT, or KAFKA_BROKERS to use that broker)"
   done
-  tail -n 30 "$STACK_DIR/logs/broker.log" >&2
-  die "broker did not start (log: $STACK_DIR/logs/broker.log)"
+  write_broker_config "$config" "$KAFKA_PORT" "$controller_port" "$data"
+  if [ ! -f "$data/meta.properties" ]; then
+    log "formatting the broker's storage in $data"
+    mkdir -p "$data"
+    kafka_tool kafka.tools.StorageTool format --standalone --ignore-formatted \
+      -t "$(kafka_tool kafka.tools.StorageTool random-uuid)" -c "$config" >>"$STACK_DIR/logs/broker.log" 2>&1 \
+      || { tail -n 30 "$STACK_DIR/logs/broker.log" >&2; die "formatting the broker's storage failed"; }
+  fi
+  log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (controller :$controller_port, data $data)"
+  started=$SECONDS
+  # shellcheck disable=SC2086 # the option strings are word lists
+  nohup java $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS \
+    -Dlog4j2.configurationFile="$REPO_ROOT/infra/kafka/log4j2.properties" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$config" >>"$STACK_DIR/logs/broker.log" 2>&1 &
+  echo $! >"$pidfile"
+  for ((i = 0; i < 600; i++)); do
+    port_open "$KAFKA_PORT" && break
+    pid_alive "$pidfile" || { tail -n 30 "$STACK_DIR/logs/broker.log" >&2; die "the broker exited (log: $STACK_DIR/logs/broker.log)"; }
+    sleep 0.1
+  done
+  port_open "$KAFKA_PORT" || die "the broker did not listen within 60 s (log: $STACK_DIR/logs/broker.log)"
+  # Listening is not serving: ask for the cluster id (a metadata request) until it answers.
+  kafka_tool org.apache.kafka.tools.ClusterTool cluster-id --bootstrap-server "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 \
+    || die "the broker listens but does not answer metadata requests (log: $STACK_DIR/logs/broker.log)"
+  log "broker ready in $((SECONDS - started)) s"
 }
 
 # Stops one recorded process: SIGTERM, then SIGKILL after a grace period.
@@ -205,4 +266,38 @@ stop_postgres() {
     as_pg_user "$PG_BINDIR/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || stop_pidfile postgres
   fi
   rm -f "$pidfile"
+}
+
+# Fetches Apicurio Registry (the tests' external Confluent-compatible Schema Registry) from Maven
+# Central once, as pinned by infra/apicurio/pom.xml, into $TUNIX_CACHE_DIR/apicurio-<pom hash>/
+# and unpacks it there. Sets APICURIO_HOME (the folder holding apicurio-registry-app-*-runner.jar
+# and its lib/; run it with `java -jar`, see testkit's ApicurioRegistry).
+ensure_apicurio() {
+  local pom="$REPO_ROOT/infra/apicurio/pom.xml" key tmp started version
+  key="$(sha256sum "$pom" | cut -c1-12)"
+  version="$(sed -n 's:.*<apicurio.version>\(.*\)</apicurio.version>.*:\1:p' "$pom")"
+  APICURIO_HOME="$TUNIX_CACHE_DIR/apicurio-$key"
+  if [ -f "$APICURIO_HOME/.complete" ]; then
+    ensure_java
+  else
+    ensure_java with-maven
+    log "fetching Apicurio Registry $version from Maven Central into $APICURIO_HOME (~110 MB, once)"
+    started=$SECONDS
+    tmp="$APICURIO_HOME.partial"
+    rm -rf "$tmp"
+    mkdir -p "$tmp/download"
+    mvn -B -q --no-transfer-progress -Dstyle.color=never -f "$pom" dependency:copy \
+      -DoutputDirectory="$tmp/download" >&2 \
+      || die "fetching Apicurio Registry from Maven Central failed (see above; the pom is $pom)"
+    tar xzf "$tmp"/download/apicurio-registry-app-*-all.tar.gz -C "$tmp" --no-same-owner \
+      || die "unpacking Apicurio Registry failed"
+    rm -rf "$tmp/download"
+    ls "$tmp"/apicurio-registry-app-*-runner.jar >/dev/null 2>&1 \
+      || die "the Apicurio Registry tarball holds no apicurio-registry-app-*-runner.jar"
+    rm -rf "$APICURIO_HOME"
+    mv "$tmp" "$APICURIO_HOME"
+    touch "$APICURIO_HOME/.complete"
+    log "Apicurio Registry fetched in $((SECONDS - started)) s ($(du -sh "$APICURIO_HOME" | cut -f1))"
+  fi
+  export APICURIO_HOME
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole tunix-rt test suite from a fresh clone:
-#   1. installs what is missing (postgresql, the Tansu broker, cargo-nextest, Chromium + Node
-#      packages for the browser test, Python clients from PyPI in a venv for interop tests);
-#   2. starts a private Postgres (fsync off) and an in-memory Tansu broker on test ports, separate
-#      from the dev stack of infra/up.sh;
+#   1. installs what is missing (postgresql, Java, Apache Kafka and Apicurio Registry from Maven
+#      Central, cargo-nextest, Chromium + Node packages for the browser test, Python clients from
+#      PyPI in a venv for interop tests);
+#   2. starts a private Postgres (fsync off) and a one-node Apache Kafka on test ports, separate
+#      from the dev stack of infra/up.sh (tests that stop, kill or cluster brokers start their
+#      own Kafka processes through testkit);
 #   3. builds the service binaries (the end-to-end tests run them as separate processes);
 #   4. runs every test: unit, contract, integration against the real broker and Postgres,
 #      end-to-end fault scenarios and the browser test;
@@ -15,12 +17,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STACK_DIR="${TEST_STACK_DIR:-$REPO_ROOT/.stack/test}"
 PG_PORT="${TEST_PG_PORT:-55433}"
 KAFKA_PORT="${TEST_KAFKA_PORT:-19093}"
+KAFKA_CONTROLLER_PORT="${TEST_KAFKA_CONTROLLER_PORT:-19193}"
 PG_OS_USER="${PG_OS_USER:-nobody}"
 PG_FSYNC=off
-# sqlite, not memory: Tansu 0.6's memory engine reports stale high watermarks and answers a fetch
-# inside a record batch with the next batch (see docs/OPERATIONS.md). A dedicated writer test
-# covers that engine. On tmpfs when available: test data needs no durability across reboots.
-BROKER_STORAGE=sqlite
+# The shared test broker starts empty each run (topics are per test); on tmpfs when available:
+# test data needs no durability across reboots.
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
   BROKER_DIR="${BROKER_DIR:-/dev/shm/tunix-test-broker-$(id -u)}"
 fi
@@ -28,7 +29,8 @@ NEED_PG=1
 
 prepare_stack_dir
 ensure_postgres_binaries
-ensure_tansu
+ensure_kafka
+ensure_apicurio
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked >&2
@@ -74,13 +76,15 @@ start_postgres
 # The compile-checked queries' offline cache must match the code (CI fails when it is stale).
 SQLX_PREPARE_ADMIN_URL="postgres://tunix@127.0.0.1:$PG_PORT/postgres" "$REPO_ROOT/infra/sqlx-prepare.sh" --check
 if ! pid_alive "$STACK_DIR/pids/broker.pid"; then
-  rm -f "${BROKER_DIR:-$STACK_DIR/broker}"/tansu.db*  # topics are per test; start empty
+  rm -rf "${BROKER_DIR:-$STACK_DIR/broker}/data"  # topics are per test; start empty
 fi
 start_broker
 
 export TUNIX_TEST_DATABASE_URL="postgres://tunix@127.0.0.1:$PG_PORT/postgres"
 export TUNIX_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
-export PG_BINDIR TANSU_BIN
+export PG_BINDIR
+export TUNIX_KAFKA_LIBS="$KAFKA_LIBS"
+export TUNIX_APICURIO_HOME="$APICURIO_HOME"
 export TUNIX_ARTIFACTS_DIR="${TUNIX_ARTIFACTS_DIR:-$REPO_ROOT/artifacts}"
 mkdir -p "$TUNIX_ARTIFACTS_DIR"
 

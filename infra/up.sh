@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Brings up tunix-rt on this machine and runs the pipeline:
-#   Postgres (private cluster) + Tansu broker (durable sqlite storage) + topics + migrations,
-#   then ingest-api, writer and projector, built in release mode.
+#   Postgres (private cluster) + Apache Kafka (one KRaft node, fetched from Maven Central once)
+#   + topics + migrations, then ingest-api, writer and projector, built in release mode.
 # Idempotent: running it again starts only what is not running. Stop with infra/down.sh.
 #
 # Options:
 #   --infra-only        start Postgres and the broker only (no services)
-#   --storage KIND      broker storage: sqlite (default, survives restarts) or memory
 #   --stack-dir DIR     where data, logs and pids live (default: .stack)
 #   --profile P         cargo profile for the services: release (default) or dev
 #   --bin-dir DIR       run the services and tunix-admin from DIR instead of building them
@@ -15,27 +14,27 @@
 #                       127.0.0.1:9090, with infra/prometheus.yml
 # Environment:
 #   DATABASE_URL        use this Postgres instead of starting one
-#   KAFKA_BROKERS       use these brokers instead of starting Tansu
-#   PG_PORT (55432), KAFKA_PORT (19092), API_ADDR (127.0.0.1:8080),
+#   KAFKA_BROKERS       use these brokers instead of starting Kafka
+#   PG_PORT (55432), KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (19192), API_ADDR (127.0.0.1:8080),
 #   WRITER_OPS_ADDR (127.0.0.1:9101), PROJECTOR_OPS_ADDR (127.0.0.1:9102)
+#   KAFKA_HEAP_OPTS (-Xms256m -Xmx768m), KAFKA_JVM_OPTS: the broker's JVM
+#   TUNIX_CACHE_DIR     where the Kafka jars are kept (~/.cache/tunix-rt)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 INFRA_ONLY=0
 WITH_PROMETHEUS=0
-BROKER_STORAGE="${BROKER_STORAGE:-sqlite}"
 STACK_DIR="${STACK_DIR:-$REPO_ROOT/.stack}"
 PROFILE="${PROFILE:-release}"
 BIN_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --infra-only) INFRA_ONLY=1 ;;
-    --storage) BROKER_STORAGE="$2"; shift ;;
     --stack-dir) STACK_DIR="$2"; shift ;;
     --profile) PROFILE="$2"; shift ;;
     --bin-dir) BIN_DIR="$2"; shift ;;
     --with-prometheus) WITH_PROMETHEUS=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -55,7 +54,7 @@ prepare_stack_dir
 
 # 1. Install what is missing.
 [ "$NEED_PG" = 1 ] && ensure_postgres_binaries
-[ "$NEED_BROKER" = 1 ] && ensure_tansu
+[ "$NEED_BROKER" = 1 ] && ensure_kafka
 command -v cargo >/dev/null || die "cargo is required (install Rust with rustup)"
 
 # 2-3. Start Postgres and the broker, unless pointed at existing ones.
@@ -69,11 +68,6 @@ fi
 if [ "$NEED_BROKER" = 1 ]; then
   start_broker
   export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
-  # One partition on the local single-node broker: librdkafka sends one ProduceRequest per
-  # partition, and Tansu's CPU goes per request and per partition fetched, so six partitions
-  # cost it ~2.5x the CPU per trace for no parallelism this machine has (docs/BENCHMARKS.md,
-  # "Cost per trace"). Only a topic created now gets it; KAFKA_TOPIC_PARTITIONS overrides.
-  export KAFKA_TOPIC_PARTITIONS="${KAFKA_TOPIC_PARTITIONS:-1}"
 else
   log "using KAFKA_BROKERS=$KAFKA_BROKERS from the environment; not starting a broker"
 fi
@@ -153,7 +147,7 @@ cat <<INFO
 
 tunix-rt is up.
   Postgres        $DATABASE_URL
-  Kafka brokers   $KAFKA_BROKERS   (topic traces, dead letters traces.dlq, broker storage: ${BROKER_STORAGE})
+  Kafka brokers   $KAFKA_BROKERS   (topic traces, dead letters traces.dlq)
 INFO
 if [ "$INFRA_ONLY" = 0 ]; then
 cat <<INFO

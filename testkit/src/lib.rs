@@ -6,22 +6,30 @@
 //! - [`TestDb`]: a fresh, migrated database per test, dropped afterwards;
 //! - [`TestTopic`]: a fresh topic (and dead-letter topic) per test;
 //! - [`Service`]: a service binary as a child process, to SIGKILL, SIGTERM and restart;
-//! - [`PgCluster`] and [`Broker`]: private Postgres and Tansu processes for tests that stop them;
+//! - [`PgCluster`]: a private Postgres for tests that stop it;
+//! - [`Broker`] and [`KafkaCluster`]: private Apache Kafka nodes for tests that stop, kill or
+//!   cluster brokers, and [`kafka_tool`] for Kafka's own admin tools;
+//! - [`ApicurioRegistry`]: a real external Schema Registry (Apicurio Registry, through its
+//!   Confluent-compatible API) to kill and restart;
 //! - [`eventually`]: poll-with-deadline instead of sleeps;
 //! - [`arb`]: generators of hostile trace bodies for property tests.
 
 pub mod arb;
+mod broker;
 mod kafka;
 mod process;
+mod registry;
 mod stack;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use kafka::{consume_all, produce_events, produce_raw, TestTopic};
+pub use broker::{kafka_libs, kafka_tool, Broker, ClusterOptions, KafkaCluster, KafkaNode};
+pub use kafka::{consume_all, produce_events, produce_null, produce_raw, TestTopic};
 pub use process::{binary, free_port, Service};
-pub use stack::{Broker, PgCluster, TestDb};
+pub use registry::ApicurioRegistry;
+pub use stack::{PgCluster, TestDb};
 
 /// The Postgres server tests create their databases on (an admin URL, any database).
 pub fn database_url() -> String {

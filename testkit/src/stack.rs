@@ -1,9 +1,8 @@
-//! Databases, and private Postgres and broker processes for tests that stop and restart them.
+//! Databases, and private Postgres clusters for tests that stop and restart them.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -286,122 +285,6 @@ impl Drop for PgCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-fn tansu_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("TANSU_BIN") {
-        return PathBuf::from(bin);
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_bin = PathBuf::from(home).join(".cargo/bin/tansu");
-    if cargo_bin.exists() {
-        return cargo_bin;
-    }
-    PathBuf::from("tansu")
-}
-
-/// A private Tansu broker with durable (sqlite) storage, for tests that stop and restart it.
-pub struct Broker {
-    dir: tempfile::TempDir,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    storage: &'static str,
-    child: Option<Child>,
-}
-
-impl Broker {
-    /// Starts a broker with sqlite storage (survives restarts) on a free port.
-    pub fn start_durable() -> Broker {
-        Broker::start_with("sqlite://tansu.db")
-    }
-
-    /// Starts a broker with Tansu's memory engine (lost on restart) on a free port.
-    pub fn start_memory() -> Broker {
-        Broker::start_with("memory://tansu/")
-    }
-
-    fn start_with(storage: &'static str) -> Broker {
-        let mut broker = Broker {
-            dir: tempfile::Builder::new()
-                .prefix("tunix-broker-")
-                .tempdir()
-                .expect("tempdir"),
-            port: crate::free_port(),
-            storage,
-            child: None,
-        };
-        broker.start_again();
-        broker
-    }
-
-    /// `KAFKA_BROKERS` for this broker.
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the (stopped) broker on the same port and storage, waiting until it listens.
-    ///
-    /// Tansu binds without `SO_REUSEADDR`, so right after a stop its port can still be held by
-    /// connections in TIME_WAIT and the new process exits with "address in use"; this retries
-    /// until the port is free (up to ~90 s).
-    pub fn start_again(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        loop {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.path().join("broker.log"))
-                .expect("broker log");
-            let mut child = Command::new(tansu_bin())
-                .current_dir(self.dir.path())
-                .args(["broker", "--storage-engine", self.storage])
-                .args(["--listener-url", &url, "--advertised-listener-url", &url])
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("start tansu (run ./infra/test.sh, which installs it)");
-            let attempt_end = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < attempt_end {
-                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    self.child = Some(child);
-                    return;
-                }
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    break; // exited: the port is still in TIME_WAIT
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            assert!(
-                Instant::now() < deadline,
-                "broker did not start listening on {url}"
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-
-    /// Stops the broker (SIGTERM, SIGKILL after 10 s).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

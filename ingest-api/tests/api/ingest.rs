@@ -374,7 +374,7 @@ async fn idempotent_retries_give_the_same_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_down_answers_503_with_retry_after_then_recovers() {
-    let mut broker = Broker::start_durable();
+    let mut broker = Broker::start();
     let topic = TestTopic::on(&broker.brokers(), 3).await;
     let api = TestApi::start_on(topic, TestDb::new().await, |c| {
         c.produce_timeout = Duration::from_secs(2);

@@ -1,5 +1,6 @@
 //! Writer tests against the real broker and the real Postgres (started by `infra/test.sh`).
 
+mod groups;
 mod helpers;
 
 use std::time::Duration;
@@ -128,15 +129,6 @@ async fn kill_mid_stream_and_check(topic: TestTopic) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_points_loses_and_doubles_nothing() {
     kill_mid_stream_and_check(TestTopic::new(6).await).await;
-}
-
-/// Tansu's memory engine answers a fetch that starts inside a record batch with the next batch,
-/// silently skipping records. A restarted consumer resumes at such offsets; the consumer core
-/// must notice the jump and re-fetch. (Before that fix, this lost ~70 records per restart.)
-#[tokio::test(flavor = "multi_thread")]
-async fn restarts_on_a_broker_that_skips_inside_batches_lose_nothing() {
-    let broker = tunix_testkit::Broker::start_memory();
-    kill_mid_stream_and_check(TestTopic::on(&broker.brokers(), 6).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -361,12 +353,8 @@ async fn sslmode_require_connects_over_tls() {
 /// past the end and replays from the beginning instead of skipping them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recreated_topic_is_replayed_not_skipped() {
-    // A private broker: Tansu 0.6's sqlite engine deletes *every* topic of the cluster on
-    // DeleteTopics (docs/OPERATIONS.md), which would pull the shared broker's topics away from
-    // the tests running next to this one.
-    let broker = tunix_testkit::Broker::start_durable();
     let db = TestDb::new().await;
-    let topic = TestTopic::on(&broker.brokers(), 2).await;
+    let topic = TestTopic::new(2).await;
     let first: Vec<_> = dataset_traces()[..30]
         .iter()
         .cloned()
