@@ -239,6 +239,7 @@ pub async fn export(env: &StackEnv, rows: i64) -> anyhow::Result<()> {
     pool.close().await;
     if std::env::var_os("TUNIX_BENCH_KEEP").is_none() {
         env.drop_database(&url).await;
+        env.delete_topic(&topic).await;
     } else {
         eprintln!("kept {url}");
     }

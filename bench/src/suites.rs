@@ -87,12 +87,29 @@ impl StackEnv {
         }
     }
 
-    /// Creates a fresh topic with 6 partitions.
+    /// Creates a fresh topic with 6 partitions (and its dead-letter topic).
     pub async fn fresh_topic(&self, prefix: &str) -> anyhow::Result<KafkaSettings> {
         let name = format!("{prefix}_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
         let settings = KafkaSettings::new(&self.brokers, &name);
         settings.ensure_topics(Duration::from_secs(30)).await?;
         Ok(settings)
+    }
+
+    /// Deletes a bench topic and its dead-letter topic, so benchmarks leave the broker as they
+    /// found it. A failure is reported, not fatal: the figures are already taken.
+    pub async fn delete_topic(&self, topic: &KafkaSettings) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        let deleted = async {
+            let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+                topic.client_config().create()?;
+            admin
+                .delete_topics(&[&topic.topic, &topic.dlq_topic], &AdminOptions::new())
+                .await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = deleted.await {
+            eprintln!("could not delete bench topic {}: {e}", topic.topic);
+        }
     }
 }
 
@@ -259,9 +276,9 @@ pub async fn produce_raw(env: &StackEnv, n: usize) -> anyhow::Result<f64> {
     let topic = env.fresh_topic("bench_raw").await?;
     let root = std::env::current_dir()?;
     let (events, _) = events(&find_root(&root), n, 0);
-    // The topic stays: deleting topics on Tansu 0.6 (sqlite) deletes every topic of the
-    // cluster, the stack's `traces` among them (docs/OPERATIONS.md).
-    produce(&producer(&env.brokers)?, &topic.topic, events).await
+    let rate = produce(&producer(&env.brokers)?, &topic.topic, events).await;
+    env.delete_topic(&topic).await;
+    rate
 }
 
 fn find_root(start: &Path) -> PathBuf {
@@ -457,11 +474,13 @@ pub async fn consumers(
             projector.await??;
             pool2.close().await;
             env.drop_database(&url2).await;
+            env.delete_topic(scored_topic).await;
             Some((t, *total))
         }
         None => None,
     };
 
+    env.delete_topic(&topic).await;
     let mb = payload_bytes as f64 / 1e6;
     let rate = |t: Duration| n as f64 / t.as_secs_f64();
     println!("events: {n} ({long}), JSON payload {mb:.0} MB, topic pre-filled at {fill_rate:.0} events/s\n",

@@ -93,10 +93,10 @@ pub struct ProducerSettings {
 
 /// Appends events to the topic.
 pub struct EventProducer {
-    /// The producer and its generation. Replaced after a delivery timeout or broker error: a
-    /// fresh idempotent producer gets a new producer id instead of bumping the epoch of the old
-    /// one, which Tansu 0.6's sqlite engine mishandles (its storage panics and stops serving).
-    /// Also replaced after a fatal error. Requests in flight keep their clone.
+    /// The producer and its generation. Replaced after a fatal error (an idempotent producer
+    /// that librdkafka cannot recover, e.g. the broker fenced it); after a delivery timeout
+    /// librdkafka bumps the producer's epoch itself and the same producer goes on. Requests in
+    /// flight keep their clone.
     producer: RwLock<(u64, Client)>,
     /// The topic's partition count from the latest metadata (0 until known). Every event goes
     /// to its partition, computed here (`TraceEvent::partition`), so that scores, keyed
@@ -278,9 +278,7 @@ impl EventProducer {
         }
         if let Some(err) = first_error {
             self.metrics.produce_error(err.reason());
-            let fatal = producer.client().fatal_error();
-            if fatal.is_some() || matches!(err, ProduceError::Timeout(_) | ProduceError::Broker(_))
-            {
+            if let Some(fatal) = producer.client().fatal_error() {
                 self.replace(generation, fatal);
             }
             if let ProduceError::TooLarge { size } = err {
@@ -294,7 +292,7 @@ impl EventProducer {
     }
 
     /// Swaps in a fresh producer, once per failed generation.
-    fn replace(&self, failed_generation: u64, fatal: Option<(RDKafkaErrorCode, String)>) {
+    fn replace(&self, failed_generation: u64, (code, reason): (RDKafkaErrorCode, String)) {
         let mut slot = self.producer.write().expect("producer lock");
         if slot.0 != failed_generation {
             return; // another request already replaced it
@@ -302,12 +300,7 @@ impl EventProducer {
         match create(&self.kafka, &self.settings, &self.metrics) {
             Ok(fresh) => {
                 *slot = (failed_generation + 1, fresh);
-                match fatal {
-                    Some((code, reason)) => {
-                        tracing::error!(?code, %reason, "fatal producer error; replaced the producer")
-                    }
-                    None => tracing::info!("replaced the producer after a delivery failure"),
-                }
+                tracing::error!(?code, %reason, "fatal producer error; replaced the producer");
             }
             Err(e) => tracing::error!(error = %e, "cannot create a new producer"),
         }

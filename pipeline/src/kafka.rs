@@ -40,15 +40,20 @@ pub struct KafkaSettings {
     pub retention_ms: i64,
     /// `KAFKA_TOPIC_CLEANUP_POLICY`: `delete` (keep every record for `retention_ms`) or
     /// `compact` (keep the last record per key: what makes deletions erase content; see
-    /// docs/GOVERNANCE.md). Also tells the consumers that offset gaps are legitimate.
+    /// docs/GOVERNANCE.md).
     pub cleanup_policy: String,
     /// `KAFKA_DLQ_RETENTION_MS`: how long dead letters stay (default 7 days). The dead-letter
     /// topic is also compacted, so a deleted trace's dead letters go with its tombstone.
     pub dlq_retention_ms: i64,
     /// `KAFKA_FETCH_WAIT_MAX_MS`: how long the consumers' fetches wait for records on a caught-up
-    /// partition (librdkafka's `fetch.wait.max.ms`). Apache Kafka answers as soon as records
-    /// arrive; Tansu 0.6 holds every fetch for this long (half of it from 250 ms up).
+    /// partition (librdkafka's `fetch.wait.max.ms`). The broker answers as soon as records
+    /// arrive, so this sets how often an idle consumer asks, not how fresh reads are.
     pub fetch_wait_max_ms: u64,
+    /// `KAFKA_TOPIC_CONFIGS`: extra topic-level configs for both topics when they are created,
+    /// `k=v` pairs separated by commas (e.g. `min.insync.replicas=2,segment.ms=3600000`). The
+    /// configs that have a variable of their own (cleanup policy, retention, message size) are
+    /// refused here.
+    pub topic_configs: Vec<(String, String)>,
     /// `KAFKA_PROPERTIES`: extra librdkafka properties for every client, `k=v` pairs separated by
     /// commas (e.g. `socket.keepalive.enable=true,client.rack=eu1a`).
     pub properties: Vec<(String, String)>,
@@ -63,8 +68,19 @@ impl KafkaSettings {
         let dlq_default = format!("{topic}.dlq");
         let properties = env
             .optional("KAFKA_PROPERTIES")
-            .map(|raw| parse_properties(&raw, env))
+            .map(|raw| parse_properties("KAFKA_PROPERTIES", &raw, env))
             .unwrap_or_default();
+        let topic_configs = env
+            .optional("KAFKA_TOPIC_CONFIGS")
+            .map(|raw| parse_properties("KAFKA_TOPIC_CONFIGS", &raw, env))
+            .unwrap_or_default();
+        for (key, _) in &topic_configs {
+            if let Some(owner) = owned_topic_config(key) {
+                env.error(format!(
+                    "KAFKA_TOPIC_CONFIGS: {key} is not set here but by {owner}"
+                ));
+            }
+        }
         KafkaSettings {
             brokers: env.string("KAFKA_BROKERS", DEFAULT_BROKERS),
             dlq_topic: env.string("KAFKA_DLQ_TOPIC", &dlq_default),
@@ -88,6 +104,7 @@ impl KafkaSettings {
                 i64::MAX,
             ),
             fetch_wait_max_ms: env.bounded("KAFKA_FETCH_WAIT_MAX_MS", 500, 1, 60_000),
+            topic_configs,
             properties,
             registry: crate::registry::RegistrySettings::from_env(env),
         }
@@ -105,6 +122,7 @@ impl KafkaSettings {
             cleanup_policy: "delete".to_owned(),
             dlq_retention_ms: DLQ_RETENTION_MS_DEFAULT,
             fetch_wait_max_ms: 500,
+            topic_configs: Vec::new(),
             properties: Vec::new(),
             registry: crate::registry::RegistrySettings::default(),
         }
@@ -138,23 +156,23 @@ impl KafkaSettings {
         )
         .set("retention.ms", &retention)
         .set("max.message.bytes", &max_bytes);
-        // `delete` is every broker's default, so it is never set explicitly: Tansu 0.6's
-        // maintenance reads an explicit `cleanup.policy=delete` with `retention.ms=-1` as "older
-        // than -1 ms" and deletes every record of the topic (found by the broker-restart test).
+        // `delete` is every broker's default and is left implicit; `compact` must be asked for.
         if self.compacted() {
             event_topic = event_topic.set("cleanup.policy", "compact");
         }
-        let topics = [
-            event_topic,
-            NewTopic::new(
-                &self.dlq_topic,
-                1,
-                TopicReplication::Fixed(self.replication),
-            )
-            .set("cleanup.policy", "compact,delete")
-            .set("retention.ms", &dlq_retention)
-            .set("max.message.bytes", &max_bytes),
-        ];
+        let mut dlq_topic = NewTopic::new(
+            &self.dlq_topic,
+            1,
+            TopicReplication::Fixed(self.replication),
+        )
+        .set("cleanup.policy", "compact,delete")
+        .set("retention.ms", &dlq_retention)
+        .set("max.message.bytes", &max_bytes);
+        for (k, v) in &self.topic_configs {
+            event_topic = event_topic.set(k, v);
+            dlq_topic = dlq_topic.set(k, v);
+        }
+        let topics = [event_topic, dlq_topic];
         let options = AdminOptions::new().operation_timeout(Some(timeout));
         let results = admin.create_topics(&topics, &options).await?;
         for result in results {
@@ -190,7 +208,19 @@ impl KafkaSettings {
     }
 }
 
-fn parse_properties(raw: &str, env: &mut Env) -> Vec<(String, String)> {
+/// The variable that owns a topic config, if one does.
+fn owned_topic_config(key: &str) -> Option<&'static str> {
+    match key {
+        "cleanup.policy" => Some("KAFKA_TOPIC_CLEANUP_POLICY"),
+        "retention.ms" => {
+            Some("KAFKA_TOPIC_RETENTION_MS (the dead-letter topic: KAFKA_DLQ_RETENTION_MS)")
+        }
+        "max.message.bytes" => Some("tunix-rt (the topics take the largest trace it allows)"),
+        _ => None,
+    }
+}
+
+fn parse_properties(var: &str, raw: &str, env: &mut Env) -> Vec<(String, String)> {
     raw.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
@@ -199,7 +229,7 @@ fn parse_properties(raw: &str, env: &mut Env) -> Vec<(String, String)> {
                 Some((k.trim().to_owned(), v.trim().to_owned()))
             }
             _ => {
-                env.error(format!("KAFKA_PROPERTIES: {pair:?} is not key=value"));
+                env.error(format!("{var}: {pair:?} is not key=value"));
                 None
             }
         })
@@ -220,5 +250,26 @@ mod tests {
         );
         assert_eq!(s.dlq_topic, "traces.dlq");
         assert!(env.finish().is_err());
+    }
+
+    #[test]
+    fn topic_configs_parse_and_refuse_what_has_its_own_variable() {
+        let mut env = Env::from_map([(
+            "KAFKA_TOPIC_CONFIGS",
+            "min.insync.replicas=2,segment.ms=100",
+        )]);
+        let s = KafkaSettings::from_env(&mut env);
+        assert_eq!(
+            s.topic_configs,
+            vec![
+                ("min.insync.replicas".into(), "2".into()),
+                ("segment.ms".into(), "100".into())
+            ]
+        );
+        assert!(env.finish().is_ok());
+        let mut env = Env::from_map([("KAFKA_TOPIC_CONFIGS", "cleanup.policy=delete")]);
+        KafkaSettings::from_env(&mut env);
+        let err = env.finish().unwrap_err().to_string();
+        assert!(err.contains("KAFKA_TOPIC_CLEANUP_POLICY"), "{err}");
     }
 }

@@ -73,11 +73,7 @@ impl ServiceConfig {
 
     fn read(spec: &ServiceSpec, env: &mut Env) -> ServiceConfig {
         let kafka = KafkaSettings::from_env(env);
-        let mut consumer = ConsumerSettings::from_env(env, &spec.settings, spec.program);
-        // Compaction removes records for good: its offset gaps are legitimate.
-        if kafka.compacted() {
-            consumer.offset_gaps = crate::consumer::OffsetGaps::Legitimate;
-        }
+        let consumer = ConsumerSettings::from_env(env, &spec.settings, spec.program);
         ServiceConfig {
             kafka,
             db: DbSettings::from_env(env),

@@ -16,8 +16,8 @@
 //! for every schema shipped then. Those *legacy* fingerprints stay in the topic forever, so
 //! decoding accepts both; encoding writes only the specification's ([`crate::canonical`]).
 //!
-//! Records carry no Kafka headers: the frame already says what a record is, and headers cost
-//! the Tansu broker's sqlite engine a table scan per fetched record.
+//! Records carry no Kafka headers: the frame already says what a record is. (The one exception
+//! is [`FINGERPRINT_HEADER`], on records framed with an external registry's ids.)
 //!
 //! Every `.avsc` the repo ever shipped stays registered here as a *writer* schema, so events written
 //! by older producers keep decoding; they are resolved to the current *reader* schema of their kind.

@@ -66,15 +66,14 @@ pub(super) fn connect<S: Sink>(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "2000")
-        // When caught up, a fetch waits at most this long for new records: the idle stack's
-        // broker load against freshness. Tansu 0.6 holds every fetch for the wait (half of it
-        // from 250 ms up) even when records arrive earlier, so there it bounds freshness too.
+        // When caught up, a fetch waits at most this long for new records (the broker answers
+        // as soon as one arrives): how often an idle consumer asks, not how fresh reads are.
         .set(
             "fetch.wait.max.ms",
             deps.kafka.fetch_wait_max_ms.to_string(),
         )
-        // Large fetches: Tansu's sqlite engine scans from the fetch offset to the high
-        // watermark on every fetch, so fewer, bigger fetches cost it far less CPU.
+        // Large fetches: a replay or a consumer catching up moves up to 8 MiB per partition and
+        // 64 MiB per request, so it needs few round trips (librdkafka's defaults: 1 and 50).
         .set("fetch.message.max.bytes", "8388608")
         .set("fetch.max.bytes", "67108864")
         .set_log_level(RDKafkaLogLevel::Warning);

@@ -1,17 +1,12 @@
-//! **Owns: every polled record is either batched, recognised as stale, or re-fetched; decoding.**
+//! **Owns: every polled record is either batched or recognised as stale; offset gaps; decoding.**
 //!
 //! A polled message is admitted into the batch only if its partition is ours and its offset is the
 //! one we expect next. Earlier offsets are stale deliveries (a fetch issued before a seek) and are
-//! dropped. Later offsets are a *gap*, and what a gap means depends on the topic ([`OffsetGaps`]):
-//!
-//! - **Broker workaround (today's topics).** Our topic's offsets are contiguous (no compaction, no
-//!   transaction markers), so a gap means the broker skipped records: Tansu 0.6's memory engine
-//!   answers a fetch inside a record batch with the *next* batch. The partition is re-fetched from
-//!   further and further back until the expected offset arrives; only a gap that persists from
-//!   offset 0 is real (records removed from the log) and is accepted.
-//! - **Compacted topics** have legitimate gaps (compaction removes records). With
-//!   [`OffsetGaps::Legitimate`] a gap is accepted at once. Which applies is a setting of the
-//!   consumer, so a compacted topic can be told apart from a broker that skips.
+//! dropped. A later offset is a *gap*: records the log no longer holds, removed by compaction
+//! (`KAFKA_TOPIC_CLEANUP_POLICY=compact`, the erasure design) or by retention. Kafka never skips a
+//! record it holds, so the gap is accepted, counted (`<svc>_gaps_total{outcome="accepted"}`) and
+//! logged. (Until December 2026 a gap was re-fetched from further back, for a broker that did skip
+//! records, Tansu 0.6's memory engine; no supported broker needs that.)
 //!
 //! Admitted records are decoded into events. A null value is a Kafka tombstone
 //! ([`interpret_tombstone`]): the tombstone of a trace key is that trace's deletion, of a score
@@ -38,16 +33,6 @@ use super::member::Member;
 use super::position::Position;
 use super::{Record, Sink};
 
-/// What an offset gap on the topic means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OffsetGaps {
-    /// Offsets are contiguous, so a gap means the broker skipped records: re-fetch them.
-    #[default]
-    BrokerSkipped,
-    /// Offsets may be absent for good (a compacted topic): accept gaps.
-    Legitimate,
-}
-
 /// The decision about one polled offset (pure; see [`admit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Admission {
@@ -57,63 +42,26 @@ pub(super) enum Admission {
     Stale,
     /// The expected offset, or any offset when consuming from the beginning.
     Admit,
-    /// A gap accepted as real (records absent from the log); admit the record.
+    /// Past the expected offset: the records between are absent from the log; admit the record.
     AcceptGap {
         /// The offset we expected instead.
         expected: i64,
     },
-    /// A gap the broker made: seek back to `from` (rewinding `rewind` records) and read again.
-    Refetch {
-        /// The offset we expected instead.
-        expected: i64,
-        /// Where to seek.
-        from: i64,
-        /// How far back from `expected`; grows 4x per attempt.
-        rewind: i64,
-    },
 }
 
-/// First rewind after a gap, in records.
-const FIRST_REWIND: i64 = 64;
-
 /// Decides what to do with `offset`, given the partition's next expected position (`None` when
-/// the partition is not ours), the rewind already tried for a gap on it, and the gap policy.
-pub(super) fn admit(
-    next_fetch: Option<Position>,
-    offset: i64,
-    previous_rewind: Option<i64>,
-    gaps: OffsetGaps,
-) -> Admission {
+/// the partition is not ours).
+pub(super) fn admit(next_fetch: Option<Position>, offset: i64) -> Admission {
     let expected = match next_fetch {
         None => return Admission::NotOwned,
         Some(Position::Beginning) => return Admission::Admit,
         Some(Position::Next(next)) => next,
     };
-    if offset < expected {
-        return Admission::Stale;
+    match offset.cmp(&expected) {
+        std::cmp::Ordering::Less => Admission::Stale,
+        std::cmp::Ordering::Equal => Admission::Admit,
+        std::cmp::Ordering::Greater => Admission::AcceptGap { expected },
     }
-    if offset == expected {
-        return Admission::Admit;
-    }
-    if gaps == OffsetGaps::Legitimate || previous_rewind.is_some_and(|k| k >= expected) {
-        return Admission::AcceptGap { expected };
-    }
-    let rewind = previous_rewind.map_or(FIRST_REWIND, |k| k * 4);
-    Admission::Refetch {
-        expected,
-        from: (expected - rewind).max(0),
-        rewind,
-    }
-}
-
-/// What became of a polled message.
-pub(super) enum Intake {
-    /// Added to the batch (as a record or as poison).
-    Batched,
-    /// Stale, or for a partition we no longer own.
-    Dropped,
-    /// Records are missing before it: re-fetch the partition from `from`.
-    Refetch { partition: i32, from: i64 },
 }
 
 /// A message after decoding.
@@ -208,46 +156,23 @@ impl<S: Sink> Member<S> {
         }
     }
 
-    /// Takes one polled message: drops it, asks for a re-fetch, or decodes it into the batch.
-    pub(super) fn intake(&self, message: OwnedMessage) -> Intake {
+    /// Takes one polled message: drops it, or decodes it into the batch.
+    pub(super) fn intake(&self, message: OwnedMessage) {
         let mut ledger = self.ledger();
         let (p, offset) = (message.partition(), message.offset());
-        let gaps = self.deps.settings.offset_gaps;
-        match admit(
-            ledger.next_fetch.get(&p).copied(),
-            offset,
-            ledger.rewinds.get(&p).copied(),
-            gaps,
-        ) {
-            Admission::NotOwned | Admission::Stale => return Intake::Dropped,
-            Admission::Refetch {
-                expected,
-                from,
-                rewind,
-            } => {
-                ledger.rewinds.insert(p, rewind);
-                self.deps.metrics.gap("refetched");
-                tracing::warn!(
-                    partition = p,
-                    expected,
-                    got = offset,
-                    rewind,
-                    "broker skipped records; re-fetching"
-                );
-                return Intake::Refetch { partition: p, from };
-            }
+        match admit(ledger.next_fetch.get(&p).copied(), offset) {
+            Admission::NotOwned | Admission::Stale => return,
             Admission::AcceptGap { expected } => {
                 self.deps.metrics.gap("accepted");
                 tracing::warn!(
                     partition = p,
                     expected,
                     got = offset,
-                    "records absent from the log; accepting the gap"
+                    "records absent from the log (compaction or retention); accepting the gap"
                 );
             }
             Admission::Admit => {}
         }
-        ledger.rewinds.remove(&p);
         ledger.next_fetch.insert(p, Position::Next(offset + 1));
         self.deps.metrics.consumed.increment(1);
         let now = Instant::now();
@@ -256,7 +181,6 @@ impl<S: Sink> Member<S> {
             Decoded::Poison(poison) => ledger.batch.push_poison(poison, now),
             Decoded::Skip(m) => ledger.batch.push_skipped(m.partition(), m.offset(), now),
         }
-        Intake::Batched
     }
 }
 
@@ -265,82 +189,16 @@ mod tests {
     use super::*;
     use crate::consumer::batch::tests::message;
 
-    const SKIPS: OffsetGaps = OffsetGaps::BrokerSkipped;
-
     #[test]
-    fn ownership_staleness_and_the_expected_offset() {
-        assert_eq!(admit(None, 5, None, SKIPS), Admission::NotOwned);
+    fn ownership_staleness_gaps_and_the_expected_offset() {
+        assert_eq!(admit(None, 5), Admission::NotOwned);
+        assert_eq!(admit(Some(Position::Beginning), 5), Admission::Admit);
+        assert_eq!(admit(Some(Position::Next(5)), 5), Admission::Admit);
+        assert_eq!(admit(Some(Position::Next(5)), 4), Admission::Stale);
+        assert_eq!(admit(Some(Position::Next(5)), 0), Admission::Stale);
         assert_eq!(
-            admit(Some(Position::Beginning), 5, None, SKIPS),
-            Admission::Admit
-        );
-        assert_eq!(
-            admit(Some(Position::Next(5)), 5, None, SKIPS),
-            Admission::Admit
-        );
-        assert_eq!(
-            admit(Some(Position::Next(5)), 4, None, SKIPS),
-            Admission::Stale
-        );
-        assert_eq!(
-            admit(Some(Position::Next(5)), 0, Some(64), SKIPS),
-            Admission::Stale
-        );
-    }
-
-    #[test]
-    fn a_skipping_broker_is_re_read_from_further_back_until_the_gap_is_proven() {
-        let next = Some(Position::Next(1000));
-        assert_eq!(
-            admit(next, 1010, None, SKIPS),
-            Admission::Refetch {
-                expected: 1000,
-                from: 936,
-                rewind: 64
-            }
-        );
-        assert_eq!(
-            admit(next, 1010, Some(64), SKIPS),
-            Admission::Refetch {
-                expected: 1000,
-                from: 744,
-                rewind: 256
-            }
-        );
-        assert_eq!(
-            admit(next, 1010, Some(256), SKIPS),
-            Admission::Refetch {
-                expected: 1000,
-                from: 0,
-                rewind: 1024
-            }
-        );
-        // Re-read from offset 0 and still missing: the records are gone; accept.
-        assert_eq!(
-            admit(next, 1010, Some(1024), SKIPS),
+            admit(Some(Position::Next(1000)), 1010),
             Admission::AcceptGap { expected: 1000 }
-        );
-        // Small expected offsets rewind to 0 at once.
-        assert_eq!(
-            admit(Some(Position::Next(10)), 12, None, SKIPS),
-            Admission::Refetch {
-                expected: 10,
-                from: 0,
-                rewind: 64
-            }
-        );
-    }
-
-    #[test]
-    fn a_compacted_topic_accepts_gaps_at_once() {
-        let compacted = OffsetGaps::Legitimate;
-        assert_eq!(
-            admit(Some(Position::Next(1000)), 1010, None, compacted),
-            Admission::AcceptGap { expected: 1000 }
-        );
-        assert_eq!(
-            admit(Some(Position::Next(1000)), 999, None, compacted),
-            Admission::Stale
         );
     }
 

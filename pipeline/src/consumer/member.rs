@@ -31,8 +31,6 @@ pub(super) struct Ledger {
     /// Next offset each partition should deliver: one past the last record read (batched or
     /// committed). Stale deliveries and gaps are judged against it.
     pub next_fetch: HashMap<i32, Position>,
-    /// Partitions being re-read after a broker gap, with the current rewind distance.
-    pub rewinds: HashMap<i32, i64>,
     /// Records read and not yet applied.
     pub batch: Batch,
     /// Kafka timestamp (ms) of the newest applied record per partition, for `lag_seconds`.
@@ -46,7 +44,6 @@ impl Ledger {
     pub fn own(&mut self, partition: i32, position: Position) {
         self.committed.insert(partition, position);
         self.next_fetch.insert(partition, position);
-        self.rewinds.remove(&partition);
     }
 
     /// Stops tracking `partition` and drops its unapplied records.
@@ -54,7 +51,6 @@ impl Ledger {
         self.batch.retain_partitions(|p| p != partition);
         self.committed.remove(&partition);
         self.next_fetch.remove(&partition);
-        self.rewinds.remove(&partition);
         self.high_watermarks.remove(&partition);
     }
 }

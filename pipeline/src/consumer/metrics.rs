@@ -15,7 +15,7 @@
 //! | `<p>_rebalances_total{kind}` | counter | partition assignments and revocations |
 //! | `<p>_assigned_partitions` | gauge | partitions currently owned |
 //! | `<p>_broker_requests_total{request}` | counter | requests sent to the brokers (`produce`, `fetch`, `other`), from librdkafka's statistics |
-//! | `<p>_gaps_total{outcome}` | counter | offset gaps seen: `refetched` (broker skipped records; re-read), `accepted` (records absent from the log), `reset` (stored position past the end of the partition; replayed from the beginning) |
+//! | `<p>_gaps_total{outcome}` | counter | offset gaps seen: `accepted` (records absent from the log: compaction or retention), `reset` (stored position past the end of the partition; replayed from the beginning) |
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
@@ -91,7 +91,7 @@ impl ConsumerMetrics {
         for kind in ["transient", "data", "timeout"] {
             counter!(m.pg_errors_name, "kind" => kind).absolute(0);
         }
-        for outcome in ["refetched", "accepted", "reset"] {
+        for outcome in ["accepted", "reset"] {
             counter!(m.gaps_name, "outcome" => outcome).absolute(0);
         }
         for kind in ["assign", "revoke"] {

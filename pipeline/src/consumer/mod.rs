@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | the loop: poll, batch, apply; hand partitions over on shutdown; replays | `run.rs` |
 //! | bounded batches, and the positions a batch moves to (pure) | `batch.rs` |
-//! | every record is batched, recognised as stale, or re-fetched after a broker gap; decoding | `intake.rs` |
+//! | every record is batched or recognised as stale; offset gaps; decoding | `intake.rs` |
 //! | exactly-once effect: effect and positions in one transaction; retries; isolating refused rows | `commit.rs` |
 //! | positions live in Postgres; the zombie fence | `position.rs` |
 //! | partition ownership through leases in Postgres | `leases.rs` |
@@ -38,10 +38,8 @@
 //!   once. Before giving a partition up, the in-flight batch is finished (bounded by a timeout) or
 //!   abandoned; an abandoned batch is simply re-read by the next owner, because its position never
 //!   moved.
-//! - **Broker gaps**: offsets of the topic are contiguous, so a jump means the broker skipped
-//!   records (Tansu's memory engine does, after a seek into a record batch); the partition is
-//!   re-fetched from further back until the missing offset arrives. A compacted topic, whose gaps
-//!   are legitimate, sets [`OffsetGaps::Legitimate`].
+//! - **Offset gaps** are records the log no longer holds (compaction, retention): Kafka never
+//!   skips a record it holds, so a gap is accepted, counted and logged, never re-fetched.
 //!
 //! Kafka calls run on a dedicated OS thread with a `BaseConsumer`; Postgres work is driven from it
 //! with `Handle::block_on`, so positions are loaded before a partition starts fetching.
@@ -66,7 +64,6 @@ use sqlx::PgConnection;
 use tunix_schemas::TraceEvent;
 
 pub use self::fold::{fold, Plan};
-pub use self::intake::OffsetGaps;
 pub use self::metrics::ConsumerMetrics;
 pub use self::position::{load_positions, stored_positions, Position};
 pub use self::run::{replay_until_caught_up, run_group, ReplayProgress};
@@ -100,8 +97,6 @@ pub struct ConsumerSettings {
     pub drain_timeout: Duration,
     /// Upper bound on one batch transaction; past it the batch is retried.
     pub batch_timeout: Duration,
-    /// What an offset gap on the topic means (a broker skip, or compaction).
-    pub offset_gaps: OffsetGaps,
 }
 
 impl ConsumerSettings {
@@ -121,7 +116,6 @@ impl ConsumerSettings {
             backoff_max: env.millis(names.backoff_max_ms, 10_000),
             drain_timeout: env.millis(names.drain_timeout_ms, 10_000),
             batch_timeout: Duration::from_secs(60),
-            offset_gaps: OffsetGaps::default(),
         }
     }
 
@@ -138,7 +132,6 @@ impl ConsumerSettings {
             backoff_max: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
             batch_timeout: Duration::from_secs(60),
-            offset_gaps: OffsetGaps::default(),
         }
     }
 }

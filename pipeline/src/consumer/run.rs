@@ -10,7 +10,6 @@ use rdkafka::TopicPartitionList;
 use tokio::runtime::Handle;
 
 use super::client::connect;
-use super::intake::Intake;
 use super::member::{Member, MemberConsumer};
 use super::position::Position;
 use super::{ConsumerDeps, Sink};
@@ -43,9 +42,7 @@ fn poll_once<S: Sink>(member: &Member<S>, consumer: &MemberConsumer<S>) -> u64 {
         Some(Ok(msg)) => {
             let msg = msg.detach();
             member.resolve_schema(&msg);
-            if let Intake::Refetch { partition, from } = member.intake(msg) {
-                member.seek(consumer, partition, Position::Next(from));
-            }
+            member.intake(msg);
         }
         Some(Err(e)) => {
             tracing::warn!(error = %e, "kafka poll error");
@@ -166,8 +163,8 @@ pub fn replay_until_caught_up<S: Sink>(
             continue;
         }
         // Watermarks come from the broker directly: statistics lag a few seconds behind. Each
-        // query can wait behind a fetch the broker holds (Tansu: the whole fetch wait), so the
-        // next check comes a second after this one *ends*: polling always gets most of the time.
+        // query can wait behind a fetch in flight on the same connection, so the next check
+        // comes a second after this one *ends*: polling always gets most of the time.
         // Positions move only on commit, so batched records still count as lag.
         let committed: Vec<(i32, Position)> = member
             .ledger()
