@@ -37,10 +37,24 @@ impl TestTopic {
 
     /// Creates a uniquely named topic with `cleanup.policy=compact` on the broker at `brokers`.
     pub async fn compacted_on(brokers: &str, partitions: i32) -> TestTopic {
+        TestTopic::create(brokers, partitions, |s| {
+            s.cleanup_policy = "compact".to_owned()
+        })
+        .await
+    }
+
+    /// Creates a uniquely named topic on the broker at `brokers`, with the product's own topic
+    /// creation (`KafkaSettings::ensure_topics`) after `configure` adjusted the settings (cleanup
+    /// policy, `topic_configs`, replication).
+    pub async fn create(
+        brokers: &str,
+        partitions: i32,
+        configure: impl FnOnce(&mut KafkaSettings),
+    ) -> TestTopic {
         let name = crate::unique("traces");
         let mut settings = KafkaSettings::new(brokers, &name);
         settings.partitions = partitions;
-        settings.cleanup_policy = "compact".to_owned();
+        configure(&mut settings);
         settings
             .ensure_topics(Duration::from_secs(30))
             .await
@@ -117,8 +131,23 @@ pub async fn produce_raw(topic: &TestTopic, partition: i32, key: &str, value: &[
         .expect("produce raw record");
 }
 
-/// Reads every record currently in `topic` (all partitions, from the beginning), waiting up to
-/// `timeout` for at least `min` records to arrive.
+/// Produces a null value (a Kafka tombstone) under `key` to `partition` of `topic` (any topic,
+/// e.g. the dead-letter topic).
+pub async fn produce_null(brokers: &str, topic: &str, partition: i32, key: &str) {
+    producer(brokers)
+        .send(
+            FutureRecord::<str, [u8]>::to(topic)
+                .partition(partition)
+                .key(key),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce a null record");
+}
+
+/// Reads every record currently in `topic` (all partitions, from the beginning, up to each
+/// partition's high watermark), waiting up to `timeout` for at least `min` records to exist.
 pub fn consume_all(brokers: &str, topic: &str, min: usize, timeout: Duration) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -137,20 +166,41 @@ pub fn consume_all(brokers: &str, topic: &str, min: usize, timeout: Duration) ->
     }
     consumer.assign(&tpl).expect("assign");
     let deadline = std::time::Instant::now() + timeout;
+    let high_watermarks = |c: &BaseConsumer| -> Vec<i64> {
+        (0..partitions)
+            .map(|p| {
+                c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .collect()
+    };
+    let mut targets = high_watermarks(&consumer);
+    // Next offset to read per partition: compaction leaves gaps, but never removes the last
+    // record, so a partition is read once a record at or past `target - 1` arrived.
+    let mut next = vec![0_i64; partitions as usize];
     let mut out = Vec::new();
-    let mut quiet_since = std::time::Instant::now();
-    while std::time::Instant::now() < deadline {
+    loop {
+        let done = next.iter().zip(&targets).all(|(n, t)| n >= t);
+        if done && out.len() >= min {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+        if done {
+            // Fewer records than asked for: wait for more to arrive.
+            std::thread::sleep(Duration::from_millis(100));
+            targets = high_watermarks(&consumer);
+            continue;
+        }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                next[m.partition() as usize] = m.offset() + 1;
                 out.push(m.detach());
-                quiet_since = std::time::Instant::now();
             }
             Some(Err(e)) => panic!("consume: {e}"),
-            None => {
-                if out.len() >= min && quiet_since.elapsed() > Duration::from_millis(500) {
-                    break;
-                }
-            }
+            None => {}
         }
     }
     out.sort_by_key(|m| (m.partition(), m.offset()));
