@@ -18,8 +18,13 @@ use uuid::Uuid;
 pub struct StackOptions {
     /// Run Postgres privately (so the test may stop it).
     pub private_postgres: bool,
-    /// Run a private broker with durable storage (so the test may restart it).
+    /// Run a private one-node Kafka (so the test may stop, kill and restart it).
     pub private_broker: bool,
+    /// Use these brokers (e.g. a [`tunix_testkit::KafkaCluster`] the test runs) instead of the
+    /// suite's broker.
+    pub brokers: Option<String>,
+    /// Replicas of the topics (`KAFKA_REPLICATION_FACTOR`).
+    pub replication: i32,
     /// Partitions of the topic.
     pub partitions: i32,
     /// Extra environment for ingest-api.
@@ -28,6 +33,9 @@ pub struct StackOptions {
     pub service_env: Vec<(String, String)>,
     /// Create the topic with `cleanup.policy=compact` (and tell the services so).
     pub compacted: bool,
+    /// Extra topic-level configs for the topics (`KAFKA_TOPIC_CONFIGS`), e.g. a short
+    /// `segment.ms` so that Kafka's log cleaner compacts within a test.
+    pub topic_configs: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -35,10 +43,13 @@ impl Default for StackOptions {
         StackOptions {
             private_postgres: false,
             private_broker: false,
+            brokers: None,
+            replication: 1,
             partitions: 4,
             api_env: Vec::new(),
             service_env: Vec::new(),
             compacted: false,
+            topic_configs: Vec::new(),
         }
     }
 }
@@ -77,27 +88,41 @@ impl Stack {
     /// Starts everything and waits until the three services are ready.
     pub async fn start(options: StackOptions) -> Stack {
         let postgres = options.private_postgres.then(PgCluster::start);
-        let broker = options.private_broker.then(Broker::start_durable);
+        let broker = options.private_broker.then(Broker::start);
         let db = match &postgres {
             Some(pg) => TestDb::on(&pg.admin_url()).await,
             None => TestDb::new().await,
         };
-        let brokers = broker
-            .as_ref()
-            .map_or_else(tunix_testkit::kafka_brokers, Broker::brokers);
-        let topic = if options.compacted {
-            TestTopic::compacted_on(&brokers, options.partitions).await
-        } else {
-            TestTopic::on(&brokers, options.partitions).await
+        let brokers = match (&broker, &options.brokers) {
+            (Some(b), _) => b.brokers(),
+            (None, Some(given)) => given.clone(),
+            (None, None) => tunix_testkit::kafka_brokers(),
         };
+        let topic = TestTopic::create(&brokers, options.partitions, |s| {
+            s.replication = options.replication;
+            if options.compacted {
+                s.cleanup_policy = "compact".to_owned();
+            }
+            s.topic_configs = options.topic_configs.clone();
+        })
+        .await;
         let mut common = vec![
             kv("KAFKA_BROKERS", brokers.clone()),
             kv("KAFKA_TOPIC", topic.name()),
             kv("DATABASE_URL", db.url.clone()),
             kv("DB_POOL_TIMEOUT", "2"),
+            kv("KAFKA_REPLICATION_FACTOR", options.replication.to_string()),
         ];
         if options.compacted {
             common.push(kv("KAFKA_TOPIC_CLEANUP_POLICY", "compact"));
+        }
+        if !options.topic_configs.is_empty() {
+            let configs: Vec<String> = options
+                .topic_configs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            common.push(kv("KAFKA_TOPIC_CONFIGS", configs.join(",")));
         }
         common.extend(options.service_env.clone());
         let api_addr = format!("127.0.0.1:{}", free_port());
@@ -337,83 +362,4 @@ pub fn python() -> String {
     std::env::var("TUNIX_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("TUNIX_TEST_PYTHON is not set: run the suite with ./infra/test.sh, which installs the Python clients")
     })
-}
-
-/// The stand-in external Schema Registry (`tests/python/registry_standin.py`) as a process: ids
-/// count up from `first_id` like Confluent's, kept in a state file across restarts.
-pub struct StandInRegistry {
-    /// The process.
-    pub service: Service,
-    /// Its base URL.
-    pub url: String,
-    /// `user:password` it demands, if any.
-    pub user_info: Option<String>,
-    http: reqwest::Client,
-}
-
-impl StandInRegistry {
-    /// Starts it and waits until it answers.
-    pub async fn start(first_id: i32, user_info: Option<&str>) -> StandInRegistry {
-        let port = free_port();
-        let state = tunix_testkit::artifacts_dir()
-            .join(format!("{}.json", tunix_testkit::unique("registry-state")));
-        let mut args = vec![
-            tunix_testkit::repo_root()
-                .join("tests/python/registry_standin.py")
-                .display()
-                .to_string(),
-            port.to_string(),
-            state.display().to_string(),
-            "--first-id".to_owned(),
-            first_id.to_string(),
-        ];
-        if let Some(u) = user_info {
-            args.extend(["--user-info".to_owned(), u.to_owned()]);
-        }
-        let registry = StandInRegistry {
-            service: Service::start_with_args("registry", python().into(), args, Vec::new()),
-            url: format!("http://127.0.0.1:{port}"),
-            user_info: user_info.map(str::to_owned),
-            http: reqwest::Client::new(),
-        };
-        registry.wait_ready().await;
-        registry
-    }
-
-    /// `(user, password)` for the services' `SCHEMA_REGISTRY_USERNAME`/`_PASSWORD`.
-    pub fn env(&self) -> Vec<(String, String)> {
-        let mut env = vec![kv("SCHEMA_REGISTRY_URL", self.url.clone())];
-        if let Some((user, password)) = self.user_info.as_deref().and_then(|u| u.split_once(':')) {
-            env.push(kv("SCHEMA_REGISTRY_USERNAME", user));
-            env.push(kv("SCHEMA_REGISTRY_PASSWORD", password));
-        }
-        env
-    }
-
-    /// GET `path` on the registry with its credentials.
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let mut req = self.http.get(format!("{}{path}", self.url));
-        if let Some((user, password)) = self.user_info.as_deref().and_then(|u| u.split_once(':')) {
-            req = req.basic_auth(user, Some(password));
-        }
-        let resp = req.send().await.expect("GET registry");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Waits until it answers `GET /subjects`.
-    pub async fn wait_ready(&self) {
-        eventually(
-            Duration::from_secs(30),
-            "stand-in registry answers",
-            || async {
-                let mut req = self.http.get(format!("{}/subjects", self.url));
-                if let Some((u, p)) = self.user_info.as_deref().and_then(|u| u.split_once(':')) {
-                    req = req.basic_auth(u, Some(p));
-                }
-                (req.send().await.ok()?.status() == 200).then_some(())
-            },
-        )
-        .await;
-    }
 }
