@@ -159,3 +159,55 @@ fn every_api_route_is_listed_with_its_scope() {
         assert!(text.contains(&row), "README lacks the row {row}");
     }
 }
+
+/// `infra/compose.yaml` runs the Apache Kafka major version that the scripts and tests fetch
+/// (`infra/kafka/pom.xml`), with every shared broker setting (`infra/kafka/broker.properties`)
+/// as the image's `KAFKA_*` variable of the same value.
+#[test]
+fn compose_runs_the_kafka_the_tests_run() {
+    let root = tunix_testkit::repo_root();
+    let text = std::fs::read_to_string(root.join("infra/compose.yaml")).unwrap();
+    let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("compose.yaml parses");
+    let kafka = &compose["services"]["kafka"];
+    let pom = std::fs::read_to_string(root.join("infra/kafka/pom.xml")).unwrap();
+    let pinned = pom
+        .split("<kafka.version>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the pom pins kafka.version");
+    let image = kafka["image"].as_str().expect("kafka image");
+    let tag = image.rsplit(':').next().unwrap();
+    assert_eq!(
+        tag.split('.').next(),
+        pinned.split('.').next(),
+        "compose runs {image}, the scripts and tests Kafka {pinned}"
+    );
+    let env = kafka["environment"]
+        .as_mapping()
+        .expect("kafka environment");
+    let value = |v: &serde_yaml::Value| match v {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        other => panic!("unexpected value {other:?}"),
+    };
+    let shared = std::fs::read_to_string(root.join("infra/kafka/broker.properties")).unwrap();
+    let mut checked = 0;
+    for line in shared.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, expected) = line.split_once('=').expect("key=value");
+        let var = format!("KAFKA_{}", key.to_uppercase().replace('.', "_"));
+        let got = env
+            .get(serde_yaml::Value::String(var.clone()))
+            .unwrap_or_else(|| panic!("compose's kafka lacks {var} ({key}={expected})"));
+        assert_eq!(
+            value(got),
+            expected,
+            "{var} in compose vs {key} in broker.properties"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "checked {checked} settings");
+}
