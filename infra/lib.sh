@@ -64,6 +64,17 @@ ensure_postgres_binaries() {
   export PG_BINDIR
 }
 
+# What building the services needs besides Rust: a C toolchain for librdkafka, and OpenSSL's
+# headers with pkg-config for its TLS and SASL support (rdkafka's `ssl` feature).
+ensure_build_tools() {
+  command -v cargo >/dev/null || die "cargo is required (install Rust with rustup)"
+  local missing=()
+  command -v cc >/dev/null || missing+=(build-essential)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  if ! pkg-config --exists openssl 2>/dev/null; then missing+=(libssl-dev); fi
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 # Where downloads are kept between runs and checkouts (the Kafka jars).
 TUNIX_CACHE_DIR="${TUNIX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tunix-rt}"
 

@@ -30,6 +30,7 @@ NEED_PG=1
 prepare_stack_dir
 ensure_postgres_binaries
 ensure_kafka
+ensure_build_tools
 ensure_apicurio
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"

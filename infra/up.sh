@@ -55,7 +55,7 @@ prepare_stack_dir
 # 1. Install what is missing.
 [ "$NEED_PG" = 1 ] && ensure_postgres_binaries
 [ "$NEED_BROKER" = 1 ] && ensure_kafka
-command -v cargo >/dev/null || die "cargo is required (install Rust with rustup)"
+ensure_build_tools
 
 # 2-3. Start Postgres and the broker, unless pointed at existing ones.
 if [ "$NEED_PG" = 1 ]; then

@@ -187,6 +187,7 @@ pub async fn run(
         trace_max_bytes = cfg.trace_max_bytes,
         "ingest-api serving"
     );
+    cfg.kafka.check_access().await?;
     register_schemas(&state, &shutdown).await?;
     spawn_broker_probe(state.clone(), shutdown.clone());
     tokio::spawn(crate::governance::run_operations(

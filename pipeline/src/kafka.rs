@@ -13,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::Env;
+use crate::kafka_security::{AccessError, KafkaSecurity};
 
 /// The local stack's broker (see `infra/up.sh`).
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:19092";
@@ -54,6 +55,9 @@ pub struct KafkaSettings {
     /// configs that have a variable of their own (cleanup policy, retention, message size) are
     /// refused here.
     pub topic_configs: Vec<(String, String)>,
+    /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`: how clients log in
+    /// and verify the brokers.
+    pub security: KafkaSecurity,
     /// `KAFKA_PROPERTIES`: extra librdkafka properties for every client, `k=v` pairs separated by
     /// commas (e.g. `socket.keepalive.enable=true,client.rack=eu1a`).
     pub properties: Vec<(String, String)>,
@@ -105,6 +109,7 @@ impl KafkaSettings {
             ),
             fetch_wait_max_ms: env.bounded("KAFKA_FETCH_WAIT_MAX_MS", 500, 1, 60_000),
             topic_configs,
+            security: KafkaSecurity::from_env(env),
             properties,
             registry: crate::registry::RegistrySettings::from_env(env),
         }
@@ -123,6 +128,7 @@ impl KafkaSettings {
             dlq_retention_ms: DLQ_RETENTION_MS_DEFAULT,
             fetch_wait_max_ms: 500,
             topic_configs: Vec::new(),
+            security: KafkaSecurity::default(),
             properties: Vec::new(),
             registry: crate::registry::RegistrySettings::default(),
         }
@@ -133,14 +139,30 @@ impl KafkaSettings {
         self.cleanup_policy == "compact"
     }
 
-    /// A client config with the brokers and the extra properties set.
+    /// A client config with the brokers, the security settings and the extra properties set.
     pub fn client_config(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers);
+        self.security.apply(&mut cfg);
         for (k, v) in &self.properties {
             cfg.set(k, v);
         }
         cfg
+    }
+
+    /// At start-up: stops with the setting to fix when the brokers refuse the login or TLS cannot
+    /// verify them ([`crate::kafka_security::check_access`]); an unreachable broker is not an
+    /// error here. Instant with `PLAINTEXT`.
+    pub async fn check_access(&self) -> Result<(), AccessError> {
+        if !self.security.needs_check() {
+            return Ok(());
+        }
+        let (security, cfg) = (self.security.clone(), self.client_config());
+        tokio::task::spawn_blocking(move || {
+            crate::kafka_security::check_access(&security, &cfg, Duration::from_secs(10))
+        })
+        .await
+        .expect("the access check does not panic")
     }
 
     /// Creates the event topic and the dead-letter topic if they do not exist.

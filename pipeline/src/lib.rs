@@ -9,6 +9,7 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`db`]: Postgres pools (seed pool variables, TLS via `DATABASE_URL`) and migrations;
 //! - [`kafka`]: broker settings and topic creation;
+//! - [`kafka_security`]: TLS and SASL settings, and the start-up check of the login;
 //! - [`erasure`]: the deletion ledger and the tombstone outbox;
 //! - [`consumer`]: the consumer core the writer and the projector plug their sinks into;
 //! - [`service`]: the one runner both consumer services start with.
@@ -20,6 +21,7 @@ pub mod db;
 pub mod erasure;
 pub mod http;
 pub mod kafka;
+pub mod kafka_security;
 pub mod ops;
 pub mod registry;
 pub mod service;

@@ -112,6 +112,7 @@ where
     F: FnOnce(PgPool, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    cfg.kafka.check_access().await?;
     let metrics = crate::telemetry::init_metrics();
     let sink = Arc::new(make_sink());
     let readiness = Readiness::new(&["kafka", "postgres"]);

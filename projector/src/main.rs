@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
             tunix_projector::run(cfg, listener, shutdown).await
         }
         Command::Rebuild { keep_previous } => {
+            cfg.kafka.check_access().await?;
             let report = rebuild(&cfg, RebuildOptions { keep_previous }, shutdown, |line| {
                 eprintln!("{line}")
             })

@@ -99,6 +99,9 @@ impl Stack {
             (None, None) => tunix_testkit::kafka_brokers(),
         };
         let topic = TestTopic::create(&brokers, options.partitions, |s| {
+            // The test's own clients log in as the services do (KAFKA_SECURITY_PROTOCOL, ...).
+            let mut env = tunix_pipeline::config::Env::from_map(options.service_env.clone());
+            s.security = tunix_pipeline::kafka_security::KafkaSecurity::from_env(&mut env);
             s.replication = options.replication;
             if options.compacted {
                 s.cleanup_policy = "compact".to_owned();

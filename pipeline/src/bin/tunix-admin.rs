@@ -100,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
         env.finish()?;
         Ok(settings)
     });
+    if matches!(cli.command, Command::CreateTopics | Command::Wait { .. }) {
+        kafka.check_access().await?;
+    }
     match cli.command {
         Command::Migrate => {
             let pool = db.pool()?;
