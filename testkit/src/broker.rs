@@ -27,7 +27,9 @@ pub fn kafka_libs() -> PathBuf {
     libs
 }
 
-fn java() -> PathBuf {
+/// `$JAVA_HOME/bin/java`, or `java` from `PATH` (processes started through [`Service`] get a
+/// cleared environment, so the path is resolved here).
+pub(crate) fn java() -> PathBuf {
     match std::env::var("JAVA_HOME") {
         Ok(home) if !home.is_empty() => Path::new(&home).join("bin/java"),
         _ => PathBuf::from("java"),

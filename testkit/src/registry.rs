@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::broker::java;
 use crate::{free_port, Service};
 
 /// The Confluent-compatible API's base path on an Apicurio Registry 3 server.
@@ -249,15 +250,6 @@ fn runner_jar() -> (PathBuf, String) {
         .unwrap_or_else(|| {
             panic!("no apicurio-registry-app-*-runner.jar in TUNIX_APICURIO_HOME={home} (run ./infra/test.sh)")
         })
-}
-
-/// `$JAVA_HOME/bin/java`, or `java` from `PATH` (the registry's process gets a cleared
-/// environment, so the path is resolved here).
-fn java() -> PathBuf {
-    match std::env::var("JAVA_HOME") {
-        Ok(home) if !home.is_empty() => Path::new(&home).join("bin/java"),
-        _ => PathBuf::from("java"),
-    }
 }
 
 /// Writes the Quarkus configuration: loopback only, no access log, H2 on disk with every
