@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod export;
+pub mod failover;
 pub mod gen;
 pub mod load;
 pub mod report;

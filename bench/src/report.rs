@@ -218,6 +218,19 @@ impl ProcessSamples {
         })
     }
 
+    /// Memory now, in MiB: RSS, or the summed PSS of the tree when tracking children.
+    pub fn memory_mib(&self) -> Option<f64> {
+        let kb = if self.tree {
+            self.pids()
+                .iter()
+                .filter_map(|p| pss_kb(*p))
+                .reduce(|a, b| a + b)
+        } else {
+            rss_kb(self.pid)
+        };
+        kb.map(|kb| kb as f64 / 1024.0)
+    }
+
     /// Takes one sample.
     pub fn sample(&mut self, since: Instant) {
         let now = Instant::now();

@@ -136,7 +136,7 @@ fn with_database(url: &str, db: &str) -> String {
     out
 }
 
-fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+pub(crate) fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
     Ok(rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("acks", "all")
@@ -205,7 +205,7 @@ async fn produce(
     Ok(events.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-fn submitted(trace: Trace) -> TraceEvent {
+pub(crate) fn submitted(trace: Trace) -> TraceEvent {
     TraceEvent::Submitted(TraceSubmitted {
         id: tunix_schemas::ids::new_trace_id(),
         created_at: tunix_schemas::truncate_to_micros(chrono::Utc::now()),
@@ -1306,6 +1306,13 @@ pub async fn cost(
         .zip(&before)
         .map(|(a, b)| a.saturating_sub(*b).as_secs_f64() / idle.as_secs_f64() * 100.0)
         .collect();
+    let memory = |procs: &[ProcessSamples]| -> Vec<f64> {
+        procs
+            .iter()
+            .map(|p| p.memory_mib().unwrap_or(f64::NAN))
+            .collect()
+    };
+    let idle_memory = memory(&procs);
 
     let mut runs = Vec::new();
     for (label, batch, concurrency) in [
@@ -1390,6 +1397,7 @@ pub async fn cost(
     eprintln!("raw producer, same broker...");
     let raw = produce_raw(env, 200_000).await?;
 
+    let end_memory = memory(&procs);
     let ours = |cpu: &[Duration]| -> Duration { cpu[0] + cpu[2] + cpu[3] };
     // One cell per run.
     let cells = |cell: &dyn Fn(&CostRun) -> String| -> String {
@@ -1436,6 +1444,16 @@ pub async fn cost(
         );
     }
     println!();
+    println!("| process | RSS MiB, idle | RSS MiB, after the runs |");
+    println!("| --- | ---: | ---: |");
+    for (i, p) in procs.iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.0} |",
+            p.name, idle_memory[i], end_memory[i]
+        );
+    }
+    println!("(Postgres: the summed PSS of the postmaster and its backends.)");
+    println!();
     for r in &runs {
         println!(
             "{}: {} accepted at {:.0}/s (target {rate:.0}); freshness p99 {:.0} ms (GET by id), {:.0} ms (list){}",
@@ -1466,6 +1484,8 @@ pub async fn cost(
     let json = serde_json::json!({
         "processes": procs.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
         "idle_cpu_percent": idle_cpu,
+        "idle_memory_mib": idle_memory,
+        "end_memory_mib": end_memory,
         "idle_requests_per_sec": {
             "produce": idle_requests.produce / idle.as_secs_f64(),
             "fetch": idle_requests.fetch / idle.as_secs_f64(),

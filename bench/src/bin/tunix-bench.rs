@@ -144,6 +144,26 @@ enum Command {
         )]
         ops_addrs: Vec<String>,
     },
+    /// Failover between two instances of the writer and of the projector on a 6-partition
+    /// topic under load: time from SIGKILL (or SIGTERM) of one until the survivor consumes its
+    /// partitions again (needs the release `tunix-writer` and `tunix-projector` binaries).
+    Failover {
+        /// Rounds per consumer and stop mode (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// `WRITER_LEASE_TTL_MS` / `PROJECTOR_LEASE_TTL_MS` of the instances.
+        #[arg(long, default_value_t = 10_000)]
+        lease_ttl_ms: u64,
+        /// Submitted traces per second, spread over all partitions, during the whole run.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// Consumers, comma-separated: writer, projector.
+        #[arg(long, value_delimiter = ',', default_value = "writer,projector")]
+        consumers: Vec<String>,
+        /// Stop modes, comma-separated: kill (SIGKILL), term (SIGTERM).
+        #[arg(long, value_delimiter = ',', default_value = "kill,term")]
+        stops: Vec<String>,
+    },
     /// Time from the POST's answer to visibility in GET by id and in the list view.
     Freshness {
         /// ingest-api address.
@@ -289,6 +309,26 @@ async fn main() -> anyhow::Result<()> {
             pid_dir,
         } => {
             suites::soak(&root, &addr, rate, Duration::from_secs(seconds), &pid_dir).await?;
+        }
+        Command::Failover {
+            rounds,
+            lease_ttl_ms,
+            rate,
+            consumers,
+            stops,
+        } => {
+            tunix_bench::failover::failover(
+                &env,
+                &root,
+                tunix_bench::failover::FailoverSpec {
+                    rounds,
+                    lease_ttl: Duration::from_millis(lease_ttl_ms),
+                    rate,
+                    consumers,
+                    stops,
+                },
+            )
+            .await?;
         }
         Command::Freshness {
             addr,

@@ -1,5 +1,6 @@
-//! **Owns: the loop.** Poll, batch, apply when full; every `lease_ttl / 3`, flush and reconcile
-//! ownership; on shutdown, finish the in-flight batch (bounded) and hand the partitions over.
+//! **Owns: the loop.** Poll, batch, apply when full; every lease step (`lease_ttl / 3`, at most a
+//! second apart), flush and reconcile ownership; on shutdown, finish the in-flight batch
+//! (bounded) and hand the partitions over.
 //! Replays (rebuilds) run the same loop over every partition until caught up.
 
 use std::time::{Duration, Instant};
@@ -16,6 +17,10 @@ use super::{ConsumerDeps, Sink};
 
 /// How long a poll waits when no batch is lingering.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Longest time between two lease steps. Renewing every `lease_ttl / 3` is enough to keep
+/// leases alive, but a partition released by a member that shut down waits for the others'
+/// next step: at most this long, not up to a third of the TTL (measured: `tunix-bench failover`).
+const LEASE_STEP_MAX: Duration = Duration::from_secs(1);
 /// How often the topic's partition count is re-read (to notice added partitions).
 const METADATA_REFRESH: Duration = Duration::from_secs(30);
 
@@ -78,7 +83,7 @@ pub fn run_group<S: Sink>(deps: ConsumerDeps<S>, rt: Handle) -> Result<(), Kafka
     let mut next_step = Instant::now();
     while !member.cancelled() {
         if Instant::now() >= next_step {
-            next_step = Instant::now() + settings.lease_ttl / 3;
+            next_step = Instant::now() + (settings.lease_ttl / 3).min(LEASE_STEP_MAX);
             if partitions.is_none_or(|(_, at)| at.elapsed() > METADATA_REFRESH) {
                 match member
                     .deps
