@@ -102,6 +102,10 @@ for i, label in enumerate(["single POSTs", "batches of 100"]):
 for j, p in enumerate(procs):
     row(f"idle: {p}, % of a core", lambda x: x["idle_cpu_percent"][j], "{:.1f}")
 row("idle: fetch requests / s", lambda x: x["idle_requests_per_sec"]["fetch"], "{:.1f}")
+for j, p in enumerate(procs):
+    if "idle_memory_mib" in base[0] and "idle_memory_mib" in cur[0]:
+        row(f"RSS MiB idle: {p}", lambda x: x["idle_memory_mib"][j])
+        row(f"RSS MiB after the runs: {p}", lambda x: x["end_memory_mib"][j])
 row("highest single-POST rate / s", lambda x: x["max_rate"])
 row("raw producer rate / s", lambda x: x["raw_rate"])
 row("highest single-POST rate, % of raw producer", lambda x: 100 * x["max_rate"] / x["raw_rate"], "{:.1f}")

@@ -68,6 +68,12 @@ fi
 if [ "$NEED_BROKER" = 1 ]; then
   start_broker
   export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+  # One partition on the local one-node broker: librdkafka sends a produce request per
+  # partition, and at 1,500 traces/s six partitions cost 1.66x the CPU per trace of one (4.5x
+  # the broker requests) for 1.12x the highest rate (docs/BENCHMARKS.md, "Partitions on the
+  # local stack"). Only a topic created now gets it; KAFKA_TOPIC_PARTITIONS overrides (6 or more
+  # to try several writers or projectors; the code's default for other brokers stays 6).
+  export KAFKA_TOPIC_PARTITIONS="${KAFKA_TOPIC_PARTITIONS:-1}"
 else
   log "using KAFKA_BROKERS=$KAFKA_BROKERS from the environment; not starting a broker"
 fi

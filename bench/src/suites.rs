@@ -1268,7 +1268,7 @@ pub struct StackProcesses<'a> {
 }
 
 /// CPU milliseconds per 1,000 traces of each process of the stack at a fixed rate (single POSTs
-/// and batches of 100), the idle stack's CPU, and the highest single-POST rate as a fraction of a
+/// and batches of 100), the idle stack's CPU after them, and the highest single-POST rate as a fraction of a
 /// raw producer's in the same run. CPU comes from `/proc` (Postgres: the postmaster and every
 /// backend) and covers the load and the consumers' drain after it; freshness is measured in a
 /// separate 15 s run at the same rate, whose polling would otherwise count as Postgres's work.
@@ -1296,23 +1296,12 @@ pub async fn cost(
     );
     let pool = DbSettings::for_url(&env.database_url).pool()?;
 
-    eprintln!("idle stack, {} s...", idle.as_secs());
-    let before = cpu_snapshot(&procs);
-    let requests_before = broker_requests(&metric_addrs).await?;
-    tokio::time::sleep(idle).await;
-    let idle_requests = broker_requests(&metric_addrs).await?.minus(requests_before);
-    let idle_cpu: Vec<f64> = cpu_snapshot(&procs)
-        .iter()
-        .zip(&before)
-        .map(|(a, b)| a.saturating_sub(*b).as_secs_f64() / idle.as_secs_f64() * 100.0)
-        .collect();
     let memory = |procs: &[ProcessSamples]| -> Vec<f64> {
         procs
             .iter()
             .map(|p| p.memory_mib().unwrap_or(f64::NAN))
             .collect()
     };
-    let idle_memory = memory(&procs);
 
     let mut runs = Vec::new();
     for (label, batch, concurrency) in [
@@ -1369,6 +1358,20 @@ pub async fn cost(
             unseen: unseen + f.unseen,
         });
     }
+
+    // The idle stack is measured after the fixed-rate runs, in its steady state: right after
+    // start-up a JVM broker is still compiling its hot paths.
+    eprintln!("idle stack, {} s...", idle.as_secs());
+    let before = cpu_snapshot(&procs);
+    let requests_before = broker_requests(&metric_addrs).await?;
+    tokio::time::sleep(idle).await;
+    let idle_requests = broker_requests(&metric_addrs).await?.minus(requests_before);
+    let idle_cpu: Vec<f64> = cpu_snapshot(&procs)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.saturating_sub(*b).as_secs_f64() / idle.as_secs_f64() * 100.0)
+        .collect();
+    let idle_memory = memory(&procs);
 
     eprintln!(
         "highest single-POST rate (c=128, {} s)...",
@@ -1444,7 +1447,7 @@ pub async fn cost(
         );
     }
     println!();
-    println!("| process | RSS MiB, idle | RSS MiB, after the runs |");
+    println!("| process | RSS MiB, idle after the fixed-rate runs | RSS MiB, at the end |");
     println!("| --- | ---: | ---: |");
     for (i, p) in procs.iter().enumerate() {
         println!(

@@ -66,12 +66,14 @@ pub(super) fn connect<S: Sink>(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "2000")
-        // When caught up, a fetch waits at most this long for new records (the broker answers
-        // as soon as one arrives): how often an idle consumer asks, not how fresh reads are.
+        // The broker holds a fetch until this much is there or the wait is over: fewer, fuller
+        // fetches (each costs the broker about as much CPU as a produce request), for reads up
+        // to the wait behind at low rates.
         .set(
             "fetch.wait.max.ms",
             deps.kafka.fetch_wait_max_ms.to_string(),
         )
+        .set("fetch.min.bytes", deps.kafka.fetch_min_bytes.to_string())
         // Large fetches: a replay or a consumer catching up moves up to 8 MiB per partition and
         // 64 MiB per request, so it needs few round trips (librdkafka's defaults: 1 and 50).
         .set("fetch.message.max.bytes", "8388608")
