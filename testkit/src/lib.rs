@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use broker::{kafka_libs, kafka_tool, Broker, ClusterOptions, KafkaCluster, KafkaNode};
 pub use kafka::{consume_all, produce_events, produce_null, produce_raw, TestTopic};
-pub use process::{binary, free_port, Service};
+pub use process::{binary, free_port, run_to_exit, Service};
 pub use registry::ApicurioRegistry;
 pub use stack::{PgCluster, TestDb};
 

@@ -164,3 +164,30 @@ impl Drop for Service {
         self.kill();
     }
 }
+
+/// Runs `bin` with exactly `env` (plus `PATH`) until it exits, for a program that must give up
+/// rather than serve (a refused configuration). Returns whether it succeeded and its standard
+/// output and error together; panics with `what` when it still runs after `timeout`.
+pub async fn run_to_exit(
+    bin: PathBuf,
+    env: &[(String, String)],
+    timeout: Duration,
+    what: &str,
+) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: {} still runs after {timeout:?}", bin.display()))
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

@@ -155,21 +155,13 @@ fn security_env(ca: &Path, mechanism: &str, password: &str) -> Vec<(String, Stri
 
 /// Runs `binary` with `env` until it exits (it must, within 60 s); returns success and output.
 async fn run_to_exit(binary: &str, env: &[(String, String)]) -> (bool, String) {
-    let mut cmd = tokio::process::Command::new(tunix_testkit::binary(binary));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{binary} stops at start-up instead of retrying forever"))
-        .expect("run the service");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    tunix_testkit::run_to_exit(
+        tunix_testkit::binary(binary),
+        env,
+        Duration::from_secs(60),
+        "a refused login stops start-up instead of retrying forever",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

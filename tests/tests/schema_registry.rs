@@ -582,31 +582,25 @@ async fn a_topic_moved_between_encodings_and_registries_replays_into_a_fresh_dat
 /// keep running.
 async fn ingest_api_against(registry_url: &str, extra: &[(&str, &str)]) -> (bool, String) {
     let db = tunix_testkit::TestDb::new().await;
-    let mut cmd = tokio::process::Command::new(tunix_testkit::binary("tunix-ingest-api"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KAFKA_BROKERS", tunix_testkit::kafka_brokers())
-        .env("KAFKA_TOPIC", tunix_testkit::unique("unregistered"))
-        .env("DATABASE_URL", &db.url)
-        .env(
+    let mut env: Vec<(String, String)> = vec![
+        kv("KAFKA_BROKERS", &tunix_testkit::kafka_brokers()),
+        kv("KAFKA_TOPIC", &tunix_testkit::unique("unregistered")),
+        kv("DATABASE_URL", &db.url),
+        kv(
             "API_ADDR",
-            format!("127.0.0.1:{}", tunix_testkit::free_port()),
-        )
-        .env("SCHEMA_REGISTRY_URL", registry_url)
-        .env("SCHEMA_REGISTRY_TIMEOUT_MS", "1000");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("ingest-api gives up instead of serving without its registry")
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+            &format!("127.0.0.1:{}", tunix_testkit::free_port()),
+        ),
+        kv("SCHEMA_REGISTRY_URL", registry_url),
+        kv("SCHEMA_REGISTRY_TIMEOUT_MS", "1000"),
+    ];
+    env.extend(extra.iter().map(|(k, v)| kv(k, v)));
+    tunix_testkit::run_to_exit(
+        tunix_testkit::binary("tunix-ingest-api"),
+        &env,
+        Duration::from_secs(60),
+        "ingest-api gives up instead of serving without its registry",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
