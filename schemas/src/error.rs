@@ -1,6 +1,6 @@
 //! Validation errors in the shape FastAPI (pydantic v2) renders as `422 {"detail":[...]}`.
 //!
-//! The seed API's clients parse `detail[].loc` to highlight fields, so every error carries the full
+//! The original service's clients parse `detail[].loc` to highlight fields, so every error carries the full
 //! path from the request root, for example `["body","steps",3,"content"]`.
 
 use std::borrow::Cow;

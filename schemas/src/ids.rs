@@ -1,7 +1,8 @@
 //! Trace ids: time-ordered when the server picks them, deterministic under an `Idempotency-Key`.
 //!
-//! A retried request with the same key maps to the same id, so the writer's
-//! `ON CONFLICT (id) DO NOTHING` and the projector's primary key turn retries into no-ops.
+//! A retried request with the same key maps to the same id, so it lands on the same row: the
+//! writer's `ON CONFLICT (id) DO UPDATE` keeps the last submission of an id (as compaction does)
+//! and writes nothing when its `created_at` and payload are unchanged.
 
 use uuid::Uuid;
 

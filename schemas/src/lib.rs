@@ -3,7 +3,7 @@
 //! Owns the contracts every other tunix-rt crate and every downstream consumer depends on, and does
 //! no I/O:
 //!
-//! - [`Trace`]: the reasoning-trace model and its validation rules (the seed API's contract), with
+//! - [`Trace`]: the reasoning-trace model and its validation rules (the original service's contract), with
 //!   FastAPI-shaped errors that carry full paths ([`ValidationErrors`]);
 //! - [`parse_batch`]: batch bodies (JSON array or NDJSON), all-or-nothing;
 //! - [`TraceEvent`]: the Avro events on the `traces` topic, single-object encoded with the schemas
@@ -11,7 +11,7 @@
 //! - [`ids`]: how trace ids are chosen and derived from idempotency keys;
 //! - [`pg_text`]: how trace strings (NUL included) are kept in PostgreSQL `text` columns;
 //! - [`facets`] and [`search`]: what the metadata filters and text search index and look for;
-//! - [`score`]: the rules of scores and the seed's `baseline` criteria;
+//! - [`score`]: the rules of scores and the original service's `baseline` criteria;
 //! - [`dataset`]: dataset definitions, the split, and export rows.
 
 mod batch;

@@ -3,7 +3,7 @@
 //! `meta` is kept as the exact JSON text the producer sent (no float rounding, no key reordering,
 //! escapes such as `\u0000` untouched), and the writer stores the payload in a PostgreSQL `json`
 //! column, which keeps that text as it is. So any JSON PostgreSQL's `json` type accepts would be
-//! storable; the rules here are the few places where we deliberately refuse what the seed API
+//! storable; the rules here are the few places where we deliberately refuse what the original service
 //! accepted, each to protect downstream readers (README, "Deliberate differences"):
 //!
 //! - nesting deeper than [`META_MAX_DEPTH`] (also bounds the stack of every recursive consumer);

@@ -1,6 +1,6 @@
 //! How trace strings are kept in PostgreSQL `text` columns of the read models.
 //!
-//! A trace may hold the NUL character anywhere (the seed API stored it, in a `json` column), but a
+//! A trace may hold the NUL character anywhere (the original service stored it, in a `json` column), but a
 //! PostgreSQL `text` value cannot. The stored trace keeps every string exactly as sent (the payload
 //! is a `json` column, where NUL stays the escape `\u0000`); the columns that read models copy out
 //! of it for filtering and listing (`trace_version`, `prompt_preview`) hold [`encode`]d text:

@@ -1,5 +1,5 @@
 //! Scores: the rules for a judgement of a trace, request bodies for recording them (one, or a
-//! batch of up to [`SCORE_BATCH_MAX`]), and the seed API's `baseline` criteria.
+//! batch of up to [`SCORE_BATCH_MAX`]), and the original service's `baseline` criteria.
 //!
 //! | field | rule |
 //! | --- | --- |
@@ -296,7 +296,7 @@ pub fn parse_score_batch(body: &[u8]) -> Result<Vec<ScoreInput>, ScoreBatchError
     }
 }
 
-/// The seed API's `baseline` criteria and its details.
+/// The original service's `baseline` criteria and its details.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Baseline {
     /// `step_score + length_score`, 0–100.
@@ -313,12 +313,12 @@ pub struct Baseline {
     pub length_score: f64,
 }
 
-/// Rounds to two decimals, as the seed reported lengths and scores.
+/// Rounds to two decimals, as the original service reported lengths and scores.
 pub fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// Scores `trace` by the seed's `baseline` criteria.
+/// Scores `trace` by the original service's `baseline` criteria.
 pub fn baseline(trace: &Trace) -> Baseline {
     let step_count = trace.steps().len();
     let total_chars: usize = trace
@@ -430,7 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn baseline_follows_the_seed_formula() {
+    fn baseline_follows_the_original_formula() {
         let steps: Vec<String> = (0..4)
             .map(|i| format!(r#"{{"i":{i},"type":"t","content":"{}"}}"#, "x".repeat(250)))
             .collect();

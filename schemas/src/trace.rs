@@ -1,4 +1,4 @@
-//! The reasoning-trace model and its validation rules (the seed API's contract).
+//! The reasoning-trace model and its validation rules (the original service's contract).
 //!
 //! A [`Trace`] can only be obtained through validation ([`Trace::parse_json`],
 //! [`Trace::from_parts`]), so code holding one never re-checks it. Validation never stops at the
