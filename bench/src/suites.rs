@@ -693,11 +693,11 @@ pub async fn read(
     // that query's filters (what a client paging through the filtered results would hold).
     let deep = move |filters: &str| -> String {
         let q =
-            tunix_ingest_api::list::ListQuery::parse(Some(filters)).expect("bench filters parse");
+            tunix_ingest_api::traces::filter::ListQuery::parse(Some(filters)).expect("bench filters parse");
         let cursor = q.cursor_after(&at, &id);
         format!("/api/traces?limit=20&{filters}&cursor={cursor}")
     };
-    let cursor = tunix_ingest_api::list::ListQuery::parse(None)?.cursor_after(&at, &id);
+    let cursor = tunix_ingest_api::traces::filter::ListQuery::parse(None)?.cursor_after(&at, &id);
     let mid: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT now() - interval '15 days'")
             .fetch_one(&pool)

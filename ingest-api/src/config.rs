@@ -8,7 +8,7 @@ use tunix_pipeline::db::DbSettings;
 use tunix_pipeline::kafka::KafkaSettings;
 use tunix_pipeline::telemetry::LogFormat;
 
-use crate::auth::ApiKeys;
+use crate::http::auth::ApiKeys;
 
 /// Everything ingest-api reads from the environment.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub struct IngestConfig {
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
     /// The upstream health check of `GET /api/redi/health`.
-    pub redi: crate::redi::RediSettings,
+    pub redi: crate::compat::redi::RediSettings,
     /// `REDACTION_RULES`: the rules file's rules, applied to every trace before validation.
     pub redaction: Option<std::sync::Arc<tunix_schemas::redact::RedactionRules>>,
     /// `CORS_ORIGINS`: origins allowed to call the API from a browser (a UI served elsewhere);
@@ -115,7 +115,7 @@ impl IngestConfig {
             kafka: KafkaSettings::from_env(env),
             db: DbSettings::from_env(env),
             log_format: env.parse("LOG_FORMAT", LogFormat::Text),
-            redi: crate::redi::RediSettings::from_env(env),
+            redi: crate::compat::redi::RediSettings::from_env(env),
             redaction: redaction_rules(env),
             cors_origins: env
                 .optional("CORS_ORIGINS")

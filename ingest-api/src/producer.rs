@@ -18,7 +18,7 @@ use tunix_pipeline::broker_requests::BrokerRequests;
 use tunix_pipeline::kafka::{KafkaSettings, TOPIC_MAX_MESSAGE_BYTES};
 use tunix_schemas::{Encoder, Framing, Tombstone, TraceEvent, FINGERPRINT_HEADER};
 
-use crate::metrics::IngestMetrics;
+use crate::http::metrics::IngestMetrics;
 
 /// Why events were not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -168,13 +168,13 @@ impl EventProducer {
     /// Appends `events` (each with its key, in its trace's partition) and waits until the broker
     /// acknowledged every one.
     pub async fn append(&self, events: &[TraceEvent]) -> Result<(), ProduceError> {
-        self.append_then_erase(events, &[], &[]).await
+        self.append_with_tombstones(events, &[], &[]).await
     }
 
-    /// Appends `events`, then `tombstones` (null-value records, each in its trace's partition, so
-    /// after the events of their keys), then `dead_letter_tombstones` (null values for those keys
+    /// The one append path. Appends `events`, then `tombstones` (null-value records, each in its
+    /// trace's partition, so after the events of their keys), then `dead_letter_tombstones` (null values for those keys
     /// on the dead-letter topic), and waits until the broker acknowledged every one.
-    pub async fn append_then_erase(
+    pub async fn append_with_tombstones(
         &self,
         events: &[TraceEvent],
         tombstones: &[Tombstone],
@@ -403,7 +403,7 @@ mod tests {
                 queue_max_messages: queue,
                 framing: Framing::Confluent,
             },
-            crate::metrics::IngestMetrics::new(),
+            crate::http::metrics::IngestMetrics::new(),
         )
         .unwrap()
     }
@@ -451,7 +451,7 @@ mod tests {
                 queue_max_messages: 10,
                 framing: Framing::Confluent,
             },
-            crate::metrics::IngestMetrics::new(),
+            crate::http::metrics::IngestMetrics::new(),
         )
         .unwrap();
         let started = Instant::now();

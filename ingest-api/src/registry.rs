@@ -1,6 +1,8 @@
-//! The built-in Schema Registry: the read-only part of the Confluent Schema Registry REST API for
-//! the schemas this build ships, under `/api/registry`, so a downstream client's
-//! `schema.registry.url` can be `http://<ingest-api>/api/registry`.
+//! Schema Registries, both sides. At start-up, [`register_schemas`] registers our schemas with an
+//! external registry (if configured). The handlers serve the *built-in* one: the read-only part of
+//! the Confluent Schema Registry REST API for the schemas this build ships, under
+//! `/api/registry`, so a downstream client's `schema.registry.url` can be
+//! `http://<ingest-api>/api/registry`.
 //!
 //! Ids: each shipped file's built-in id (`SchemaFile::builtin_id`, pinned forever), plus every id
 //! an external registry ever assigned to one of our schemas (remembered in
@@ -12,12 +14,14 @@
 //! parse. Authentication is the `read` scope; clients send the key as the basic-auth password.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tunix_schemas::{EventKind, ShippedSchema, BUILTIN_ID_RANGE};
+use tokio_util::sync::CancellationToken;
+use tunix_schemas::{Encoder, EventKind, Framing, ShippedSchema, BUILTIN_ID_RANGE};
 
 use crate::AppState;
 
@@ -182,5 +186,99 @@ pub async fn subject_version(
             }),
         ),
         None => error(StatusCode::NOT_FOUND, 40402, "Version not found"),
+    }
+}
+
+/// Makes the producer frame with the ids of the configured Schema Registry.
+///
+/// `EVENT_ENCODING=single-object` needs no ids; Confluent framing without `SCHEMA_REGISTRY_URL`
+/// uses the built-in ids. With an external registry, every shipped schema is registered under its
+/// subject (TopicRecordNameStrategy) and its ids are used from then on; an unreachable registry is
+/// retried briefly, then start-up fails, as does a refusal (bad credentials, incompatible
+/// schema). The ids are remembered in Postgres so records framed with them stay readable after
+/// a move; an id that already means another schema on this topic fails start-up too. Postgres
+/// being down does not stop ingestion: remembering is then retried in the background.
+pub async fn register_schemas(
+    state: &Arc<AppState>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    use tunix_pipeline::registry::{register_all, remember, RegistryError};
+    let cfg = &state.cfg;
+    if cfg.event_encoding == Framing::SingleObject {
+        tracing::info!(
+            "EVENT_ENCODING=single-object: events carry schema fingerprints, no registry ids"
+        );
+        return Ok(());
+    }
+    let Some(client) = cfg.kafka.registry.client() else {
+        tracing::info!("events carry the built-in registry's schema ids (served at /api/registry)");
+        return Ok(());
+    };
+    let mut attempt = 0;
+    let registered = loop {
+        attempt += 1;
+        match register_all(&client, None, &cfg.kafka.topic).await {
+            Ok(r) => break r,
+            Err(e) if attempt < 4 && matches!(e.downcast_ref(), Some(RegistryError::Unavailable { .. })) => {
+                tracing::warn!(error = %e, attempt, "schema registry not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(attempt)).await;
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "cannot register the event schemas in SCHEMA_REGISTRY_URL={} (unset it to use the built-in registry, or set EVENT_ENCODING=single-object)",
+                    client.url()
+                )))
+            }
+        }
+    };
+    let ids: std::collections::HashMap<_, _> =
+        registered.iter().map(|r| (r.schema, r.id)).collect();
+    state
+        .producer
+        .set_encoder(Encoder::confluent(|s| ids.get(&s).copied()).map_err(anyhow::Error::msg)?);
+    for r in &registered {
+        tracing::info!(subject = %r.subject, file = r.schema.file().file, id = r.id, registry = client.url(), "schema registered");
+    }
+    // Remember the ids: at once when Postgres answers (a conflict stops start-up), else later.
+    let remember_all = {
+        let (pool, url) = (state.pool.clone(), client.url().to_owned());
+        move || {
+            let (pool, url, registered) = (pool.clone(), url.clone(), registered.clone());
+            async move {
+                for r in &registered {
+                    remember(&pool, r.id, r.schema, &url).await?;
+                }
+                anyhow::Ok(())
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(5), remember_all()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.downcast_ref::<sqlx::Error>().is_none() => Err(e),
+        _ => {
+            tracing::warn!(
+                "postgres unavailable: remembering the registry's schema ids in the background"
+            );
+            let shutdown = shutdown.clone();
+            let readiness = state.readiness.clone();
+            tokio::spawn(async move {
+                loop {
+                    match remember_all().await {
+                        Ok(()) => return,
+                        Err(e) if e.downcast_ref::<sqlx::Error>().is_none() => {
+                            tracing::error!(error = %e, "schema id conflict");
+                            readiness.set("schema_registry", false, e.to_string());
+                            return;
+                        }
+                        Err(_) => {}
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            });
+            Ok(())
+        }
     }
 }

@@ -21,11 +21,12 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{enforce, ApiKeys, Requirement, Scope};
-use crate::{
-    cors, datasets, error, governance, health, ingest, metrics, openapi, read, redi,
-    schema_registry, scores, ui, AppState,
-};
+use crate::compat::{self, redi};
+use crate::governance::{audit, deletions, erase};
+use crate::http::auth::{enforce, ApiKeys, Requirement, Scope};
+use crate::http::{cors, error, health, metrics, openapi, ui};
+use crate::traces::{read, write};
+use crate::{datasets, registry, scores, AppState};
 
 /// The documented scope of every `/api` route (`None`: any valid key). The README's
 /// authentication table lists the same; tests prove the router enforces exactly this.
@@ -93,38 +94,35 @@ macro_rules! scoped {
 /// Every route with its OpenAPI operation and its scope.
 fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
     let ingest = OpenApiRouter::new()
-        .routes(routes!(ingest::submit))
-        .routes(routes!(ingest::submit_batch))
+        .routes(routes!(write::submit))
+        .routes(routes!(write::submit_batch))
         .routes(routes!(scores::record))
         .routes(routes!(scores::retract))
         .routes(routes!(scores::record_batch))
-        .routes(routes!(scores::baseline))
+        .routes(routes!(compat::scores::baseline))
         .route_layer(scoped!(keys, Some(Scope::Ingest)));
     let read = OpenApiRouter::new()
         .routes(routes!(read::list))
         .routes(routes!(read::get))
-        .routes(routes!(scores::compare))
+        .routes(routes!(compat::scores::compare))
         .routes(routes!(redi::health))
         .routes(routes!(datasets::list))
         .routes(routes!(datasets::get))
-        .routes(routes!(datasets::export))
-        .routes(routes!(datasets::export_original))
-        .routes(routes!(schema_registry::schema_by_id))
-        .routes(routes!(schema_registry::subjects))
-        .routes(routes!(schema_registry::subject_versions))
-        .routes(routes!(schema_registry::subject_version))
+        .routes(routes!(datasets::export::export))
+        .routes(routes!(compat::datasets::export_original))
+        .routes(routes!(registry::schema_by_id))
+        .routes(routes!(registry::subjects))
+        .routes(routes!(registry::subject_versions))
+        .routes(routes!(registry::subject_version))
         .route_layer(scoped!(keys, Some(Scope::Read)));
     let admin = OpenApiRouter::new()
-        .routes(routes!(ingest::delete))
-        .routes(routes!(datasets::create))
-        .routes(routes!(datasets::build_original))
+        .routes(routes!(erase::delete))
+        .routes(routes!(datasets::create::create))
+        .routes(routes!(compat::datasets::build_original))
         .routes(routes!(datasets::delete))
-        .routes(routes!(governance::request_deletion))
-        .routes(routes!(
-            governance::get_deletion,
-            governance::cancel_deletion
-        ))
-        .routes(routes!(governance::audit))
+        .routes(routes!(deletions::request_deletion))
+        .routes(routes!(deletions::get_deletion, deletions::cancel_deletion))
+        .routes(routes!(audit::audit))
         .route_layer(scoped!(keys, Some(Scope::Admin)));
     let any_key = OpenApiRouter::new()
         .routes(routes!(health::api_health))

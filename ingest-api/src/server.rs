@@ -8,8 +8,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use tunix_schemas::{Encoder, Framing};
-
 use crate::{AppState, IngestConfig};
 
 /// Probes the broker every second and reports it as the `broker` readiness check.
@@ -53,100 +51,6 @@ fn spawn_broker_probe(state: Arc<AppState>, shutdown: CancellationToken) {
     });
 }
 
-/// Makes the producer frame with the ids of the configured Schema Registry.
-///
-/// `EVENT_ENCODING=single-object` needs no ids; Confluent framing without `SCHEMA_REGISTRY_URL`
-/// uses the built-in ids. With an external registry, every shipped schema is registered under its
-/// subject (TopicRecordNameStrategy) and its ids are used from then on; an unreachable registry is
-/// retried briefly, then start-up fails, as does a refusal (bad credentials, incompatible
-/// schema). The ids are remembered in Postgres so records framed with them stay readable after
-/// a move; an id that already means another schema on this topic fails start-up too. Postgres
-/// being down does not stop ingestion: remembering is then retried in the background.
-pub async fn register_schemas(
-    state: &Arc<AppState>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    use tunix_pipeline::registry::{register_all, remember, RegistryError};
-    let cfg = &state.cfg;
-    if cfg.event_encoding == Framing::SingleObject {
-        tracing::info!(
-            "EVENT_ENCODING=single-object: events carry schema fingerprints, no registry ids"
-        );
-        return Ok(());
-    }
-    let Some(client) = cfg.kafka.registry.client() else {
-        tracing::info!("events carry the built-in registry's schema ids (served at /api/registry)");
-        return Ok(());
-    };
-    let mut attempt = 0;
-    let registered = loop {
-        attempt += 1;
-        match register_all(&client, None, &cfg.kafka.topic).await {
-            Ok(r) => break r,
-            Err(e) if attempt < 4 && matches!(e.downcast_ref(), Some(RegistryError::Unavailable { .. })) => {
-                tracing::warn!(error = %e, attempt, "schema registry not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_secs(attempt)).await;
-            }
-            Err(e) => {
-                return Err(e.context(format!(
-                    "cannot register the event schemas in SCHEMA_REGISTRY_URL={} (unset it to use the built-in registry, or set EVENT_ENCODING=single-object)",
-                    client.url()
-                )))
-            }
-        }
-    };
-    let ids: std::collections::HashMap<_, _> =
-        registered.iter().map(|r| (r.schema, r.id)).collect();
-    state
-        .producer
-        .set_encoder(Encoder::confluent(|s| ids.get(&s).copied()).map_err(anyhow::Error::msg)?);
-    for r in &registered {
-        tracing::info!(subject = %r.subject, file = r.schema.file().file, id = r.id, registry = client.url(), "schema registered");
-    }
-    // Remember the ids: at once when Postgres answers (a conflict stops start-up), else later.
-    let remember_all = {
-        let (pool, url) = (state.pool.clone(), client.url().to_owned());
-        move || {
-            let (pool, url, registered) = (pool.clone(), url.clone(), registered.clone());
-            async move {
-                for r in &registered {
-                    remember(&pool, r.id, r.schema, &url).await?;
-                }
-                anyhow::Ok(())
-            }
-        }
-    };
-    match tokio::time::timeout(Duration::from_secs(5), remember_all()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) if e.downcast_ref::<sqlx::Error>().is_none() => Err(e),
-        _ => {
-            tracing::warn!(
-                "postgres unavailable: remembering the registry's schema ids in the background"
-            );
-            let shutdown = shutdown.clone();
-            let readiness = state.readiness.clone();
-            tokio::spawn(async move {
-                loop {
-                    match remember_all().await {
-                        Ok(()) => return,
-                        Err(e) if e.downcast_ref::<sqlx::Error>().is_none() => {
-                            tracing::error!(error = %e, "schema id conflict");
-                            readiness.set("schema_registry", false, e.to_string());
-                            return;
-                        }
-                        Err(_) => {}
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-            });
-            Ok(())
-        }
-    }
-}
-
 /// The address to listen on: without API keys, only loopback unless explicitly allowed.
 pub fn effective_addr(cfg: &IngestConfig) -> SocketAddr {
     let addr = cfg.api_addr;
@@ -188,9 +92,9 @@ pub async fn run(
         "ingest-api serving"
     );
     cfg.kafka.check_access().await?;
-    register_schemas(&state, &shutdown).await?;
+    crate::registry::register_schemas(&state, &shutdown).await?;
     spawn_broker_probe(state.clone(), shutdown.clone());
-    tokio::spawn(crate::governance::run_operations(
+    tokio::spawn(crate::governance::runner::run_operations(
         state.clone(),
         shutdown.clone(),
     ));

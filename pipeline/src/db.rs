@@ -1,6 +1,6 @@
 //! PostgreSQL settings, pools and migrations.
 //!
-//! Pool variables keep the seed's names and meaning (SQLAlchemy's): `DB_POOL_SIZE` connections are
+//! Pool variables keep the original service's names and meaning (SQLAlchemy's): `DB_POOL_SIZE` connections are
 //! kept open, up to `DB_MAX_OVERFLOW` more are opened under load, and `DB_POOL_TIMEOUT` bounds the
 //! wait for a connection. TLS follows `DATABASE_URL` (`?sslmode=require`, `verify-full`, ...).
 

@@ -138,3 +138,16 @@ async fn deleted(conn: &mut PgConnection, d: &DatasetDeleted) -> Result<(), sqlx
     .await?;
     Ok(())
 }
+
+/// Datasets keep their deleted members' ids (exports count them as omitted), not the scores
+/// frozen with them: called when traces are deleted.
+pub async fn forget_scores_of(conn: &mut PgConnection, traces: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE dataset_members SET scores = '{}'::json
+         WHERE trace_id = ANY($1) AND scores::text <> '{}'",
+        traces
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -217,15 +217,7 @@ pub async fn apply_to(
     let mut tombstones: Vec<Tombstone> = Vec::new();
     if !plan.delete.is_empty() {
         erasure::record_deletions(conn, &plan.delete).await?;
-        // Datasets keep their deleted members' ids (exports count them as omitted), not the
-        // scores frozen with them.
-        sqlx::query(
-            "UPDATE dataset_members SET scores = '{}'::json
-             WHERE trace_id = ANY($1) AND scores::text <> '{}'",
-        )
-        .bind(&plan.delete)
-        .execute(&mut *conn)
-        .await?;
+        crate::datasets::forget_scores_of(conn, &plan.delete).await?;
         if erase {
             let names: Vec<(Uuid, String)> = sqlx::query_as(&format!(
                 "SELECT trace_id, name FROM {scores_table} WHERE trace_id = ANY($1)"

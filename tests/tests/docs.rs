@@ -42,7 +42,7 @@ fn every_configuration_variable_is_documented() {
 #[test]
 fn every_metric_name_is_documented() {
     let text = readme();
-    let mut names: Vec<String> = tunix_ingest_api::metrics::names::ALL
+    let mut names: Vec<String> = tunix_ingest_api::http::metrics::names::ALL
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -150,9 +150,9 @@ fn every_api_route_is_listed_with_its_scope() {
     let text = readme();
     for (method, path, scope) in tunix_ingest_api::router::ROUTE_SCOPES {
         let scope = match scope {
-            Some(tunix_ingest_api::auth::Scope::Ingest) => "`ingest`",
-            Some(tunix_ingest_api::auth::Scope::Read) => "`read`",
-            Some(tunix_ingest_api::auth::Scope::Admin) => "`admin`",
+            Some(tunix_ingest_api::http::auth::Scope::Ingest) => "`ingest`",
+            Some(tunix_ingest_api::http::auth::Scope::Read) => "`read`",
+            Some(tunix_ingest_api::http::auth::Scope::Admin) => "`admin`",
             None => "any valid key",
         };
         let row = format!("| `{method} {path}` | {scope} |");

@@ -42,7 +42,9 @@ pub const TARGET: &str = "traces";
 pub mod metric_names {
     /// Rows created in `traces`.
     pub const ROWS_INSERTED: &str = "tunix_writer_rows_inserted_total";
-    /// Submissions whose id already had a row (redeliveries, retries) or is deleted.
+    /// Submissions whose id already had a row (a redelivery, a keyed retry: the row is replaced
+    /// by the later submission, last wins) or is deleted (skipped). The name predates
+    /// replacing and stays: metric names are a public contract.
     pub const DUPLICATES_SKIPPED: &str = "tunix_writer_duplicates_skipped_total";
     /// Rows removed by tombstones.
     pub const ROWS_DELETED: &str = "tunix_writer_rows_deleted_total";

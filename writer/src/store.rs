@@ -104,10 +104,14 @@ pub async fn read(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<(chrono::DateTime<chrono::Utc>, String, String)>, sqlx::Error> {
-    let row: Option<(chrono::DateTime<chrono::Utc>, String, String)> =
-        sqlx::query_as("SELECT created_at, trace_version, payload::text FROM traces WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(row.map(|(c, v, p)| (c, pg_text::decode(&v).into_owned(), p)))
+    let row = sqlx::query!(
+        r#"SELECT created_at, trace_version, payload::text AS "payload!" FROM traces WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| {
+        let version = pg_text::decode(&r.trace_version).into_owned();
+        (r.created_at, version, r.payload)
+    }))
 }

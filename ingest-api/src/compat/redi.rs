@@ -1,4 +1,4 @@
-//! `GET /api/redi/health`: the seed API's upstream health check, with its configuration.
+//! `GET /api/redi/health`: the original service's upstream health check, with its configuration.
 //!
 //! - `REDIAI_MODE=mock` (the default) answers `{"status":"healthy"}` without calling anything.
 //! - `REDIAI_MODE=real` calls `REDIAI_BASE_URL` + `REDIAI_HEALTH_PATH` (a path starting with `/`)
@@ -7,7 +7,7 @@
 //! - Results are cached for `REDIAI_HEALTH_CACHE_TTL_SECONDS` (default 30), so a dashboard polling
 //!   the endpoint does not hammer the upstream.
 //!
-//! The endpoint always answers 200 (the status is in the body), as the seed did.
+//! The endpoint always answers 200 (the status is in the body), as the original service did.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -134,12 +134,11 @@ impl RediHealth {
     get,
     path = "/api/redi/health",
     tag = "ops",
-    summary = "Upstream (RediAI) health, as the seed API reported it",
+    summary = "Upstream (RediAI) health, as the original service reported it",
     description = "REDIAI_MODE=mock answers healthy; real calls REDIAI_BASE_URL + REDIAI_HEALTH_PATH (5 s timeout, cached REDIAI_HEALTH_CACHE_TTL_SECONDS).",
     responses(
         (status = 200, description = "{\"status\":\"healthy\"} or {\"status\":\"down\",\"error\":...}", body = Object),
-        (status = 401, body = crate::openapi::ErrorBody),
-        (status = 403, body = crate::openapi::ErrorBody),
+        crate::http::openapi::KeyErrors,
     )
 )]
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tunix_pipeline::config::Env;
 
+use super::error::ApiError;
+
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -28,6 +30,17 @@ pub enum Scope {
     Read,
     /// Delete traces; implies the other scopes.
     Admin,
+}
+
+impl Scope {
+    /// The scope's name in `API_KEYS` and in answers.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
 }
 
 impl std::str::FromStr for Scope {
@@ -247,6 +260,19 @@ fn presented_key(value: &str) -> Option<String> {
     Some(password.to_owned())
 }
 
+/// How a refused key is answered: 401, 403, or 400 for two `Authorization` lines.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated => ApiError::Unauthenticated,
+            AuthError::Forbidden(scope) => ApiError::Forbidden(scope.as_str()),
+            AuthError::Ambiguous => ApiError::BadRequest(
+                "the Authorization header was sent more than once; send it once".into(),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +406,6 @@ pub async fn enforce(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(e) => crate::error::ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

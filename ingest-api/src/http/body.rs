@@ -1,9 +1,10 @@
 //! Reading request bodies under a byte cap that holds however the body arrives.
 //!
-//! The seed's limit was bypassed by chunked bodies; here the cap applies to the bytes actually
+//! The original service's limit was bypassed by chunked bodies; here the cap applies to the bytes actually
 //! read (Content-Length is only a shortcut for refusing early, at once when the client waits for
-//! `100 Continue`), and again to the decompressed bytes for `Content-Encoding: gzip` or `zstd`. Decompression stops one byte past the cap, so a
-//! decompression bomb costs at most `cap` bytes of memory. A body that stalls gets 408.
+//! `100 Continue`), and again to the decompressed bytes for `Content-Encoding: gzip` or `zstd`.
+//! Decompression stops one byte past the cap, so a decompression bomb costs at most `cap` bytes
+//! of memory. A body that stalls gets 408. [`read_json`] is the prologue every JSON handler uses.
 
 use std::io::Read;
 use std::time::Duration;
@@ -13,7 +14,8 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
-use crate::error::ApiError;
+use super::error::ApiError;
+use crate::AppState;
 
 /// How the body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +196,43 @@ fn decode(encoding: Encoding, raw: &[u8], limit: usize) -> Result<Bytes, ApiErro
             }
         ))),
     }
+}
+
+/// 415 unless the body is declared `application/json`.
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers)?.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {other} is not supported: send application/json (curl: -H 'Content-Type: application/json')"
+        ))),
+        None => Err(ApiError::UnsupportedMediaType(
+            "missing Content-Type: send application/json (curl: -H 'Content-Type: application/json')".into(),
+        )),
+    }
+}
+
+/// [`read_limited`] with the configured body-read timeout: the decoded bytes and the number of
+/// bytes read from the wire.
+pub async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<(Bytes, usize), ApiError> {
+    read_limited(headers, body, limit, state.cfg.body_read_timeout).await
+}
+
+/// The prologue of a handler that takes a JSON body: 415 unless `Content-Type` is JSON, then
+/// the body, read within `limit` bytes on the wire and after decoding (parsing is the
+/// handler's, with FastAPI-style errors from `tunix-schemas`).
+pub async fn read_json(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    require_json(headers)?;
+    Ok(read_body(state, headers, body, limit).await?.0)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! CORS for a UI served from another origin (the seed's UI ran on its own dev server).
+//! CORS for a UI served from another origin (the original service's UI ran on its own dev server).
 //!
 //! Off unless `CORS_ORIGINS` lists origins (`https://ui.example.com,http://localhost:5173`, or
 //! `*` for any). For an allowed origin, preflight requests (`OPTIONS` with

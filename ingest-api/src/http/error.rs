@@ -15,8 +15,6 @@ use axum::Json;
 use serde_json::json;
 use tunix_schemas::ValidationErrors;
 
-use crate::auth::{AuthError, Scope};
-
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -33,7 +31,7 @@ pub enum ApiError {
         /// Where: `query` or `path`.
         location: &'static str,
     },
-    /// 413, with the seed's message.
+    /// 413, with the original service's message.
     #[error("payload too large")]
     PayloadTooLarge {
         /// The limit in bytes.
@@ -63,9 +61,9 @@ pub enum ApiError {
     /// 401.
     #[error("missing or invalid API key")]
     Unauthenticated,
-    /// 403.
-    #[error("the API key lacks the {0:?} scope")]
-    Forbidden(Scope),
+    /// 403: the key lacks the named scope (`ingest`, `read` or `admin`).
+    #[error("the API key lacks the {0} scope")]
+    Forbidden(&'static str),
     /// 500: a bug on our side (never caused by a client or an outage); the cause is logged.
     #[error("internal error")]
     Internal,
@@ -77,18 +75,6 @@ pub enum ApiError {
         /// Seconds for `Retry-After`.
         retry_after: u64,
     },
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Unauthenticated => ApiError::Unauthenticated,
-            AuthError::Forbidden(scope) => ApiError::Forbidden(scope),
-            AuthError::Ambiguous => ApiError::BadRequest(
-                "the Authorization header was sent more than once; send it once".into(),
-            ),
-        }
-    }
 }
 
 impl ApiError {
@@ -139,11 +125,7 @@ impl IntoResponse for ApiError {
                 json!({ "detail": format!("Payload size exceeds maximum of {limit} bytes") })
             }
             ApiError::Forbidden(scope) => json!({
-                "detail": format!("this API key lacks the '{}' scope", match scope {
-                    Scope::Ingest => "ingest",
-                    Scope::Read => "read",
-                    Scope::Admin => "admin",
-                })
+                "detail": format!("this API key lacks the '{scope}' scope")
             }),
             other => json!({ "detail": other.to_string() }),
         };

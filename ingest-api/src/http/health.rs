@@ -9,9 +9,10 @@ use axum::Json;
 use serde_json::json;
 use tunix_pipeline::ops;
 
-use crate::{openapi, AppState};
+use super::openapi;
+use crate::AppState;
 
-/// `GET /api/health` (the seed's path): component status, always 200 while serving.
+/// `GET /api/health` (the original service's path): component status, always 200 while serving.
 #[utoipa::path(
     get,
     path = "/api/health",

@@ -169,6 +169,28 @@ pub struct ValidationErrorBody {
     detail: Vec<ValidationDetail>,
 }
 
+/// 401 and 403: what every route behind an API key can answer before its handler runs.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum KeyErrors {
+    /// No key, or not a configured one.
+    #[response(status = 401, description = "Missing or invalid API key")]
+    Unauthorized(ErrorBody),
+    /// A valid key without the route's scope.
+    #[response(status = 403, description = "The API key lacks this route's scope")]
+    Forbidden(ErrorBody),
+}
+
+/// 503: the broker or the database is unavailable (or a read took too long); retry later.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "Broker or database unavailable; retry after Retry-After seconds",
+    headers(("Retry-After" = u64, description = "seconds"))
+)]
+#[allow(dead_code)]
+pub struct RetryLater(ErrorBody);
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {

@@ -4,10 +4,10 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 
-const INDEX: &str = include_str!("../ui/index.html");
-const APP_JS: &str = include_str!("../ui/app.js");
-const APP_CSS: &str = include_str!("../ui/app.css");
-const EXAMPLE: &str = include_str!("../../testdata/example-temperature.json");
+const INDEX: &str = include_str!("../../ui/index.html");
+const APP_JS: &str = include_str!("../../ui/app.js");
+const APP_CSS: &str = include_str!("../../ui/app.css");
+const EXAMPLE: &str = include_str!("../../../testdata/example-temperature.json");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -37,8 +37,8 @@ pub async fn app_css() -> impl IntoResponse {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-/// `GET /ui/example.json`: the seed's "Load example" trace.
-#[utoipa::path(get, path = "/ui/example.json", tag = "ops", summary = "Example trace for the UI", responses((status = 200, body = crate::openapi::TraceIn)))]
+/// `GET /ui/example.json`: the original service's "Load example" trace.
+#[utoipa::path(get, path = "/ui/example.json", tag = "ops", summary = "Example trace for the UI", responses((status = 200, body = crate::http::openapi::TraceIn)))]
 pub async fn example() -> impl IntoResponse {
     asset("application/json", EXAMPLE)
 }

@@ -10,18 +10,14 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tunix_pipeline::db::ErrorCause;
 use tunix_schemas::pg_text;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::ingest::iso;
-use crate::list::{parse_int, ListQuery};
+use super::filter::{parse_int, ListQuery};
+use crate::http::common::{iso, parse_id};
+use crate::http::db::bounded;
+use crate::http::error::ApiError;
 use crate::AppState;
-
-/// Upper bound of a single read query; past it the answer is 503. Also Postgres's
-/// `statement_timeout` on ingest-api's connections, so an abandoned query stops there too.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One row of the list view (never the payload).
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -205,69 +201,19 @@ pub struct ListPage {
     pub pagination: Pagination,
 }
 
-fn timed_out(state: &AppState) -> ApiError {
-    ApiError::unavailable(
-        format!(
-            "the query took longer than the {} s read limit; narrow the filters or page with cursor",
-            QUERY_TIMEOUT.as_secs()
-        ),
-        state.cfg.retry_after_secs,
-    )
-}
-
-/// Maps a failed read query by its cause: an outage or the read limit is 503 (retry later), a
-/// value PostgreSQL cannot represent is 422 (the client's mistake; parameters are validated
-/// before querying, so this is a safety net), anything else is our bug (500).
-pub(crate) fn db_error(state: &AppState, e: &sqlx::Error) -> ApiError {
-    match tunix_pipeline::db::cause(e) {
-        ErrorCause::Unavailable => {
-            tracing::warn!(error = %e, "read query failed; answering 503");
-            ApiError::unavailable(
-                "the database is unavailable; retry shortly",
-                state.cfg.retry_after_secs,
-            )
-        }
-        ErrorCause::TimedOut => timed_out(state),
-        ErrorCause::Input => {
-            tracing::info!(error = %e, "read query refused a parameter value; answering 422");
-            ApiError::InvalidParam {
-                param: "query".into(),
-                msg: format!("a parameter is outside what the database can represent: {e}"),
-                location: "query",
-            }
-        }
-        ErrorCause::Internal => {
-            tracing::error!(error = %e, "read query failed on a bug; answering 500");
-            ApiError::Internal
-        }
-    }
-}
-
-pub(crate) async fn bounded<T>(
-    state: &AppState,
-    fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
-) -> Result<T, ApiError> {
-    match tokio::time::timeout(QUERY_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(db_error(state, &e)),
-        Err(_) => Err(timed_out(state)),
-    }
-}
-
 /// `GET /api/traces`.
 #[utoipa::path(
     get,
     path = "/api/traces",
     tag = "read",
     summary = "List traces, newest first",
-    description = "Ordered by (created_at, id) descending. Offset paging (next_offset) as in the seed API, or keyset paging with the opaque cursor (next_cursor). Filters combine with both.",
+    description = "Ordered by (created_at, id) descending. Offset paging (next_offset) as in the original service, or keyset paging with the opaque cursor (next_cursor). Filters combine with both.",
     params(ListQuery),
     responses(
         (status = 200, body = ListPage),
-        (status = 401, body = crate::openapi::ErrorBody),
-        (status = 403, body = crate::openapi::ErrorBody),
-        (status = 422, description = "A parameter is invalid; loc names it", body = crate::openapi::ValidationErrorBody),
-        (status = 503, description = "Postgres unavailable", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+        (status = 422, description = "A parameter is invalid; loc names it", body = crate::http::openapi::ValidationErrorBody),
+        crate::http::openapi::KeyErrors,
+        crate::http::openapi::RetryLater,
     )
 )]
 pub async fn list(
@@ -363,17 +309,6 @@ fn decode_text(value: &mut String) {
     }
 }
 
-/// Parses a trace id. Besides the canonical hyphenated form, the spellings Python's `uuid.UUID`
-/// (and so the seed API) accepted resolve to the same trace: no hyphens, braces, `urn:uuid:`,
-/// any case. Answers always carry the canonical form.
-pub(crate) fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id.trim()).map_err(|e| ApiError::InvalidParam {
-        param: "id".into(),
-        msg: format!("Input should be a valid UUID, {e}"),
-        location: "path",
-    })
-}
-
 /// `GET /api/traces/{id}` body; the payload is embedded as stored.
 #[derive(Serialize)]
 struct TraceBody {
@@ -396,12 +331,11 @@ struct TraceBody {
         ("wait_ms" = Option<u64>, Query, description = "Read-your-writes: wait up to this many ms (at most WAIT_MAX_MS) for the trace to become readable"),
     ),
     responses(
-        (status = 200, body = crate::openapi::TraceOut),
-        (status = 401, body = crate::openapi::ErrorBody),
-        (status = 403, body = crate::openapi::ErrorBody),
-        (status = 404, description = "detail contains \"not found\"", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Malformed id or wait_ms", body = crate::openapi::ValidationErrorBody),
-        (status = 503, description = "Postgres unavailable", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+        (status = 200, body = crate::http::openapi::TraceOut),
+        (status = 404, description = "detail contains \"not found\"", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "Malformed id or wait_ms", body = crate::http::openapi::ValidationErrorBody),
+        crate::http::openapi::KeyErrors,
+        crate::http::openapi::RetryLater,
     )
 )]
 pub async fn get(

@@ -1,29 +1,23 @@
-//! Every write: `POST /api/traces` and `POST /api/traces/batch` (validate, give ids, append,
-//! answer after the broker's acknowledgement) and `DELETE /api/traces/{id}` (erase: see
-//! [`erase`]).
+//! Submitting traces: `POST /api/traces` and `POST /api/traces/batch` (validate, give ids,
+//! append, answer after the broker's acknowledgement). Deleting one is governance's
+//! (`crate::governance::erase`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use axum::Json;
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tunix_schemas::redact::{NoRedaction, Redact, RedactionRules};
-use tunix_schemas::{
-    ids, BatchError, BatchFormat, ErasureRequested, Tombstone, Trace, TraceDeleted, TraceEvent,
-    TraceSubmitted, ValidationErrors,
-};
-
-use crate::auth::Caller;
+use tunix_schemas::{ids, BatchError, BatchFormat, Trace, TraceEvent, TraceSubmitted};
 use uuid::Uuid;
 
-use crate::body::{media_type, read_limited};
-use crate::error::ApiError;
-use crate::producer::ProduceError;
+use crate::http::body::{media_type, read_body, require_json};
+use crate::http::common::{iso, now, produce_error, rejected};
+use crate::http::error::ApiError;
 use crate::AppState;
 
 /// Longest accepted `Idempotency-Key`.
@@ -45,8 +39,8 @@ pub struct Accepted {
     pub redactions: Option<BTreeMap<String, u64>>,
 }
 
-/// `202` body of `POST /api/traces/batch`: our shape (`count`, `ids`, `created_at`) and the seed
-/// API's (`created_count`, `traces`) in one body, so clients of either keep working.
+/// `202` body of `POST /api/traces/batch`: our shape (`count`, `ids`, `created_at`) and the
+/// original service's (`created_count`, `traces`) in one body, so clients of either keep working.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchAccepted {
     /// Number of traces appended.
@@ -55,9 +49,9 @@ pub struct BatchAccepted {
     pub ids: Vec<Uuid>,
     /// Acceptance time shared by every trace of the batch.
     pub created_at: String,
-    /// The seed's name for `count`.
+    /// The original service's name for `count`.
     pub created_count: usize,
-    /// The seed's per-trace answers, in input order.
+    /// The original service's per-trace answers, in input order.
     pub traces: Vec<Accepted>,
     /// Replacements made by each redaction rule over the whole batch; absent without rules.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,17 +79,12 @@ fn with_redaction<T>(
 /// Counts accepted replacements in the metrics.
 fn record_redactions(counts: &Option<BTreeMap<String, u64>>) {
     if let Some(counts) = counts {
-        crate::metrics::count_redactions(counts.iter().map(|(k, v)| (k.as_str(), *v)));
+        crate::http::metrics::count_redactions(counts.iter().map(|(k, v)| (k.as_str(), *v)));
     }
 }
 
-/// ISO-8601 UTC with microseconds and `Z`, the format of every timestamp in the API.
-pub fn iso(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = crate::body::single(headers, "idempotency-key")? else {
+    let Some(value) = crate::http::body::single(headers, "idempotency-key")? else {
         return Ok(None);
     };
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
@@ -110,39 +99,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    match media_type(headers)?.as_deref() {
-        Some("application/json") => Ok(()),
-        Some(other) => Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type {other} is not supported: send application/json (curl: -H 'Content-Type: application/json')"
-        ))),
-        None => Err(ApiError::UnsupportedMediaType(
-            "missing Content-Type: send application/json (curl: -H 'Content-Type: application/json')".into(),
-        )),
-    }
-}
-
-pub(crate) fn rejected(state: &AppState, errs: ValidationErrors) -> ApiError {
-    for e in errs.errors() {
-        state.metrics.validation_failure(e.kind.as_str());
-    }
-    ApiError::Validation(errs)
-}
-
-pub(crate) fn produce_error(state: &AppState, e: ProduceError) -> ApiError {
-    match e {
-        ProduceError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-        other => {
-            tracing::warn!(error = %other, "append failed; answering 503");
-            ApiError::unavailable(other.to_string(), state.cfg.retry_after_secs)
-        }
-    }
-}
-
-pub(crate) fn now() -> DateTime<Utc> {
-    tunix_schemas::truncate_to_micros(Utc::now())
-}
-
 /// `POST /api/traces`.
 #[utoipa::path(
     post,
@@ -150,38 +106,31 @@ pub(crate) fn now() -> DateTime<Utc> {
     tag = "ingest",
     summary = "Submit one trace",
     description = "Validates the trace, appends it to the topic and answers 202 once the broker acknowledged it. The body limit (TRACE_MAX_BYTES) applies to the bytes read and again after decompression.",
-    request_body(content = crate::openapi::TraceIn, content_type = "application/json"),
+    request_body(content = crate::http::openapi::TraceIn, content_type = "application/json"),
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; the same key always yields the same trace id"),
         ("Content-Encoding" = Option<String>, Header, description = "identity, gzip or zstd"),
     ),
     responses(
         (status = 202, description = "Durable in the topic", body = Accepted, headers(("Location" = String, description = "/api/traces/{id}"))),
-        (status = 400, description = "Bad Idempotency-Key or undecodable compressed body", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::openapi::ErrorBody),
-        (status = 403, description = "API key lacks the ingest scope", body = crate::openapi::ErrorBody),
-        (status = 408, description = "Body not received in time", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body over TRACE_MAX_BYTES, or larger than the broker accepts", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Content-Type is not application/json, or unsupported Content-Encoding", body = crate::openapi::ErrorBody),
-        (status = 410, description = "The Idempotency-Key derives the id of a deleted trace", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid JSON or trace; every error with its path", body = crate::openapi::ValidationErrorBody),
-        (status = 503, description = "Broker unavailable, delivery timeout or full queue; retry later", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 400, description = "Bad Idempotency-Key or undecodable compressed body", body = crate::http::openapi::ErrorBody),
+        (status = 408, description = "Body not received in time", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body over TRACE_MAX_BYTES, or larger than the broker accepts", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json, or unsupported Content-Encoding", body = crate::http::openapi::ErrorBody),
+        (status = 410, description = "The Idempotency-Key derives the id of a deleted trace", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "Invalid JSON or trace; every error with its path", body = crate::http::openapi::ValidationErrorBody),
+        (status = 503, description = "Broker unavailable, delivery timeout or full queue; retry later", body = crate::http::openapi::ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+        crate::http::openapi::KeyErrors,
     )
 )]
 pub async fn submit(
-    State(state): State<std::sync::Arc<AppState>>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
     let key = idempotency_key(&headers)?;
-    let (bytes, wire) = read_limited(
-        &headers,
-        body,
-        state.cfg.trace_max_bytes,
-        state.cfg.body_read_timeout,
-    )
-    .await?;
+    let (bytes, wire) = read_body(&state, &headers, body, state.cfg.trace_max_bytes).await?;
     state.metrics.bytes_in.increment(wire as u64);
     let (parsed, redactions) = with_redaction(state.cfg.redaction.as_deref(), |r| {
         Trace::parse_json_redacted(&bytes, r)
@@ -236,7 +185,7 @@ pub async fn submit(
     summary = "Submit up to 1,000 traces",
     description = "All or nothing: one invalid item rejects the batch (422, paths like [\"body\",7,\"steps\",0,\"i\"]) and nothing is appended. With an Idempotency-Key, item n gets the id derived from the key and n.",
     request_body(content(
-        (Vec<crate::openapi::TraceIn> = "application/json"),
+        (Vec<crate::http::openapi::TraceIn> = "application/json"),
         (String = "application/x-ndjson"),
     )),
     params(
@@ -245,19 +194,18 @@ pub async fn submit(
     ),
     responses(
         (status = 202, description = "Every item durable in the topic; ids in input order", body = BatchAccepted),
-        (status = 400, description = "Empty batch or bad header", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::openapi::ErrorBody),
-        (status = 403, description = "API key lacks the ingest scope", body = crate::openapi::ErrorBody),
-        (status = 408, description = "Body not received in time", body = crate::openapi::ErrorBody),
-        (status = 413, description = "More than 1,000 items, an item over TRACE_MAX_BYTES, or a body over BATCH_MAX_BYTES", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Unsupported Content-Type or Content-Encoding", body = crate::openapi::ErrorBody),
-        (status = 410, description = "The Idempotency-Key derives the id of a deleted trace", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid JSON or items", body = crate::openapi::ValidationErrorBody),
-        (status = 503, description = "Broker trouble; retry with the same Idempotency-Key", body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
+        (status = 400, description = "Empty batch or bad header", body = crate::http::openapi::ErrorBody),
+        (status = 408, description = "Body not received in time", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "More than 1,000 items, an item over TRACE_MAX_BYTES, or a body over BATCH_MAX_BYTES", body = crate::http::openapi::ErrorBody),
+        (status = 415, description = "Unsupported Content-Type or Content-Encoding", body = crate::http::openapi::ErrorBody),
+        (status = 410, description = "The Idempotency-Key derives the id of a deleted trace", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "Invalid JSON or items", body = crate::http::openapi::ValidationErrorBody),
+        (status = 503, description = "Broker trouble; retry with the same Idempotency-Key", body = crate::http::openapi::ErrorBody, headers(("Retry-After" = u64))),
+        crate::http::openapi::KeyErrors,
     )
 )]
 pub async fn submit_batch(
-    State(state): State<std::sync::Arc<AppState>>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -274,13 +222,7 @@ pub async fn submit_batch(
         }
     };
     let key = idempotency_key(&headers)?;
-    let (bytes, wire) = read_limited(
-        &headers,
-        body,
-        state.cfg.batch_max_bytes,
-        state.cfg.body_read_timeout,
-    )
-    .await?;
+    let (bytes, wire) = read_body(&state, &headers, body, state.cfg.batch_max_bytes).await?;
     state.metrics.bytes_in.increment(wire as u64);
     let item_limit = state.cfg.trace_max_bytes;
     let rules = state.cfg.redaction.clone();
@@ -353,132 +295,6 @@ pub async fn submit_batch(
             created_at,
             traces,
             redactions,
-        }),
-    )
-        .into_response())
-}
-
-/// `202` body of `DELETE /api/traces/{id}`.
-#[derive(Serialize)]
-struct DeleteAccepted {
-    id: Uuid,
-    deleted_at: String,
-    /// The audit record of this delete (`GET /api/audit`).
-    audit_id: Uuid,
-}
-
-/// The events and tombstones that erase `ids`: a `TraceDeleted` per trace, then a tombstone for
-/// each trace's key (the projector adds those of its score keys). Shared by `DELETE`, bulk
-/// deletes and retention sweeps.
-pub(crate) fn erasure_records(
-    ids: &[Uuid],
-    deleted_at: DateTime<Utc>,
-    reason: Option<&str>,
-) -> (Vec<TraceEvent>, Vec<Tombstone>) {
-    let events = ids
-        .iter()
-        .map(|id| {
-            TraceEvent::Deleted(TraceDeleted {
-                id: *id,
-                deleted_at,
-                reason: reason.map(str::to_owned),
-            })
-        })
-        .collect();
-    (events, ids.iter().map(|id| Tombstone::trace(*id)).collect())
-}
-
-/// Appends the erasure of `ids` (preceded by `audit`, if any) and records the ids as deleted in
-/// Postgres, so `GET` stops returning them and keyed POSTs cannot bring them back. The append
-/// comes first: a failure after it leaves the deletion in the topic, where the writer and
-/// projector record it anyway; the caller answers 503 and a retry is harmless.
-pub(crate) async fn erase(
-    state: &AppState,
-    via: &'static str,
-    audit: Option<ErasureRequested>,
-    ids: &[Uuid],
-    deleted_at: DateTime<Utc>,
-    reason: Option<&str>,
-) -> Result<(), ApiError> {
-    let (mut events, tombstones) = erasure_records(ids, deleted_at, reason);
-    if let Some(audit) = audit {
-        events.insert(0, TraceEvent::ErasureRequested(audit));
-    }
-    let dead_letters: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    state
-        .producer
-        .append_then_erase(&events, &tombstones, &dead_letters)
-        .await
-        .map_err(|e| produce_error(state, e))?;
-    let mut conn = crate::read::bounded(state, state.pool.acquire()).await?;
-    crate::read::bounded(
-        state,
-        tunix_pipeline::erasure::record_deletions(&mut conn, ids),
-    )
-    .await?;
-    state.metrics.erased(via, ids.len() as u64);
-    Ok(())
-}
-
-/// `DELETE /api/traces/{id}`: erases the trace (see `docs/GOVERNANCE.md`). Idempotent: deleting
-/// an unknown or already deleted id also answers 202.
-#[utoipa::path(
-    delete,
-    path = "/api/traces/{id}",
-    tag = "ingest",
-    summary = "Delete a trace",
-    description = "Appends an audit record, the deletion and a tombstone for the trace's key (the projector adds its score keys'), so that compaction leaves nothing of its content. GET answers 404 from the 202 on; the read models drop it within the freshness bound; a later POST with an Idempotency-Key that derives its id answers 410. Requires the admin scope when auth is on.",
-    params(
-        ("id" = String, Path, description = "Trace id (UUID)"),
-        ("X-Delete-Reason" = Option<String>, Header, description = "Recorded in the deletion and the audit record (up to 500 characters)"),
-    ),
-    responses(
-        (status = 202, body = crate::openapi::DeleteAccepted),
-        (status = 401, body = crate::openapi::ErrorBody),
-        (status = 403, body = crate::openapi::ErrorBody),
-        (status = 422, body = crate::openapi::ValidationErrorBody),
-        (status = 503, body = crate::openapi::ErrorBody, headers(("Retry-After" = u64))),
-    )
-)]
-pub async fn delete(
-    State(state): State<std::sync::Arc<AppState>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = crate::read::parse_id(&id)?;
-    let deleted_at = now();
-    let reason: Option<String> = headers
-        .get("x-delete-reason")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(500).collect());
-    let audit = ErasureRequested {
-        id: Uuid::now_v7(),
-        action: "delete".into(),
-        requested_by: caller.map_or_else(|| Caller::anonymous().0, |c| c.0 .0),
-        requested_at: deleted_at,
-        trace_id: Some(id),
-        filter: None,
-        created_before: None,
-        count: Some(1),
-        reason: reason.clone(),
-    };
-    let audit_id = audit.id;
-    erase(
-        &state,
-        "delete",
-        Some(audit),
-        &[id],
-        deleted_at,
-        reason.as_deref(),
-    )
-    .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(DeleteAccepted {
-            id,
-            deleted_at: iso(&deleted_at),
-            audit_id,
         }),
     )
         .into_response())

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::Value;
-use tunix_ingest_api::auth::{ApiKeys, Scope};
+use tunix_ingest_api::http::auth::{ApiKeys, Scope};
 
 use crate::helpers::*;
 

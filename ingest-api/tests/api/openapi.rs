@@ -140,7 +140,7 @@ async fn metrics_are_exported_under_their_documented_names() {
         422
     );
     let text = api.metrics().await;
-    for name in tunix_ingest_api::metrics::names::ALL {
+    for name in tunix_ingest_api::http::metrics::names::ALL {
         assert!(text.contains(name), "{name} is exported:\n{text}");
     }
     assert!(text.contains("tunix_ingest_requests_total{route=\"/api/traces\",status=\"202\"}"));

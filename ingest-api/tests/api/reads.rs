@@ -20,7 +20,7 @@ async fn read_queries_are_cancelled_in_postgres_at_the_read_limit() {
         .unwrap();
     assert_eq!(
         limit,
-        format!("{}s", tunix_ingest_api::read::QUERY_TIMEOUT.as_secs()),
+        format!("{}s", tunix_ingest_api::http::db::QUERY_TIMEOUT.as_secs()),
         "ingest-api's connections carry the read limit"
     );
     // And Postgres enforces it: a statement past the limit is cancelled (SQLSTATE 57014), which

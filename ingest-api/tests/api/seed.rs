@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use tunix_ingest_api::redi::{RediMode, RediSettings};
+use tunix_ingest_api::compat::redi::{RediMode, RediSettings};
 use tunix_testkit::dataset;
 
 use crate::helpers::*;

@@ -9,7 +9,7 @@ use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tunix_ingest_api::auth::{ApiKeys, Scope};
+use tunix_ingest_api::http::auth::{ApiKeys, Scope};
 
 use crate::helpers::*;
 
@@ -34,7 +34,7 @@ fn cursor(micros: i64) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn read_parameters_at_their_representable_edges_are_never_503() {
     let api = TestApi::start().await;
-    let min = tunix_ingest_api::list::PG_MIN_MICROS;
+    let min = tunix_ingest_api::traces::filter::PG_MIN_MICROS;
 
     for (path, param) in [
         (format!("/api/traces?cursor={}", cursor(min - 1)), "cursor"),

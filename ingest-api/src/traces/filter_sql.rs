@@ -1,0 +1,290 @@
+//! The SQL the list filter selects with: the list page (one statement, or the two-phase plan for
+//! selective filters), a dataset's members, and the pages of a bulk delete. One builder, so the
+//! list, datasets and governance select exactly the same traces for the same filter. This is
+//! SQL built at run time on purpose: the filters vary per request, and the list tables are
+//! versioned (`trace_list_vN`).
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, QueryBuilder};
+use tunix_schemas::{pg_text, search};
+use uuid::Uuid;
+
+use super::filter::{ListQuery, ScoreCondition};
+
+impl ListQuery {
+    /// ` AND ...` for the filters B-tree indexes serve in newest-first order (version, time), and
+    /// the cursor.
+    fn push_ordered_filters<'a>(&'a self, b: &mut QueryBuilder<'a, Postgres>) {
+        self.push_time_filters(b, Indexable::Yes);
+    }
+
+    /// The version, time and cursor conditions; with [`Indexable::No`] each is written as a
+    /// test on the row (`(...) IS TRUE` is no index condition), so that no plan combines their
+    /// B-tree range (millions of rows at depth) into a bitmap with a selective index.
+    fn push_time_filters<'a>(&'a self, b: &mut QueryBuilder<'a, Postgres>, how: Indexable) {
+        let (open, close) = match how {
+            Indexable::Yes => (" AND ", ""),
+            Indexable::No => (" AND (", ") IS TRUE"),
+        };
+        if let Some(v) = &self.trace_version {
+            // The column holds pg_text-encoded values (NUL escaped): encode to compare exactly.
+            b.push(open)
+                .push("l.trace_version = ")
+                .push_bind(pg_text::encode(v).into_owned())
+                .push(close);
+        }
+        if let Some(t) = &self.created_after {
+            b.push(open)
+                .push("l.created_at >= ")
+                .push_bind(*t)
+                .push(close);
+        }
+        if let Some(t) = &self.created_before {
+            b.push(open)
+                .push("l.created_at < ")
+                .push_bind(*t)
+                .push(close);
+        }
+        if let Some(key) = self.after {
+            Self::push_key_bound(b, "<", key, how);
+        }
+    }
+
+    /// ` AND ...` for metadata (GIN over facets) and text (GIN over terms).
+    fn push_gin_filters<'a>(&'a self, b: &mut QueryBuilder<'a, Postgres>) {
+        for m in &self.meta {
+            b.push(" AND l.facets && ")
+                .push_bind(m.candidates.clone())
+                .push("::text[]");
+        }
+        if let Some((_, terms)) = &self.q {
+            b.push(" AND l.search @@ ")
+                .push_bind(search::tsquery_text(terms))
+                .push("::tsquery");
+        }
+    }
+
+    /// ` AND ...` for score conditions, each a scalar subquery on the scores table's key (at most
+    /// one row per trace and name): evaluated per candidate row by an index probe, never turned
+    /// into a join that reads every score of that name.
+    fn push_score_filters<'a>(&'a self, b: &mut QueryBuilder<'a, Postgres>, skip: Option<usize>) {
+        for (n, (name, cond)) in self.scores.iter().enumerate() {
+            if skip == Some(n) {
+                continue;
+            }
+            let name = pg_text::encode(name).into_owned();
+            let (select, test) = match cond {
+                ScoreCondition::Compare(..) => ("s.value", ""),
+                ScoreCondition::Present => ("1", " IS NOT NULL"),
+                ScoreCondition::Missing => ("1", " IS NULL"),
+            };
+            b.push(" AND (SELECT ")
+                .push(select)
+                .push(" FROM trace_scores s WHERE s.trace_id = l.id AND s.name = ")
+                .push_bind(name)
+                .push(")")
+                .push(test);
+            if let ScoreCondition::Compare(op, v) = cond {
+                b.push(" ").push(*op).push(" ").push_bind(*v);
+            }
+        }
+    }
+
+    fn push_selective_filters<'a>(&'a self, b: &mut QueryBuilder<'a, Postgres>) {
+        self.push_gin_filters(b);
+        self.push_score_filters(b, None);
+    }
+
+    fn push_key_bound<'a>(
+        b: &mut QueryBuilder<'a, Postgres>,
+        op: &'static str,
+        key: (DateTime<Utc>, Uuid),
+        how: Indexable,
+    ) {
+        let (open, close) = match how {
+            Indexable::Yes => (" AND ", ""),
+            Indexable::No => (" AND (", ") IS TRUE"),
+        };
+        b.push(open)
+            .push("(l.created_at, l.id) ")
+            .push(op)
+            .push(" (")
+            .push_bind(key.0)
+            .push(", ")
+            .push_bind(key.1)
+            .push(")")
+            .push(close);
+    }
+
+    /// The page query in one statement: every filter, newest first, one row more than `limit`
+    /// (to tell whether another page follows). Used for offset paging and when only version and
+    /// time filters are given (their indexes serve the order directly).
+    pub fn sql(&self) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new(
+            "SELECT l.id, l.created_at, l.trace_version, l.step_count, l.prompt_preview, l.payload_bytes
+             FROM trace_list l WHERE true",
+        );
+        self.push_ordered_filters(&mut b);
+        self.push_selective_filters(&mut b);
+        b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
+            .push_bind(self.limit + 1);
+        if self.offset > 0 {
+            b.push(" OFFSET ").push_bind(self.offset);
+        }
+        b
+    }
+
+    /// The next `limit` matching traces a bulk delete or retention sweep erases: filters only,
+    /// newest first, skipping ids already recorded as deleted (the list view drops them only
+    /// when the projector catches up), so a resumed operation continues where it stopped.
+    pub fn erasure_page_sql(&self, limit: i64) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new("SELECT l.id FROM trace_list l WHERE true");
+        self.push_ordered_filters(&mut b);
+        self.push_selective_filters(&mut b);
+        b.push(" AND NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = l.id)");
+        b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
+            .push_bind(limit);
+        b
+    }
+
+    /// How many traces [`ListQuery::erasure_page_sql`] would erase in all.
+    pub fn erasure_count_sql(&self) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new("SELECT count(*) FROM trace_list l WHERE true");
+        self.push_ordered_filters(&mut b);
+        self.push_selective_filters(&mut b);
+        b.push(" AND NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = l.id)");
+        b
+    }
+
+    /// Every matching trace id (filters only; paging parameters are ignored), in a dataset
+    /// selection's order: newest first, or with `random_seed` by `md5("<seed>:<id>")`; at most
+    /// `limit`. One statement over the indexes; run without the read limit.
+    pub fn members_sql(
+        &self,
+        random_seed: Option<i64>,
+        limit: Option<i64>,
+    ) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new("SELECT l.id FROM trace_list l WHERE true");
+        self.push_ordered_filters(&mut b);
+        self.push_selective_filters(&mut b);
+        match random_seed {
+            Some(seed) => {
+                b.push(" ORDER BY md5(")
+                    .push_bind(format!("{seed}:"))
+                    .push(" || l.id::text), l.id");
+            }
+            None => {
+                b.push(" ORDER BY l.created_at DESC, l.id DESC");
+            }
+        }
+        if let Some(n) = limit {
+            b.push(" LIMIT ").push_bind(n);
+        }
+        b
+    }
+
+    /// Phase 0 of a selective page: the key of the `window`-th row (newest first) that the
+    /// ordered filters and the cursor admit, read from the B-tree alone; `None` when fewer rows
+    /// remain (the window then holds them all).
+    ///
+    /// Why phases: the fastest plan for "the newest N rows matching a filter" depends on how
+    /// many rows match, which PostgreSQL can only guess (a prefix query's estimate is floored;
+    /// facet statistics are sampled). Walking the time index is right when matches are dense and
+    /// ruinous when they are rare; collecting the matches first is the reverse. So a page first
+    /// walks a bounded window of the newest rows ([`ListQuery::window_sql`]); only if that window
+    /// holds too few matches, the filter is known to be sparse (fewer than `limit` in `window`
+    /// rows) and the rest is read matches-first ([`ListQuery::sparse_sql`]). Either way the work
+    /// is bounded by the window plus the matches of one filter's index, never by the table.
+    pub fn boundary_sql(&self, window: i64) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new("SELECT l.created_at, l.id FROM trace_list l WHERE true");
+        self.push_ordered_filters(&mut b);
+        b.push(" ORDER BY l.created_at DESC, l.id DESC OFFSET ")
+            .push_bind(window - 1)
+            .push(" LIMIT 1");
+        b
+    }
+
+    /// Phase 1: the page within the window: at most `window` rows, newest first, walked in time
+    /// order (the inner `LIMIT` makes that the only plan), then filtered.
+    pub fn window_sql(&self, window: i64) -> QueryBuilder<'_, Postgres> {
+        let mut b = QueryBuilder::new(
+            "SELECT l.id, l.created_at, l.trace_version, l.step_count, l.prompt_preview, l.payload_bytes
+             FROM (SELECT * FROM trace_list l WHERE true",
+        );
+        self.push_ordered_filters(&mut b);
+        b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
+            .push_bind(window)
+            .push(") l WHERE true");
+        self.push_selective_filters(&mut b);
+        b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
+            .push_bind(self.limit + 1);
+        b
+    }
+
+    /// Phase 2: up to `take` matching rows older than `boundary`, read matches first. The
+    /// candidates come from the GIN indexes (metadata facets, text terms; the planner picks one
+    /// or intersects several) or, with neither, from the first score condition's `(name,
+    /// value)` index. They are materialized with the list columns, so no plan can walk the
+    /// whole time index instead and none joins back; the time, version and cursor conditions
+    /// and the score conditions are checked on each candidate (written so no index serves
+    /// them: at depth the time range holds millions of rows, and a bitmap of it costs more
+    /// than the candidates), then the candidates are sorted. A page whose filters are all
+    /// `score.*=missing` has no index to start from (absence cannot be indexed) and walks on
+    /// from the boundary in time order.
+    ///
+    /// Run with sequential scans, hash and merge joins disabled (see `read::page`): the window
+    /// proved the filter sparse, which the planner's estimates need not know.
+    pub fn sparse_sql(
+        &self,
+        boundary: (DateTime<Utc>, Uuid),
+        take: i64,
+    ) -> QueryBuilder<'_, Postgres> {
+        const COLUMNS: &str =
+            "l.id, l.created_at, l.trace_version, l.step_count, l.prompt_preview, l.payload_bytes";
+        let score_driver = self
+            .scores
+            .iter()
+            .position(|(_, c)| !matches!(c, ScoreCondition::Missing));
+        let mut b = QueryBuilder::new("");
+        let by_gin = !self.meta.is_empty() || self.q.is_some();
+        if !by_gin && score_driver.is_none() {
+            b.push("SELECT ")
+                .push(COLUMNS)
+                .push(" FROM trace_list l WHERE true");
+            self.push_ordered_filters(&mut b);
+            Self::push_key_bound(&mut b, "<", boundary, Indexable::Yes);
+            self.push_score_filters(&mut b, None);
+            b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
+                .push_bind(take);
+            return b;
+        }
+        b.push("WITH c AS MATERIALIZED (SELECT ").push(COLUMNS);
+        let skip = if by_gin {
+            b.push(" FROM trace_list l WHERE true");
+            self.push_gin_filters(&mut b);
+            None
+        } else {
+            let n = score_driver.expect("a score driver when there is no GIN filter");
+            let (name, cond) = &self.scores[n];
+            b.push(" FROM trace_scores s JOIN trace_list l ON l.id = s.trace_id WHERE s.name = ")
+                .push_bind(pg_text::encode(name).into_owned());
+            if let ScoreCondition::Compare(op, v) = cond {
+                b.push(" AND s.value ").push(*op).push(" ").push_bind(*v);
+            }
+            Some(n)
+        };
+        self.push_time_filters(&mut b, Indexable::No);
+        Self::push_key_bound(&mut b, "<", boundary, Indexable::No);
+        self.push_score_filters(&mut b, skip);
+        b.push(") SELECT * FROM c ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(take);
+        b
+    }
+}
+
+/// Whether a condition is written so that an index can serve it.
+#[derive(Clone, Copy)]
+enum Indexable {
+    Yes,
+    No,
+}

@@ -1,0 +1,9 @@
+//! `/api/traces`: submitting traces ([`write`]), reading them ([`read`]), and the list filter:
+//! its parameters ([`filter`]), its JSON object form ([`filter_object`]) and the SQL it selects
+//! with ([`filter_sql`]). Deleting a trace is governance's (`crate::governance::erase`).
+
+pub mod filter;
+pub mod filter_object;
+pub mod filter_sql;
+pub mod read;
+pub mod write;
