@@ -26,7 +26,7 @@ if [ $# -ge 2 ]; then
   CUR_DIR="$(cd "$2" && pwd)"
 else
   log "building the current tree (release)"
-  (cd "$REPO_ROOT" && cargo build -q --release --bins -p tunix-pipeline -p tunix-ingest-api \
+  (cd "$REPO_ROOT" && cargo build -q --release --bins -p tunix-admin -p tunix-ingest-api \
     -p tunix-writer -p tunix-projector -p tunix-bench)
   CUR_DIR="$REPO_ROOT/target/release"
 fi

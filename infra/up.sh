@@ -89,11 +89,11 @@ if [ -n "$BIN_DIR" ]; then
   log "using the binaries in $TARGET_DIR (not building)"
 elif [ "$INFRA_ONLY" = 1 ]; then
   log "building tunix-admin"
-  (cd "$REPO_ROOT" && cargo build -q "${CARGO_PROFILE_ARGS[@]}" -p tunix-pipeline --bin tunix-admin)
+  (cd "$REPO_ROOT" && cargo build -q "${CARGO_PROFILE_ARGS[@]}" -p tunix-admin)
 else
   log "building the services (cargo build ${CARGO_PROFILE_ARGS[*]:-}; the first build takes a few minutes)"
   (cd "$REPO_ROOT" && cargo build -q "${CARGO_PROFILE_ARGS[@]}" --bins \
-    -p tunix-pipeline -p tunix-ingest-api -p tunix-writer -p tunix-projector)
+    -p tunix-admin -p tunix-ingest-api -p tunix-writer -p tunix-projector)
 fi
 "$TARGET_DIR/tunix-admin" wait --timeout 60 >&2
 "$TARGET_DIR/tunix-admin" create-topics >&2

@@ -2,11 +2,9 @@
 //!
 //! Owns load generation and benchmarks. The library part ([`gen`], [`load`]) is also what the
 //! end-to-end tests drive the stack with; the `tunix-bench` binary runs the benchmarks and prints
-//! tables (see `docs/BENCHMARKS.md` for the commands and the latest results).
+//! tables, one [`suites`] module per subcommand (see `docs/BENCHMARKS.md` for the commands and
+//! the latest results).
 
-pub mod codec;
-pub mod export;
-pub mod failover;
 pub mod gen;
 pub mod load;
 pub mod report;

@@ -252,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
             }
             report::print_ingest(&rows, raw);
         }
-        Command::Codec { events, rounds } => tunix_bench::codec::codec(&root, events, rounds),
+        Command::Codec { events, rounds } => suites::codec(&root, events, rounds),
         Command::ProduceRaw { events } => {
             let rate = suites::produce_raw(&env, events).await?;
             println!("raw producer (idempotent, acks=all, linger 5 ms): {rate:.0} events/s over {events} events");
@@ -264,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             suites::consumers(&env, events, long_every, scores_every).await?;
         }
-        Command::Export { rows } => tunix_bench::export::export(&env, rows).await?,
+        Command::Export { rows } => suites::export(&env, rows).await?,
         Command::Read {
             rows,
             samples,
@@ -317,10 +317,10 @@ async fn main() -> anyhow::Result<()> {
             consumers,
             stops,
         } => {
-            tunix_bench::failover::failover(
+            suites::failover(
                 &env,
                 &root,
-                tunix_bench::failover::FailoverSpec {
+                suites::FailoverSpec {
                     rounds,
                     lease_ttl: Duration::from_millis(lease_ttl_ms),
                     rate,

@@ -17,6 +17,8 @@
 //! At the end the producer stops, one writer and one projector drain the topic, and the suite
 //! checks that `traces` and the list view hold exactly the events produced and that both
 //! consumers' positions sum to the topic's record count (every event applied, none skipped).
+//!
+//! Run: `cargo build --release -p tunix-bench -p tunix-writer -p tunix-projector && target/release/tunix-bench failover`
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

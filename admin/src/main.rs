@@ -1,4 +1,9 @@
-//! `tunix-admin`: one-off operations on a tunix-rt deployment (used by `infra/up.sh`).
+//! # tunix-admin
+//!
+//! Owns the operator's command line for a tunix-rt deployment (`infra/up.sh` and the compose
+//! stack run it): one-off operations on Postgres and the broker, configured by the services'
+//! own environment variables through `tunix-pipeline`, and a client of ingest-api's HTTP API for
+//! datasets and bulk deletes. It holds no pipeline logic of its own.
 //!
 //! - `migrate`: apply pending migrations to `DATABASE_URL`;
 //! - `create-topics`: create the event and dead-letter topics on `KAFKA_BROKERS`;
@@ -9,9 +14,7 @@
 //!   progress, through ingest-api's HTTP API;
 //! - `schemas`: list the event schemas and their ids; register them in `SCHEMA_REGISTRY_URL`.
 
-#[path = "admin/datasets.rs"]
 mod datasets;
-#[path = "admin/traces.rs"]
 mod traces;
 
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@
 //! reading the stream to the end. Next to it, in the same run: `COPY (SELECT payload FROM traces
 //! ... in member order) TO STDOUT` of the same rows, the database's own rate. ingest-api's RSS is
 //! sampled every 20 ms during each step.
+//!
+//! Run: `cargo build --release --bins && target/release/tunix-bench export --rows 1000000`
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,7 +21,8 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
 use crate::report::{rss_kb, RssSampler};
-use crate::suites::{load_read_rows, StackEnv};
+use crate::suites::read::load_read_rows;
+use crate::suites::StackEnv;
 
 /// A service binary next to this one (`cargo build --release` builds them all).
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
