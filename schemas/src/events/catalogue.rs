@@ -1,5 +1,6 @@
-//! Owns the catalogue of shipped schema files (kind, version, fingerprints current and legacy,
-//! built-in registry id) and the writer-schema registry built from them.
+//! Owns the catalogue: every shipped schema file (kind, version, fingerprints current and legacy,
+//! built-in registry id) and the parsed writer schemas decoding resolves against. It is not a
+//! Schema Registry (no server, no ids handed out); see the glossary in docs/ARCHITECTURE.md.
 
 use std::sync::LazyLock;
 
@@ -175,13 +176,14 @@ const LEGACY_FRAMED: [&str; 3] = [
     "trace_deleted.v1.avsc",
 ];
 
-struct Registry {
+/// The parsed shipped schemas, built once.
+struct Catalogue {
     all: Vec<Registered>,
     /// Per kind (`EventKind::index`): index into `all` of its current (highest-version) schema.
     current: [usize; EventKind::ALL.len()],
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
     // Every decode resolves its writer schema here first, so the limit is in place before any.
     apache_avro::util::max_allocation_bytes(MAX_DECODE_ALLOCATION);
     let all: Vec<Registered> = SCHEMA_FILES
@@ -209,7 +211,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
             .map(|(n, _)| n)
             .expect("every event kind has a schema")
     };
-    Registry {
+    Catalogue {
         current: EventKind::ALL.map(current),
         all,
     }
@@ -226,7 +228,7 @@ fn legacy_fingerprint(schema: &Schema) -> [u8; 8] {
 /// The specification's fingerprint (little-endian, as framed on the wire) of every shipped
 /// schema file: what producers write today.
 pub fn schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
-    REGISTRY
+    CATALOGUE
         .all
         .iter()
         .map(|r| (r.file.file, r.fingerprint))
@@ -236,7 +238,7 @@ pub fn schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
 /// The legacy fingerprints (apache-avro's, written before 2026-11) of the schema files shipped
 /// then; still accepted by [`TraceEvent::decode`](super::TraceEvent::decode).
 pub fn legacy_schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
-    REGISTRY
+    CATALOGUE
         .all
         .iter()
         .filter_map(|r| Some((r.file.file, r.legacy_fingerprint?)))
@@ -245,7 +247,7 @@ pub fn legacy_schema_fingerprints() -> Vec<(&'static str, [u8; 8])> {
 
 /// The schema producers write for `kind` today, with its file name and fingerprint.
 pub fn current_schema(kind: EventKind) -> (&'static str, &'static Schema, [u8; 8]) {
-    let r = &REGISTRY.all[REGISTRY.current[kind.index()]];
+    let r = &CATALOGUE.all[CATALOGUE.current[kind.index()]];
     (r.file.file, &r.schema, r.fingerprint)
 }
 
@@ -256,17 +258,17 @@ pub struct ShippedSchema(usize);
 impl ShippedSchema {
     /// Every shipped schema, in [`SCHEMA_FILES`] order.
     pub fn all() -> impl Iterator<Item = ShippedSchema> {
-        (0..REGISTRY.all.len()).map(ShippedSchema)
+        (0..CATALOGUE.all.len()).map(ShippedSchema)
     }
 
     /// The schema producers write for `kind` today.
     pub fn current(kind: EventKind) -> ShippedSchema {
-        ShippedSchema(REGISTRY.current[kind.index()])
+        ShippedSchema(CATALOGUE.current[kind.index()])
     }
 
     /// The schema with this built-in registry id.
     pub fn by_builtin_id(id: i32) -> Option<ShippedSchema> {
-        REGISTRY
+        CATALOGUE
             .all
             .iter()
             .position(|r| r.file.builtin_id == id)
@@ -275,7 +277,7 @@ impl ShippedSchema {
 
     /// The schema with this specification fingerprint (little-endian bytes, as framed).
     pub fn by_fingerprint(fingerprint: &[u8]) -> Option<ShippedSchema> {
-        REGISTRY
+        CATALOGUE
             .all
             .iter()
             .position(|r| r.fingerprint == fingerprint)
@@ -286,7 +288,7 @@ impl ShippedSchema {
     /// framed before 2026-11) the legacy one.
     pub(super) fn by_framed_fingerprint(fingerprint: &[u8]) -> Option<ShippedSchema> {
         Self::by_fingerprint(fingerprint).or_else(|| {
-            REGISTRY
+            CATALOGUE
                 .all
                 .iter()
                 .position(|r| r.legacy_fingerprint.is_some_and(|l| l == fingerprint))
@@ -302,7 +304,7 @@ impl ShippedSchema {
     }
 
     fn registered(self) -> &'static Registered {
-        &REGISTRY.all[self.0]
+        &CATALOGUE.all[self.0]
     }
 
     /// The file it was shipped as.
