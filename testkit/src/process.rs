@@ -1,9 +1,10 @@
-//! Service binaries as child processes that tests can kill and restart.
+//! Service binaries as child processes that tests can kill and restart, and other programs run
+//! to completion.
 
 use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A port that was free a moment ago.
@@ -163,6 +164,18 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `cmd` to completion and returns its output; panics with `what` and the standard error
+/// unless it exited successfully (a tool a test drives: openssl, a Python client, tunix-admin).
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Runs `bin` with exactly `env` (plus `PATH`) until it exits, for a program that must give up

@@ -168,23 +168,19 @@ impl PgCluster {
                 .expect("chown cluster dir");
         }
         let data = dir.path().join("data");
-        let out = pg_command("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "tunix",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-            ])
-            .stdout(Stdio::null())
-            .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::run_ok(
+            pg_command("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "tunix",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ])
+                .stdout(Stdio::null()),
+            "initdb",
         );
         if tls {
             let status = Command::new("openssl")

@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use tunix_testkit::{binary, eventually, free_port, Broker, PgCluster, Service, TestDb, TestTopic};
+use tunix_testkit::{
+    binary, eventually, free_port, Api, Broker, PgCluster, Service, TestDb, TestTopic,
+};
 use uuid::Uuid;
 
 /// How to build a stack.
@@ -80,7 +82,8 @@ pub struct Stack {
     pub http: reqwest::Client,
 }
 
-fn kv(k: &str, v: impl Into<String>) -> (String, String) {
+/// One environment variable for a service: `(name, value)`.
+pub fn kv(k: &str, v: impl Into<String>) -> (String, String) {
     (k.to_owned(), v.into())
 }
 
@@ -206,24 +209,19 @@ impl Stack {
         format!("http://{}{path}", self.api_addr)
     }
 
+    /// A JSON client of this stack's ingest-api, without an API key ([`Api::with_key`] adds one).
+    pub fn client(&self) -> Api {
+        Api::new(self.http.clone(), format!("http://{}", self.api_addr))
+    }
+
     /// Posts one trace; returns the status and the JSON body.
     pub async fn post(&self, body: &Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(self.url("/api/traces"))
-            .json(body)
-            .send()
-            .await
-            .expect("POST /api/traces");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.client().post("/api/traces", body).await
     }
 
     /// GET returning status and JSON.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self.http.get(self.url(path)).send().await.expect("GET");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.client().get(path).await
     }
 
     /// The Prometheus text a service exposes at `http://{addr}/metrics` (`None` while it does
@@ -357,12 +355,4 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .collect();
     (!values.is_empty()).then(|| values.iter().sum())
-}
-
-/// The Python interpreter with the clients from `tests/python/requirements.txt` (set by
-/// `./infra/test.sh`).
-pub fn python() -> String {
-    std::env::var("TUNIX_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("TUNIX_TEST_PYTHON is not set: run the suite with ./infra/test.sh, which installs the Python clients")
-    })
 }

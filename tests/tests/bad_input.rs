@@ -60,6 +60,13 @@ fn valid() -> Value {
     })
 }
 
+/// A minimal valid document with `extra` (`,"key":value` members) after its fields.
+fn minimal_with(extra: &str) -> String {
+    format!(
+        r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}]{extra}}}"#
+    )
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(data).unwrap();
@@ -281,9 +288,7 @@ fn schema(_: &mut Context) -> Vec<Case> {
         ));
         // In meta only overflow is refused: 1e-400 and long integers are kept verbatim.
         if n < 2 {
-            let body = format!(
-                r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],"meta":{{"n":{num}}}}}"#
-            );
+            let body = minimal_with(&format!(r#","meta":{{"n":{num}}}"#));
             cases.push(Case::post(
                 format!("huge meta number #{n}"),
                 body.into_bytes(),
@@ -321,9 +326,7 @@ fn differences(_: &mut Context) -> Vec<Case> {
     .iter()
     .enumerate()
     {
-        let doc = format!(
-            r#"{{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{{"i":0,"type":"t","content":"c"}}],{raw}}}"#
-        );
+        let doc = minimal_with(&format!(",{raw}"));
         cases.push(Case::post(
             format!("deliberate difference #{n}: {raw}"),
             doc.into_bytes(),
@@ -335,12 +338,20 @@ fn differences(_: &mut Context) -> Vec<Case> {
         lone.as_bytes().to_vec(),
     ));
     // Deep nesting inside meta (100,000 levels), arrays and objects.
-    let deep_arrays = format!("{{\"trace_version\":\"1\",\"prompt\":\"p\",\"final_answer\":\"a\",\"steps\":[{{\"i\":0,\"type\":\"t\",\"content\":\"c\"}}],\"meta\":{{\"x\":{}{}}}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_arrays = minimal_with(&format!(
+        r#","meta":{{"x":{}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    ));
     cases.push(Case::post(
         "meta nested 100,000 levels (arrays)",
         deep_arrays.into_bytes(),
     ));
-    let deep_objects = format!("{{\"trace_version\":\"1\",\"prompt\":\"p\",\"final_answer\":\"a\",\"steps\":[{{\"i\":0,\"type\":\"t\",\"content\":\"c\"}}],\"meta\":{}1{}}}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+    let deep_objects = minimal_with(&format!(
+        r#","meta":{}1{}"#,
+        "{\"a\":".repeat(100_000),
+        "}".repeat(100_000)
+    ));
     cases.push(Case::post(
         "meta nested 100,000 levels (objects)",
         deep_objects.into_bytes(),
@@ -687,51 +698,76 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
     let mut by_status: std::collections::BTreeMap<u16, usize> = Default::default();
     let mut rss_peak = rss_before;
     for case in &cases {
-        let mut req = client.request(case.method.parse().unwrap(), stack.url(&case.path));
-        if let Some(ct) = case.content_type {
-            req = req.header("content-type", ct);
-        }
-        for (k, v) in &case.headers {
-            req = req.header(*k, v.as_str());
-        }
-        if !case.body.is_empty() || case.method == "POST" {
-            req = if case.chunked {
-                let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-                    case.body.chunks(8192).map(|c| Ok(c.to_vec())).collect();
-                req.body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
-            } else {
-                req.body(case.body.clone())
-            };
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{}: no answer: {e}", case.name));
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let status =
+            a_malformed_request_gets_a_4xx_with_a_useful_detail(&client, &stack, case).await;
         *by_status.entry(status).or_default() += 1;
-        assert!(
-            (400..500).contains(&status),
-            "{}: expected a 4xx, got {status}: {body}",
-            case.name
-        );
-        let detail: Value = serde_json::from_str(&body)
-            .unwrap_or_else(|_| panic!("{}: JSON error body, got {body:?}", case.name));
-        let useful = match &detail["detail"] {
-            Value::String(s) => !s.is_empty(),
-            Value::Array(items) => {
-                !items.is_empty()
-                    && items.iter().all(|i| {
-                        i["loc"].is_array() && i["msg"].as_str().is_some_and(|m| !m.is_empty())
-                    })
-            }
-            _ => false,
-        };
-        assert!(useful, "{}: a useful detail, got {body}", case.name);
         rss_peak = rss_peak.max(rss_mb(pid));
     }
+    a_body_that_stalls_halfway_gets_408_after_the_read_timeout(&stack).await;
+    *by_status.entry(408).or_default() += 1;
 
-    // A body that stalls halfway (slowloris) gets 408 once BODY_READ_TIMEOUT_MS passes.
+    let rss_after = rss_mb(pid);
+    eprintln!(
+        "bad input: {} requests {sizes:?}, by status {by_status:?}; ingest-api RSS {rss_before:.0} MB before, {rss_peak:.0} MB peak, {rss_after:.0} MB after",
+        cases.len() + 1
+    );
+    assert!(!by_status.keys().any(|s| *s >= 500), "zero 5xx");
+    assert!(rss_peak < 256.0, "RSS bounded: peak {rss_peak:.0} MB");
+    the_server_is_healthy_afterwards_and_stored_nothing_from_the_corpus(&stack).await;
+}
+
+/// Sends `case`; its answer is a 4xx with a JSON body whose `detail` is useful (a non-empty
+/// message, or items that each have a `loc` and a message). Returns the status.
+async fn a_malformed_request_gets_a_4xx_with_a_useful_detail(
+    client: &reqwest::Client,
+    stack: &Stack,
+    case: &Case,
+) -> u16 {
+    let mut req = client.request(case.method.parse().unwrap(), stack.url(&case.path));
+    if let Some(ct) = case.content_type {
+        req = req.header("content-type", ct);
+    }
+    for (k, v) in &case.headers {
+        req = req.header(*k, v.as_str());
+    }
+    if !case.body.is_empty() || case.method == "POST" {
+        req = if case.chunked {
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                case.body.chunks(8192).map(|c| Ok(c.to_vec())).collect();
+            req.body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        } else {
+            req.body(case.body.clone())
+        };
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}: no answer: {e}", case.name));
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    assert!(
+        (400..500).contains(&status),
+        "{}: expected a 4xx, got {status}: {body}",
+        case.name
+    );
+    let detail: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|_| panic!("{}: JSON error body, got {body:?}", case.name));
+    let useful = match &detail["detail"] {
+        Value::String(s) => !s.is_empty(),
+        Value::Array(items) => {
+            !items.is_empty()
+                && items.iter().all(|i| {
+                    i["loc"].is_array() && i["msg"].as_str().is_some_and(|m| !m.is_empty())
+                })
+        }
+        _ => false,
+    };
+    assert!(useful, "{}: a useful detail, got {body}", case.name);
+    status
+}
+
+/// A body that stalls halfway (slowloris) gets 408 once BODY_READ_TIMEOUT_MS passes.
+async fn a_body_that_stalls_halfway_gets_408_after_the_read_timeout(stack: &Stack) {
     let mut stream = tokio::net::TcpStream::connect(&stack.api_addr)
         .await
         .unwrap();
@@ -753,16 +789,11 @@ async fn every_malformed_request_gets_a_4xx_and_the_server_stays_healthy() {
         started.elapsed() >= Duration::from_millis(1500),
         "waited for the timeout"
     );
-    *by_status.entry(408).or_default() += 1;
+}
 
-    let rss_after = rss_mb(pid);
-    eprintln!(
-        "bad input: {} requests {sizes:?}, by status {by_status:?}; ingest-api RSS {rss_before:.0} MB before, {rss_peak:.0} MB peak, {rss_after:.0} MB after",
-        cases.len() + 1
-    );
-    assert!(!by_status.keys().any(|s| *s >= 500), "zero 5xx");
-    assert!(rss_peak < 256.0, "RSS bounded: peak {rss_peak:.0} MB");
-    // Healthy afterwards: liveness, readiness, and a valid trace is accepted and stored.
+/// Healthy afterwards: liveness, readiness, and a valid trace is accepted and stored, the only
+/// one.
+async fn the_server_is_healthy_afterwards_and_stored_nothing_from_the_corpus(stack: &Stack) {
     assert_eq!(stack.get("/healthz").await.0, 200);
     assert_eq!(stack.get("/readyz").await.0, 200);
     let (status, ack) = stack.post(&valid()).await;

@@ -4,20 +4,16 @@
 //! cursor while new traces arrive, equals the same filter applied in the test to what was posted.
 //! A rebuild from offset 0 gives the same answers.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
-
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use tunix_e2e::{metric_sum, Stack, StackOptions};
-use tunix_testkit::eventually;
+use tunix_testkit::{eventually, CONVERGE};
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
-
-const CONVERGE: Duration = Duration::from_secs(90);
 
 const WORDS: &[&str] = &[
     "paris",
@@ -302,14 +298,9 @@ async fn post_trace(stack: &Stack, rng: &mut StdRng, i: usize) -> Posted {
 }
 
 async fn record(stack: &Stack, id: &str, name: &str, value: f64) {
-    let resp = stack
-        .http
-        .post(stack.url(&format!("/api/traces/{id}/scores")))
-        .json(&json!({"name": name, "value": value, "source": "test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
+    let path = format!("/api/traces/{id}/scores");
+    let body = json!({"name": name, "value": value, "source": "test"});
+    assert_eq!(stack.client().post(&path, &body).await.0, 202);
 }
 
 /// Every id the API lists for `query`, walking pages with the cursor; `between` runs after each
@@ -343,47 +334,20 @@ fn expected(posted: &[Posted], scores: &Scores, filters: &[Filter]) -> Vec<Strin
     hits.into_iter().map(|p| p.id.clone()).collect()
 }
 
+/// The query string of `filters`.
+fn query_of(filters: &[Filter]) -> String {
+    filters
+        .iter()
+        .map(Filter::query)
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn filters_search_and_scores_equal_a_reference_across_pages_and_a_rebuild() {
     let stack = Stack::start(StackOptions::default()).await;
     let mut rng = StdRng::seed_from_u64(17);
-    let mut posted = Vec::new();
-    for i in 0..160 {
-        posted.push(post_trace(&stack, &mut rng, i).await);
-    }
-    // Scores: most traces get some, some are overwritten or retracted.
-    let mut scores: Scores = HashMap::new();
-    for p in &posted {
-        for name in ["correct", "quality"] {
-            if rng.random_bool(0.6) {
-                let v = [0.0, 0.5, 1.0].choose(&mut rng).copied().unwrap();
-                record(&stack, &p.id, name, v).await;
-                scores
-                    .entry(p.id.clone())
-                    .or_default()
-                    .insert(name.into(), v);
-            }
-        }
-        if rng.random_bool(0.1) {
-            let v = 0.25;
-            record(&stack, &p.id, "quality", v).await;
-            scores
-                .entry(p.id.clone())
-                .or_default()
-                .insert("quality".into(), v);
-        }
-        if rng.random_bool(0.1) {
-            let resp = stack
-                .http
-                .delete(stack.url(&format!("/api/traces/{}/scores/correct", p.id)))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 202);
-            scores.entry(p.id.clone()).or_default().remove("correct");
-        }
-    }
-    stack.wait_converged(posted.len(), CONVERGE).await;
+    let (mut posted, scores) = random_traces_get_random_scores(&stack, &mut rng).await;
     let expected_rows: i64 = scores.values().map(|s| s.len() as i64).sum();
     eventually(CONVERGE, "every score applied", || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM trace_scores")
@@ -393,8 +357,57 @@ async fn filters_search_and_scores_equal_a_reference_across_pages_and_a_rebuild(
         (n == expected_rows).then_some(())
     })
     .await;
+    items_and_get_carry_the_scores(&stack, &posted, &scores).await;
+    let cases = random_filters_walked_while_traces_arrive_equal_the_reference(
+        &stack,
+        &mut rng,
+        &mut posted,
+        &scores,
+    )
+    .await;
+    a_rebuild_gives_the_same_answers_and_scores(&stack, &cases, expected_rows).await;
+}
 
-    // Items and GET carry the scores.
+/// 160 random traces; most get scores, some are overwritten or retracted. Returns what was
+/// posted and the scores each trace should have, once both read models hold every trace.
+async fn random_traces_get_random_scores(stack: &Stack, rng: &mut StdRng) -> (Vec<Posted>, Scores) {
+    let mut posted = Vec::new();
+    for i in 0..160 {
+        posted.push(post_trace(stack, rng, i).await);
+    }
+    // Scores: most traces get some, some are overwritten or retracted.
+    let mut scores: Scores = HashMap::new();
+    for p in &posted {
+        for name in ["correct", "quality"] {
+            if rng.random_bool(0.6) {
+                let v = [0.0, 0.5, 1.0].choose(rng).copied().unwrap();
+                record(stack, &p.id, name, v).await;
+                scores
+                    .entry(p.id.clone())
+                    .or_default()
+                    .insert(name.into(), v);
+            }
+        }
+        if rng.random_bool(0.1) {
+            let v = 0.25;
+            record(stack, &p.id, "quality", v).await;
+            scores
+                .entry(p.id.clone())
+                .or_default()
+                .insert("quality".into(), v);
+        }
+        if rng.random_bool(0.1) {
+            let path = format!("/api/traces/{}/scores/correct", p.id);
+            assert_eq!(stack.client().delete(&path).await.0, 202);
+            scores.entry(p.id.clone()).or_default().remove("correct");
+        }
+    }
+    stack.wait_converged(posted.len(), CONVERGE).await;
+    (posted, scores)
+}
+
+/// Items and GET carry the scores.
+async fn items_and_get_carry_the_scores(stack: &Stack, posted: &[Posted], scores: &Scores) {
     let sample = &posted[3];
     let (_, one) = stack.get(&format!("/api/traces/{}", sample.id)).await;
     let got: BTreeMap<String, f64> = one["scores"]
@@ -408,26 +421,31 @@ async fn filters_search_and_scores_equal_a_reference_across_pages_and_a_rebuild(
         .map(|s| s.iter().map(|(k, v)| (k.clone(), *v)).collect())
         .unwrap_or_default();
     assert_eq!(got, want);
+}
 
-    // Random filter combinations, walked with the cursor while new traces arrive.
+/// Random filter combinations, walked with the cursor while new traces arrive: each answer
+/// equals the reference, and enough of them select something. The late traces join `posted`.
+/// Returns the combinations.
+async fn random_filters_walked_while_traces_arrive_equal_the_reference(
+    stack: &Stack,
+    rng: &mut StdRng,
+    posted: &mut Vec<Posted>,
+    scores: &Scores,
+) -> Vec<Vec<Filter>> {
     let mut cases: Vec<Vec<Filter>> = Vec::new();
     for _ in 0..36 {
         let n = rng.random_range(1..4);
-        cases.push((0..n).map(|_| random_filter(&mut rng)).collect());
+        cases.push((0..n).map(|_| random_filter(rng)).collect());
     }
     let mut seen_nonempty = 0;
     for (n, filters) in cases.iter().enumerate() {
-        let query = filters
-            .iter()
-            .map(Filter::query)
-            .collect::<Vec<_>>()
-            .join("&");
-        let want = expected(&posted, &scores, filters);
+        let query = query_of(filters);
+        let want = expected(posted, scores, filters);
         let mut extra_rng = StdRng::seed_from_u64(n as u64);
         let mut late = Vec::new();
-        let got = walk(&stack, &query, async || {
+        let got = walk(stack, &query, async || {
             // A newer trace mid-walk: keyset pages continue below the cursor, so it is not seen.
-            late.push(post_trace(&stack, &mut extra_rng, 1000 + late.len()).await);
+            late.push(post_trace(stack, &mut extra_rng, 1000 + late.len()).await);
         })
         .await;
         assert_eq!(got, want, "{query}");
@@ -442,29 +460,24 @@ async fn filters_search_and_scores_equal_a_reference_across_pages_and_a_rebuild(
         seen_nonempty >= 12,
         "the cases must select something: {seen_nonempty}"
     );
+    cases
+}
 
-    // A rebuild from offset 0 gives the same answers and scores.
-    let before: Vec<Vec<String>> = {
-        let mut out = Vec::new();
-        for filters in &cases {
-            let q = filters
-                .iter()
-                .map(Filter::query)
-                .collect::<Vec<_>>()
-                .join("&");
-            out.push(walk(&stack, &q, async || {}).await);
-        }
-        out
-    };
+/// A rebuild from offset 0 gives the same answers and scores.
+async fn a_rebuild_gives_the_same_answers_and_scores(
+    stack: &Stack,
+    cases: &[Vec<Filter>],
+    expected_rows: i64,
+) {
+    let mut before: Vec<Vec<String>> = Vec::new();
+    for filters in cases {
+        before.push(walk(stack, &query_of(filters), async || {}).await);
+    }
     stack.rebuild_into(&stack.db.url).await;
     for (filters, before) in cases.iter().zip(before) {
-        let q = filters
-            .iter()
-            .map(Filter::query)
-            .collect::<Vec<_>>()
-            .join("&");
+        let q = query_of(filters);
         assert_eq!(
-            walk(&stack, &q, async || {}).await,
+            walk(stack, &q, async || {}).await,
             before,
             "after rebuild: {q}"
         );
@@ -491,13 +504,8 @@ async fn scores_for_unknown_or_deleted_traces_are_ignored_and_deletes_take_score
     let unknown = Uuid::new_v4().to_string();
     record(&stack, &unknown, "correct", 1.0).await;
     stack.wait_converged(2, CONVERGE).await;
-    let resp = stack
-        .http
-        .delete(stack.url(&format!("/api/traces/{}", doomed.id)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
+    let path = format!("/api/traces/{}", doomed.id);
+    assert_eq!(stack.client().delete(&path).await.0, 202);
     record(&stack, &doomed.id, "quality", 1.0).await; // after the delete
     stack.wait_converged(1, CONVERGE).await;
     let ignored = eventually(CONVERGE, "the late score ignored", || async {
@@ -550,15 +558,14 @@ async fn baseline_score_and_compare_follow_the_seed_api() {
     let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
     stack.wait_converged(2, CONVERGE).await;
 
-    let resp = stack
-        .http
-        .post(stack.url(&format!("/api/traces/{a}/score")))
-        .json(&json!({"criteria": "baseline"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let body: Value = resp.json().await.unwrap();
+    let api = stack.client();
+    let (status, body) = api
+        .post(
+            &format!("/api/traces/{a}/score"),
+            &json!({"criteria": "baseline"}),
+        )
+        .await;
+    assert_eq!(status, 202);
     assert_eq!(body["trace_id"], a);
     // 4 steps: 0.4 * 50 = 20; average 250 characters: 0.5 * 50 = 25.
     assert_eq!(body["score"], 45.0);
@@ -586,21 +593,12 @@ async fn baseline_score_and_compare_follow_the_seed_api() {
     assert_eq!(recorded, 45.0);
 
     // An empty body means baseline too; other criteria are refused.
-    let resp = stack
-        .http
-        .post(stack.url(&format!("/api/traces/{a}/score")))
-        .json(&json!({"criteria": "vibes"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 422);
-    let resp = stack
-        .http
-        .post(stack.url(&format!("/api/traces/{}/score", Uuid::new_v4())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
+    let vibes = json!({"criteria": "vibes"});
+    let (status, _) = api.post(&format!("/api/traces/{a}/score"), &vibes).await;
+    assert_eq!(status, 422);
+    let unknown_score = format!("/api/traces/{}/score", Uuid::new_v4());
+    let (status, _) = api.send(reqwest::Method::POST, &unknown_score, None).await;
+    assert_eq!(status, 404);
 
     // compare: a has a recorded score; b's is computed for the answer and not stored.
     let (status, cmp) = stack

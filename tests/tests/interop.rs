@@ -9,28 +9,17 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 use tunix_e2e::{Stack, StackOptions};
-
-fn python() -> String {
-    std::env::var("TUNIX_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("TUNIX_TEST_PYTHON is not set: run the suite with ./infra/test.sh, which installs the Python clients")
-    })
-}
+use tunix_testkit::{python, run_ok};
 
 fn read_events(args: &[&str]) -> String {
     let root = tunix_testkit::repo_root();
-    let script = root.join("tests/python/read_events.py");
-    let schemas = root.join("schemas/avro");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(args[0])
-        .arg(&schemas)
-        .args(&args[1..])
-        .output()
-        .expect("run tests/python/read_events.py");
-    assert!(
-        out.status.success(),
-        "read_events.py {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(python())
+            .arg(root.join("tests/python/read_events.py"))
+            .arg(args[0])
+            .arg(root.join("schemas/avro"))
+            .args(&args[1..]),
+        &format!("read_events.py {args:?}"),
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
@@ -50,6 +39,18 @@ fn fastavro_computes_the_fingerprints_we_write() {
     assert_eq!(theirs, ours);
 }
 
+/// What the scenario sent: two traces with keys, one as raw text, and a delete of the first.
+struct Sent {
+    /// The two JSON bodies.
+    bodies: [Value; 2],
+    /// The three acknowledgements (the two bodies', then the raw trace's).
+    acks: Vec<Value>,
+    /// The deleted trace's id.
+    deleted: String,
+    /// The delete's acknowledgement.
+    delete_ack: Value,
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn events_written_by_ingest_api_decode_with_fastavro() {
     // The single-object encoding (EVENT_ENCODING=single-object); the Confluent framing, the
@@ -59,6 +60,26 @@ async fn events_written_by_ingest_api_decode_with_fastavro() {
         ..StackOptions::default()
     })
     .await;
+    let sent = traces_sent_as_json_and_raw_text_and_a_delete(&stack).await;
+    let brokers = stack.topic.settings.brokers.clone();
+    let topic = stack.topic.name().to_owned();
+    let out =
+        tokio::task::spawn_blocking(move || read_events(&["consume", &brokers, &topic, "6", "60"]))
+            .await
+            .unwrap();
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Three submissions; the delete's audit record, deletion and tombstone.
+    assert_eq!(records.len(), 6, "{out}");
+    every_record_has_its_schemas_fingerprint_and_the_delete_is_audited(&records, &out, &sent);
+    submissions_decode_to_what_was_sent(&records, &out, &sent);
+    the_deletion_decodes_with_its_instant(&records, &sent);
+}
+
+async fn traces_sent_as_json_and_raw_text_and_a_delete(stack: &Stack) -> Sent {
+    let api = stack.client();
     let bodies = [
         json!({"trace_version": "2.0-β", "prompt": "CJK 推理, emoji 🧠, RTL שלום, \"quotes\" \\ \n",
                "final_answer": "👍", "steps": [{"i": 7, "type": "思考", "content": "e\u{301}"}, {"i": 2, "type": "t", "content": "x"}],
@@ -68,16 +89,10 @@ async fn events_written_by_ingest_api_decode_with_fastavro() {
     ];
     let mut acks = Vec::new();
     for body in &bodies {
-        let resp = stack
-            .http
-            .post(stack.url("/api/traces"))
-            .header("idempotency-key", format!("interop-{}", acks.len()))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-        acks.push(resp.json::<Value>().await.unwrap());
+        let key = format!("interop-{}", acks.len());
+        let (status, ack) = api.post_keyed("/api/traces", body, &key).await;
+        assert_eq!(status, 202);
+        acks.push(ack);
     }
     // A trace with meta numbers beyond PostgreSQL's numeric, sent as raw text.
     let raw = r#"{"trace_version":"1","prompt":"p","final_answer":"a","steps":[{"i":0,"type":"t","content":"c"}],"meta":{"z":0e-99999}}"#;
@@ -92,27 +107,24 @@ async fn events_written_by_ingest_api_decode_with_fastavro() {
     assert_eq!(resp.status(), 202);
     acks.push(resp.json::<Value>().await.unwrap());
     let deleted = acks[0]["id"].as_str().unwrap().to_owned();
-    let resp = stack
-        .http
-        .delete(stack.url(&format!("/api/traces/{deleted}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let delete_ack: Value = resp.json().await.unwrap();
+    let (status, delete_ack) = api.delete(&format!("/api/traces/{deleted}")).await;
+    assert_eq!(status, 202);
+    Sent {
+        bodies,
+        acks,
+        deleted,
+        delete_ack,
+    }
+}
 
-    let brokers = stack.topic.settings.brokers.clone();
-    let topic = stack.topic.name().to_owned();
-    let out =
-        tokio::task::spawn_blocking(move || read_events(&["consume", &brokers, &topic, "6", "60"]))
-            .await
-            .unwrap();
-    let records: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    // Three submissions; the delete's audit record, deletion and tombstone.
-    assert_eq!(records.len(), 6, "{out}");
+/// One tombstone, under the deleted trace's key; the delete's audit record; every other record
+/// carries the fingerprint fastavro computes for its schema file.
+fn every_record_has_its_schemas_fingerprint_and_the_delete_is_audited(
+    records: &[Value],
+    out: &str,
+    sent: &Sent,
+) {
+    let deleted = &sent.deleted;
     let spec: HashMap<&str, String> = tunix_schemas::schema_fingerprints()
         .into_iter()
         .map(|(f, fp)| (f, hex(&fp)))
@@ -137,13 +149,17 @@ async fn events_written_by_ingest_api_decode_with_fastavro() {
             spec[r["file"].as_str().unwrap()]
         );
     }
+}
 
+/// The three submissions decode to the fields sent, with `created_at` as acknowledged and the raw
+/// trace's meta text as sent.
+fn submissions_decode_to_what_was_sent(records: &[Value], out: &str, sent: &Sent) {
     let submitted: Vec<&Value> = records
         .iter()
         .filter(|r| r["file"] == "trace_submitted.v2.avsc")
         .collect();
     assert_eq!(submitted.len(), 3, "{out}");
-    for (body, ack) in bodies.iter().zip(&acks) {
+    for (body, ack) in sent.bodies.iter().zip(&sent.acks) {
         let r = submitted
             .iter()
             .find(|r| r["key"] == ack["id"])
@@ -166,13 +182,17 @@ async fn events_written_by_ingest_api_decode_with_fastavro() {
     }
     let edge = submitted
         .iter()
-        .find(|r| r["key"] == acks[2]["id"])
+        .find(|r| r["key"] == sent.acks[2]["id"])
         .unwrap();
     assert_eq!(
         edge["value"]["meta"], r#"{"z":0e-99999}"#,
         "meta text as sent"
     );
+}
 
+/// The delete event decodes under the trace's key with the acknowledged `deleted_at`.
+fn the_deletion_decodes_with_its_instant(records: &[Value], sent: &Sent) {
+    let deleted = &sent.deleted;
     let tombstone = records
         .iter()
         .find(|r| r["file"] == "trace_deleted.v1.avsc")
@@ -184,6 +204,7 @@ async fn events_written_by_ingest_api_decode_with_fastavro() {
             .unwrap();
     assert_eq!(
         at,
-        chrono::DateTime::parse_from_rfc3339(delete_ack["deleted_at"].as_str().unwrap()).unwrap()
+        chrono::DateTime::parse_from_rfc3339(sent.delete_ack["deleted_at"].as_str().unwrap())
+            .unwrap()
     );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tunix_e2e::{Stack, StackOptions};
-use tunix_testkit::{dataset, eventually, free_port, Service};
+use tunix_testkit::{dataset, eventually, free_port, Service, CONVERGE};
 
 fn dashboard_exprs() -> Vec<String> {
     let text =
@@ -42,6 +42,17 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
+/// GET `path` with `query` from Prometheus' HTTP API at `base`; `None` until it answers JSON.
+async fn prometheus(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    query: &[(&str, &str)],
+) -> Option<Value> {
+    let resp = http.get(format!("{base}{path}")).query(query).send().await;
+    resp.ok()?.json().await.ok()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_every_service_and_every_dashboard_metric_exists() {
     let stack = Stack::start(StackOptions::default()).await;
@@ -51,7 +62,7 @@ async fn prometheus_scrapes_every_service_and_every_dashboard_metric_exists() {
         assert_eq!(stack.post(body).await.0, 202);
     }
     assert_eq!(stack.post(&serde_json::json!({"prompt": ""})).await.0, 422);
-    stack.wait_converged(20, Duration::from_secs(60)).await;
+    stack.wait_converged(20, CONVERGE).await;
 
     let shipped =
         std::fs::read_to_string(tunix_testkit::repo_root().join("infra/prometheus.yml")).unwrap();
@@ -82,14 +93,7 @@ async fn prometheus_scrapes_every_service_and_every_dashboard_metric_exists() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(60), "all three targets up", || async {
-        let targets: Value = http
-            .get(format!("{base}/api/v1/targets"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let targets = prometheus(&http, &base, "/api/v1/targets", &[]).await?;
         let active = targets["data"]["activeTargets"].as_array()?;
         let up: BTreeSet<String> = active
             .iter()
@@ -118,41 +122,32 @@ async fn prometheus_scrapes_every_service_and_every_dashboard_metric_exists() {
             Duration::from_secs(60),
             &format!("Prometheus has series for {name}"),
             || async {
-                let series: Value = http
-                    .get(format!("{base}/api/v1/series"))
-                    .query(&[("match[]", name.as_str())])
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let series = prometheus(
+                    &http,
+                    &base,
+                    "/api/v1/series",
+                    &[("match[]", name.as_str())],
+                )
+                .await?;
                 (!series["data"].as_array()?.is_empty()).then_some(())
             },
         )
         .await;
     }
     for expr in &exprs {
-        let result: Value = http
-            .get(format!("{base}/api/v1/query"))
-            .query(&[("query", expr.as_str())])
-            .send()
+        let result = prometheus(&http, &base, "/api/v1/query", &[("query", expr.as_str())])
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .expect("a query answer");
         assert_eq!(result["status"], "success", "{expr}: {result}");
     }
-    let up: Value = http
-        .get(format!("{base}/api/v1/query"))
-        .query(&[("query", "up{job=~\"tunix-.*\"}")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let up = prometheus(
+        &http,
+        &base,
+        "/api/v1/query",
+        &[("query", "up{job=~\"tunix-.*\"}")],
+    )
+    .await
+    .expect("a query answer");
     let values: Vec<&str> = up["data"]["result"]
         .as_array()
         .unwrap()

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tunix_e2e::{Stack, StackOptions};
-use tunix_testkit::{dataset, eventually, PgCluster};
+use tunix_testkit::{dataset, eventually, PgCluster, CONVERGE};
 use uuid::Uuid;
-
-const CONVERGE: Duration = Duration::from_secs(60);
 
 type Row = (Uuid, chrono::DateTime<chrono::Utc>, String);
 type Predicate = Box<dyn Fn(&Row) -> bool>;
@@ -303,13 +301,8 @@ async fn deletes_disappear_from_both_models() {
     let ids = post_n(&stack, 10).await;
     stack.wait_converged(10, CONVERGE).await;
     for id in &ids[..3] {
-        let resp = stack
-            .http
-            .delete(stack.url(&format!("/api/traces/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
+        let (status, _) = stack.client().delete(&format!("/api/traces/{id}")).await;
+        assert_eq!(status, 202);
     }
     stack.wait_converged(7, CONVERGE).await;
     eventually(CONVERGE, "deleted from traces", || async {
@@ -348,12 +341,7 @@ async fn a_rebuild_yields_an_identical_view_and_switches_reads() {
     let stack = Stack::start(StackOptions::default()).await;
     let ids = post_n(&stack, 200).await;
     for id in &ids[..20] {
-        stack
-            .http
-            .delete(stack.url(&format!("/api/traces/{id}")))
-            .send()
-            .await
-            .unwrap();
+        stack.client().delete(&format!("/api/traces/{id}")).await;
     }
     stack.wait_converged(180, CONVERGE).await;
     let before = view_rows(&stack).await;

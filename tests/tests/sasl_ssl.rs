@@ -8,23 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tunix_e2e::{Stack, StackOptions};
-use tunix_testkit::{dataset, ClusterOptions, KafkaCluster};
+use tunix_e2e::{kv, Stack, StackOptions};
+use tunix_testkit::{dataset, run_ok, ClusterOptions, KafkaCluster};
 
 const USER: &str = "tunix";
 const PASSWORD: &str = "tunix-secret-0123";
 
 fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null()),
+        &format!("openssl {args:?}"),
     );
 }
 
@@ -108,10 +104,6 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         dir.join("other-ca.pem"),
         dir.join("broker-keystore.pem"),
     )
-}
-
-fn kv(k: &str, v: impl Into<String>) -> (String, String) {
-    (k.to_owned(), v.into())
 }
 
 /// A one-node Kafka whose client listener takes SASL_SSL with SCRAM-SHA-256/512.

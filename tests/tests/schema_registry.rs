@@ -14,16 +14,12 @@ use std::time::Duration;
 
 use rdkafka::message::{Headers, Message};
 use serde_json::{json, Value};
-use tunix_e2e::{python, Stack, StackOptions};
+use tunix_e2e::{kv, Stack, StackOptions};
 use tunix_schemas::{EventKind, ShippedSchema, BUILTIN_ID_RANGE};
-use tunix_testkit::{consume_all, eventually, produce_raw, ApicurioRegistry};
+use tunix_testkit::{consume_all, eventually, produce_raw, python, Api, ApicurioRegistry};
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
 const READ_KEY: &str = "read-key-0123456789abcdef";
-
-fn kv(k: &str, v: &str) -> (String, String) {
-    (k.to_owned(), v.to_owned())
-}
 
 /// Runs `tests/python/read_with_registry.py`; returns (exit success, stdout records, stderr).
 async fn read_with_registry(
@@ -55,17 +51,6 @@ async fn read_with_registry(
     )
 }
 
-async fn send(stack: &Stack, req: reqwest::RequestBuilder) -> (u16, Value) {
-    let resp = req
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .expect("request to ingest-api");
-    let _ = stack;
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// Waits until GET /api/traces/{id} answers 200 (the writer stored it) and returns the body.
 async fn stored(stack: &Stack, id: &str, key: Option<&str>) -> Value {
     eventually(
@@ -94,60 +79,86 @@ fn by_key(records: &[Value]) -> HashMap<String, Vec<Value>> {
     out
 }
 
+/// What the built-in registry scenario sent through the API.
+struct Sent {
+    /// The first trace's body.
+    body: Value,
+    /// Its id (scored `correct` = 0.75).
+    id: String,
+    /// The second trace's id (deleted).
+    other: String,
+    /// The first trace as GET answers it.
+    got: Value,
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn confluent_clients_read_every_event_through_the_builtin_registry() {
     let stack = Stack::start(StackOptions {
-        api_env: vec![kv(
-            "API_KEYS",
-            &format!("{ADMIN_KEY}:admin,{READ_KEY}:read"),
-        )],
+        api_env: vec![kv("API_KEYS", format!("{ADMIN_KEY}:admin,{READ_KEY}:read"))],
         ..StackOptions::default()
     })
     .await;
+    let sent = two_traces_a_score_and_a_delete_through_the_api(&stack).await;
+    let base = format!("http://{}/api/registry", stack.api_addr);
+    the_registry_endpoints_take_the_read_key_as_basic_auth_password(&stack, &base).await;
+    confluent_kafkas_deserializer_gets_every_field_back(&stack, &base, &sent).await;
+
+    // A wrong key: the client gets the registry's 401, not data.
+    let (ok, _, stderr) =
+        read_with_registry(&stack, &base, Some("tunix:wrong-key-0123456789"), 1).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("401") || stderr.to_lowercase().contains("unauthorized"),
+        "{stderr}"
+    );
+}
+
+/// Two traces posted with the admin key and stored; the first scored, the second deleted.
+async fn two_traces_a_score_and_a_delete_through_the_api(stack: &Stack) -> Sent {
+    let admin: Api = stack.client().with_key(ADMIN_KEY);
     let body = json!({
         "trace_version": "2.0-β", "prompt": "CJK 推理, emoji 🧠, RTL שלום, NUL \u{0} \"q\" \\",
         "final_answer": "👍", "steps": [{"i": 7, "type": "思考", "content": "e\u{301}"}],
         "meta": {"run": 17, "nested": {"x": [1.5, null]}, "tags": ["a"]}
     });
-    let (status, ack) = send(
-        &stack,
-        stack.http.post(stack.url("/api/traces")).json(&body),
-    )
-    .await;
+    let (status, ack) = admin.post("/api/traces", &body).await;
     assert_eq!(status, 202, "{ack}");
     let id = ack["id"].as_str().unwrap().to_owned();
-    let (status, other) = send(
-        &stack,
-        stack.http.post(stack.url("/api/traces")).json(&json!({
+    let (status, other) = admin
+        .post(
+            "/api/traces",
+            &json!({
             "trace_version": "1", "prompt": "p", "final_answer": "a",
-            "steps": [{"i": 0, "type": "t", "content": "c"}]})),
-    )
-    .await;
+            "steps": [{"i": 0, "type": "t", "content": "c"}]}),
+        )
+        .await;
     assert_eq!(status, 202);
     let other = other["id"].as_str().unwrap().to_owned();
     // The writer decodes Confluent frames with the built-in ids: both become readable.
-    let got = stored(&stack, &id, Some(ADMIN_KEY)).await;
-    stored(&stack, &other, Some(ADMIN_KEY)).await;
-    let (status, _) = send(
-        &stack,
-        stack
-            .http
-            .post(stack.url(&format!("/api/traces/{id}/scores")))
-            .json(&json!({"name": "correct", "value": 0.75, "source": "grader ✓"})),
-    )
-    .await;
+    let got = stored(stack, &id, Some(ADMIN_KEY)).await;
+    stored(stack, &other, Some(ADMIN_KEY)).await;
+    let (status, _) = admin
+        .post(
+            &format!("/api/traces/{id}/scores"),
+            &json!({"name": "correct", "value": 0.75, "source": "grader ✓"}),
+        )
+        .await;
     assert_eq!(status, 202);
-    let (status, _) = send(
-        &stack,
-        stack
-            .http
-            .delete(stack.url(&format!("/api/traces/{other}"))),
-    )
-    .await;
+    let (status, _) = admin.delete(&format!("/api/traces/{other}")).await;
     assert!(status == 202 || status == 200, "delete: {status}");
+    Sent {
+        body,
+        id,
+        other,
+        got,
+    }
+}
 
-    // The registry endpoints: read scope as the basic-auth password.
-    let base = format!("http://{}/api/registry", stack.api_addr);
+/// The registry endpoints: read scope as the basic-auth password; 401 without.
+async fn the_registry_endpoints_take_the_read_key_as_basic_auth_password(
+    stack: &Stack,
+    base: &str,
+) {
     let registry_get = |path: String| {
         let req = stack
             .http
@@ -169,10 +180,23 @@ async fn confluent_clients_read_every_event_through_the_builtin_registry() {
     let latest = registry_get(format!("/subjects/{submitted_subject}/versions/latest")).await;
     assert_eq!(latest["id"], 1_000_000_002);
     assert_eq!(latest["version"], 2);
+}
 
-    // confluent-kafka's AvroDeserializer, through our registry, gets back every field.
+/// confluent-kafka's AvroDeserializer, through our registry, gets back every field of every
+/// event: both traces, the score, and the delete's audit record, deletion and tombstone.
+async fn confluent_kafkas_deserializer_gets_every_field_back(
+    stack: &Stack,
+    base: &str,
+    sent: &Sent,
+) {
+    let Sent {
+        body,
+        id,
+        other,
+        got,
+    } = sent;
     let user_info = format!("tunix:{READ_KEY}");
-    let (ok, records, stderr) = read_with_registry(&stack, &base, Some(&user_info), 6).await;
+    let (ok, records, stderr) = read_with_registry(stack, base, Some(&user_info), 6).await;
     assert!(ok, "read_with_registry.py failed: {stderr}");
     assert_eq!(
         records.len(),
@@ -189,7 +213,7 @@ async fn confluent_clients_read_every_event_through_the_builtin_registry() {
         .unwrap()
         .starts_with("key-"));
     let keys = by_key(&records);
-    let submitted = &keys[&id][0];
+    let submitted = &keys[id][0];
     assert_eq!(
         submitted["schema_id"],
         ShippedSchema::current(EventKind::Submitted)
@@ -216,24 +240,15 @@ async fn confluent_clients_read_every_event_through_the_builtin_registry() {
     assert_eq!(score["value"]["value"], 0.75);
     assert_eq!(score["value"]["source"], "grader ✓");
     assert_eq!(score["value"]["trace_id"], id.as_str());
-    let deletion = keys[&other]
+    let deletion = keys[other]
         .iter()
         .find(|r| r["schema_id"] == 1_000_000_003)
         .expect("the deletion");
     assert_eq!(deletion["value"]["id"], other.as_str());
     assert!(deletion["value"]["deleted_at"].as_str().is_some());
     assert!(
-        keys[&other].iter().any(|r| r["tombstone"] == true),
+        keys[other].iter().any(|r| r["tombstone"] == true),
         "the deletion is followed by a tombstone"
-    );
-
-    // A wrong key: the client gets the registry's 401, not data.
-    let (ok, _, stderr) =
-        read_with_registry(&stack, &base, Some("tunix:wrong-key-0123456789"), 1).await;
-    assert!(!ok);
-    assert!(
-        stderr.contains("401") || stderr.to_lowercase().contains("unauthorized"),
-        "{stderr}"
     );
 }
 
@@ -547,9 +562,9 @@ async fn a_topic_moved_between_encodings_and_registries_replays_into_a_fresh_dat
             kv("DATABASE_URL", &fresh.url),
             kv(
                 "WRITER_OPS_ADDR",
-                &format!("127.0.0.1:{}", tunix_testkit::free_port()),
+                format!("127.0.0.1:{}", tunix_testkit::free_port()),
             ),
-            kv("WRITER_GROUP_ID", &tunix_testkit::unique("replay")),
+            kv("WRITER_GROUP_ID", tunix_testkit::unique("replay")),
         ],
     );
     eventually(
@@ -583,17 +598,17 @@ async fn a_topic_moved_between_encodings_and_registries_replays_into_a_fresh_dat
 async fn ingest_api_against(registry_url: &str, extra: &[(&str, &str)]) -> (bool, String) {
     let db = tunix_testkit::TestDb::new().await;
     let mut env: Vec<(String, String)> = vec![
-        kv("KAFKA_BROKERS", &tunix_testkit::kafka_brokers()),
-        kv("KAFKA_TOPIC", &tunix_testkit::unique("unregistered")),
+        kv("KAFKA_BROKERS", tunix_testkit::kafka_brokers()),
+        kv("KAFKA_TOPIC", tunix_testkit::unique("unregistered")),
         kv("DATABASE_URL", &db.url),
         kv(
             "API_ADDR",
-            &format!("127.0.0.1:{}", tunix_testkit::free_port()),
+            format!("127.0.0.1:{}", tunix_testkit::free_port()),
         ),
         kv("SCHEMA_REGISTRY_URL", registry_url),
         kv("SCHEMA_REGISTRY_TIMEOUT_MS", "1000"),
     ];
-    env.extend(extra.iter().map(|(k, v)| kv(k, v)));
+    env.extend(extra.iter().map(|(k, v)| kv(k, *v)));
     tunix_testkit::run_to_exit(
         tunix_testkit::binary("tunix-ingest-api"),
         &env,

@@ -202,6 +202,26 @@ async fn killing_a_leader_and_the_controller_loses_and_doubles_nothing() {
         ..StackOptions::default()
     })
     .await;
+    let seen = the_load_survives_killing_a_leader_then_the_controller(&mut cluster, &stack).await;
+    every_acknowledged_trace_is_in_the_topic_identical_if_twice(&stack, &seen);
+    let live = nothing_acknowledged_is_lost_and_nothing_is_stored_twice(&stack, &seen).await;
+    every_acknowledged_score_of_a_live_trace_is_there(&stack, &seen, &live).await;
+    eprintln!(
+        "acknowledged {} traces, {} deletes, {} scores; {} live",
+        seen.acked.len(),
+        seen.deleted.len(),
+        seen.scores.len(),
+        live.len()
+    );
+}
+
+/// Eight clients load the stack while the leader of partition 0, then the active controller
+/// (the metadata quorum's leader), is killed until the load recovers and restarted; the clients
+/// see only 2xx and 503 + Retry-After. Returns what they saw.
+async fn the_load_survives_killing_a_leader_then_the_controller(
+    cluster: &mut KafkaCluster,
+    stack: &Stack,
+) -> Seen {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let began = Instant::now();
     let stop = CancellationToken::new();
@@ -219,25 +239,12 @@ async fn killing_a_leader_and_the_controller_loses_and_doubles_nothing() {
     recovered(&seen, Duration::ZERO, 200, "the load is running").await;
 
     // 1. The leader of partition 0; 2. the active controller (the metadata quorum's leader).
-    let topic = stack.topic.name().to_owned();
-    let leader = cluster.leader_of(&topic, 0);
-    let (kill1, back1) = kill_until_recovered(
-        &mut cluster,
-        leader,
-        "the leader of partition 0",
-        &seen,
-        began,
-    )
-    .await;
+    let leader = cluster.leader_of(stack.topic.name(), 0);
+    let (kill1, back1) =
+        kill_until_recovered(cluster, leader, "the leader of partition 0", &seen, began).await;
     let controller = cluster.active_controller();
-    let (kill2, back2) = kill_until_recovered(
-        &mut cluster,
-        controller,
-        "the active controller",
-        &seen,
-        began,
-    )
-    .await;
+    let (kill2, back2) =
+        kill_until_recovered(cluster, controller, "the active controller", &seen, began).await;
     recovered(
         &seen,
         began.elapsed(),
@@ -263,15 +270,18 @@ async fn killing_a_leader_and_the_controller_loses_and_doubles_nothing() {
         "clients saw only 2xx and 503 + Retry-After: {:?}",
         &seen.unexpected[..seen.unexpected.len().min(10)]
     );
+    seen
+}
 
-    // Every acknowledged trace is in the topic. A message that times out in the producer while
-    // a leader is down makes librdkafka bump the idempotent producer's epoch, and the requests
-    // then in flight on other partitions are sent again under the new epoch: the same record can
-    // land twice (librdkafka #4953; only transactions avoid it). The copies are identical, so
-    // the consumers keep one row per id (asserted below).
+/// Every acknowledged trace is in the topic. A message that times out in the producer while a
+/// leader is down makes librdkafka bump the idempotent producer's epoch, and the requests then
+/// in flight on other partitions are sent again under the new epoch: the same record can land
+/// twice (librdkafka #4953; only transactions avoid it). The copies are identical, so the
+/// consumers keep one row per id (asserted by the next step).
+fn every_acknowledged_trace_is_in_the_topic_identical_if_twice(stack: &Stack, seen: &Seen) {
     let records = consume_all(
         &stack.topic.settings.brokers,
-        &topic,
+        stack.topic.name(),
         seen.acked.len(),
         Duration::from_secs(30),
     );
@@ -300,10 +310,16 @@ async fn killing_a_leader_and_the_controller_loses_and_doubles_nothing() {
         }
     }
     eprintln!("acknowledged traces in the topic twice (identical copies): {doubled}");
+}
 
-    // Nothing acknowledged is lost, acknowledged deletions hold, nothing is stored twice. A 503
-    // means "not known to be written": such a trace or deletion may have taken effect (the
-    // request timed out while the broker held it), so it is counted, not asserted either way.
+/// Nothing acknowledged is lost, acknowledged deletions hold, nothing is stored twice. A 503
+/// means "not known to be written": such a trace or deletion may have taken effect (the request
+/// timed out while the broker held it), so it is counted, not asserted either way. Returns the
+/// live traces: acknowledged and never the target of a DELETE.
+async fn nothing_acknowledged_is_lost_and_nothing_is_stored_twice(
+    stack: &Stack,
+    seen: &Seen,
+) -> HashSet<Uuid> {
     let live: HashSet<Uuid> = seen
         .acked
         .difference(&seen.delete_attempts)
@@ -342,6 +358,14 @@ async fn killing_a_leader_and_the_controller_loses_and_doubles_nothing() {
     );
     let rows = stack.stored().await;
     assert_eq!(rows.len(), stored.len(), "no trace is stored twice");
+    live
+}
+
+async fn every_acknowledged_score_of_a_live_trace_is_there(
+    stack: &Stack,
+    seen: &Seen,
+    live: &HashSet<Uuid>,
+) {
     eventually(
         CONVERGE,
         "every acknowledged score of a live trace is there",
@@ -361,11 +385,4 @@ async fn killing_a_leader_and_the_controller_loses_and_doubles_nothing() {
         },
     )
     .await;
-    eprintln!(
-        "acknowledged {} traces, {} deletes, {} scores; {} live",
-        seen.acked.len(),
-        seen.deleted.len(),
-        seen.scores.len(),
-        live.len()
-    );
 }

@@ -2,13 +2,9 @@
 //! Postgres, each a separate process): what the seed API accepted is stored and read back as sent,
 //! and the documented decisions about retried Idempotency-Keys and id spellings hold.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use tunix_e2e::{metric_sum, Stack, StackOptions};
-use tunix_testkit::eventually;
-
-const CONVERGE: Duration = Duration::from_secs(60);
+use tunix_testkit::{eventually, CONVERGE};
 
 async fn raw_get(stack: &Stack, path: &str) -> (u16, String) {
     let resp = stack.http.get(stack.url(path)).send().await.unwrap();
@@ -83,19 +79,14 @@ async fn idempotency_key_reuse_and_id_spellings_behave_as_documented() {
     let post = |prompt: &'static str| {
         let stack = &stack;
         async move {
-            let resp = stack
-                .http
-                .post(stack.url("/api/traces"))
-                .header("idempotency-key", "trust/reuse-1")
-                .json(
-                    &json!({"trace_version": "1", "prompt": prompt, "final_answer": "a",
-                              "steps": [{"i": 0, "type": "t", "content": "c"}]}),
-                )
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 202);
-            resp.json::<Value>().await.unwrap()
+            let trace = json!({"trace_version": "1", "prompt": prompt, "final_answer": "a",
+                               "steps": [{"i": 0, "type": "t", "content": "c"}]});
+            let (status, ack) = stack
+                .client()
+                .post_keyed("/api/traces", &trace, "trust/reuse-1")
+                .await;
+            assert_eq!(status, 202);
+            ack
         }
     };
     let first = post("first body").await;

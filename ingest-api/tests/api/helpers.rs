@@ -77,6 +77,21 @@ impl TestApi {
             .expect("metrics text")
     }
 
+    /// A JSON client of this API: calls answered as `(status, JSON body)`.
+    pub fn calls(&self) -> tunix_testkit::Api {
+        tunix_testkit::Api::new(self.client.clone(), &self.base)
+    }
+
+    /// A GET's status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.calls().get(path).await
+    }
+
+    /// A JSON POST's status and JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.calls().post(path, body).await
+    }
+
     /// The status of a GET.
     pub async fn status(&self, path: &str) -> u16 {
         let resp = self.client.get(self.url(path)).send().await;
@@ -141,10 +156,9 @@ impl TestApi {
     }
 }
 
+/// The status and JSON body of `resp` (`Value::Null` when it is not JSON).
 pub async fn json(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
+    tunix_testkit::status_and_json(resp).await
 }
 
 /// The seed's example trace (`testdata/example-27x19.json`).

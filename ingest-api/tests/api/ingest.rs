@@ -75,60 +75,65 @@ async fn posted_traces_are_on_the_topic_exactly_as_submitted() {
     }
 }
 
-/// Every seed validation rule over HTTP: status 422 and FastAPI's detail shape.
-#[tokio::test(flavor = "multi_thread")]
-async fn seed_validation_cases_answer_422_with_paths() {
-    let api = TestApi::start().await;
-    let base = json!({"trace_version": "1", "prompt": "p", "final_answer": "a", "steps": [{"i": 0, "type": "t", "content": "c"}]});
-    let set = |path: &[&str], value: Value| {
-        let mut v = base.clone();
-        let mut cur = &mut v;
-        for (n, key) in path.iter().enumerate() {
-            if n + 1 == path.len() {
-                if value.is_null() && key.starts_with('-') {
-                    cur.as_object_mut().unwrap().remove(&key[1..]);
-                } else {
-                    cur[*key] = value.clone();
-                }
-            } else if let Ok(i) = key.parse::<usize>() {
-                cur = &mut cur[i];
+/// A minimal valid trace with `value` at `path` (`-name` with `Value::Null` removes the field).
+fn set(path: &[&str], value: Value) -> Value {
+    let mut v = json!({"trace_version": "1", "prompt": "p", "final_answer": "a", "steps": [{"i": 0, "type": "t", "content": "c"}]});
+    let mut cur = &mut v;
+    for (n, key) in path.iter().enumerate() {
+        if n + 1 == path.len() {
+            if value.is_null() && key.starts_with('-') {
+                cur.as_object_mut().unwrap().remove(&key[1..]);
             } else {
-                cur = &mut cur[*key];
+                cur[*key] = value.clone();
             }
+        } else if let Ok(i) = key.parse::<usize>() {
+            cur = &mut cur[i];
+        } else {
+            cur = &mut cur[*key];
         }
-        v
-    };
-    let cases: Vec<(Value, Value, &str)> = vec![
+    }
+    v
+}
+
+/// Every seed validation rule: (body, the `loc` of the first error, its `type`).
+fn seed_validation_cases() -> Vec<(Value, Value, &'static str)> {
+    // Every text field's bounds: empty is too short, one character over its maximum too long.
+    let mut cases: Vec<(Value, Value, &'static str)> = Vec::new();
+    for (path, loc, filler, max) in [
         (
-            set(&["trace_version"], json!("")),
+            &["trace_version"][..],
             json!(["body", "trace_version"]),
-            "string_too_short",
+            "x",
+            64,
         ),
+        (&["prompt"], json!(["body", "prompt"]), "x", 50_000),
         (
-            set(&["trace_version"], json!("x".repeat(65))),
-            json!(["body", "trace_version"]),
-            "string_too_long",
-        ),
-        (
-            set(&["prompt"], json!("")),
-            json!(["body", "prompt"]),
-            "string_too_short",
-        ),
-        (
-            set(&["prompt"], json!("x".repeat(50_001))),
-            json!(["body", "prompt"]),
-            "string_too_long",
-        ),
-        (
-            set(&["final_answer"], json!("")),
+            &["final_answer"],
             json!(["body", "final_answer"]),
-            "string_too_short",
+            "ü",
+            50_000,
         ),
         (
-            set(&["final_answer"], json!("ü".repeat(50_001))),
-            json!(["body", "final_answer"]),
-            "string_too_long",
+            &["steps", "0", "type"],
+            json!(["body", "steps", 0, "type"]),
+            "t",
+            64,
         ),
+        (
+            &["steps", "0", "content"],
+            json!(["body", "steps", 0, "content"]),
+            "c",
+            20_000,
+        ),
+    ] {
+        cases.push((set(path, json!("")), loc.clone(), "string_too_short"));
+        cases.push((
+            set(path, json!(filler.repeat(max + 1))),
+            loc,
+            "string_too_long",
+        ));
+    }
+    cases.extend([
         (
             set(&["steps"], json!([])),
             json!(["body", "steps"]),
@@ -155,26 +160,6 @@ async fn seed_validation_cases_answer_422_with_paths() {
             "int_type",
         ),
         (
-            set(&["steps", "0", "type"], json!("")),
-            json!(["body", "steps", 0, "type"]),
-            "string_too_short",
-        ),
-        (
-            set(&["steps", "0", "type"], json!("t".repeat(65))),
-            json!(["body", "steps", 0, "type"]),
-            "string_too_long",
-        ),
-        (
-            set(&["steps", "0", "content"], json!("")),
-            json!(["body", "steps", 0, "content"]),
-            "string_too_short",
-        ),
-        (
-            set(&["steps", "0", "content"], json!("c".repeat(20_001))),
-            json!(["body", "steps", 0, "content"]),
-            "string_too_long",
-        ),
-        (
             set(&["meta"], json!([1])),
             json!(["body", "meta"]),
             "dict_type",
@@ -192,8 +177,15 @@ async fn seed_validation_cases_answer_422_with_paths() {
             json!(["body", "steps", 1, "i"]),
             "value_error",
         ),
-    ];
-    for (body, loc, kind) in cases {
+    ]);
+    cases
+}
+
+/// Every seed validation rule over HTTP: status 422 and FastAPI's detail shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_validation_cases_answer_422_with_paths() {
+    let api = TestApi::start().await;
+    for (body, loc, kind) in seed_validation_cases() {
         let (status, detail) = json(api.post_json("/api/traces", &body).await).await;
         assert_eq!(status, 422, "{loc} {kind}");
         let first = &detail["detail"][0];
@@ -201,7 +193,12 @@ async fn seed_validation_cases_answer_422_with_paths() {
         assert_eq!(first["type"], kind, "{detail}");
         assert!(first["msg"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    // Valid at the edges: accepted.
+    values_at_the_edges_are_accepted(&api).await;
+    malformed_json_and_wrong_content_types_are_4xx_with_a_detail(&api).await;
+}
+
+/// Valid at the edges: accepted.
+async fn values_at_the_edges_are_accepted(api: &TestApi) {
     for body in [
         set(&["trace_version"], json!("x".repeat(64))),
         set(&["prompt"], json!("🧠".repeat(50_000))),
@@ -211,7 +208,10 @@ async fn seed_validation_cases_answer_422_with_paths() {
     ] {
         assert_eq!(api.post_json("/api/traces", &body).await.status(), 202);
     }
-    // Malformed JSON and wrong content types are 4xx with a detail, never 5xx.
+}
+
+/// Malformed JSON and wrong content types are 4xx with a detail, never 5xx.
+async fn malformed_json_and_wrong_content_types_are_4xx_with_a_detail(api: &TestApi) {
     let (status, detail) = json(
         api.post_raw(
             "/api/traces",
@@ -241,6 +241,18 @@ async fn seed_validation_cases_answer_422_with_paths() {
             .status(),
         415
     );
+}
+
+/// POSTs a JSON trace body encoded with `encoding` (`Content-Encoding`).
+async fn post_encoded(api: &TestApi, encoding: &str, bytes: Vec<u8>) -> reqwest::Response {
+    api.client
+        .post(api.url("/api/traces"))
+        .header("content-type", "application/json")
+        .header("content-encoding", encoding)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,15 +296,7 @@ async fn oversize_bodies_get_413_however_they_arrive() {
             bytes.len() < 64 * 1024,
             "{encoding} bomb is small on the wire"
         );
-        let resp = api
-            .client
-            .post(api.url("/api/traces"))
-            .header("content-type", "application/json")
-            .header("content-encoding", encoding)
-            .body(bytes)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_encoded(&api, encoding, bytes).await;
         let (status, body) = json(resp).await;
         assert_eq!(
             (status, body["detail"].as_str()),
@@ -307,26 +311,10 @@ async fn oversize_bodies_get_413_however_they_arrive() {
         ("gzip", gzip(&ok)),
         ("zstd", zstd::encode_all(&ok[..], 3).unwrap()),
     ] {
-        let resp = api
-            .client
-            .post(api.url("/api/traces"))
-            .header("content-type", "application/json")
-            .header("content-encoding", encoding)
-            .body(bytes)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_encoded(&api, encoding, bytes).await;
         assert_eq!(resp.status(), 202, "{encoding}");
     }
-    let resp = api
-        .client
-        .post(api.url("/api/traces"))
-        .header("content-type", "application/json")
-        .header("content-encoding", "br")
-        .body(ok)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_encoded(&api, "br", ok).await;
     assert_eq!(resp.status(), 415);
     assert!((200..300).contains(&api.status("/healthz").await));
 }

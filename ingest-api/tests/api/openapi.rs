@@ -9,14 +9,7 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_lists_every_served_route() {
     let api = TestApi::start().await;
-    let (status, doc) = json(
-        api.client
-            .get(api.url("/openapi.json"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, doc) = api.get("/openapi.json").await;
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let mut documented: Vec<(String, String)> = Vec::new();

@@ -14,26 +14,35 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn scores_are_validated_and_appended_beside_their_trace() {
     let api = TestApi::start().await;
-    let (status, ack) = json(api.post_json("/api/traces", &example()).await).await;
+    let (status, ack) = api.post("/api/traces", &example()).await;
     assert_eq!(status, 202);
     let id = ack["id"].as_str().unwrap().to_owned();
+    a_score_is_acknowledged_with_its_trace_and_name(&api, &id).await;
+    client_mistakes_are_refused_with_paths(&api, &id).await;
+    a_batch_is_all_or_nothing_with_paths_under_the_item(&api, &id).await;
+    a_retraction_is_acknowledged_and_a_bad_name_refused(&api, &id).await;
+    each_event_has_its_own_key_in_its_traces_partition(&api, &id);
+    api.stop().await;
+}
 
-    let (status, body) = json(
-        api.post_json(
+async fn a_score_is_acknowledged_with_its_trace_and_name(api: &TestApi, id: &str) {
+    let (status, body) = api
+        .post(
             &format!("/api/traces/{id}/scores"),
             &json!({"name": "correct", "value": 1, "source": "grader", "comment": "ok"}),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(
         (body["trace_id"].as_str(), body["name"].as_str()),
-        (Some(id.as_str()), Some("correct"))
+        (Some(id), Some("correct"))
     );
     assert!(body["recorded_at"].is_string());
+}
 
-    // Client mistakes: 422 with paths, 415, 400, 413; nothing is appended for them.
+/// Client mistakes: 422 with paths, 415; nothing is appended for them (counted on the topic at
+/// the end).
+async fn client_mistakes_are_refused_with_paths(api: &TestApi, id: &str) {
     for (body, loc, kind) in [
         (json!({"value": 1}), json!(["body", "name"]), "missing"),
         (
@@ -59,11 +68,7 @@ async fn scores_are_validated_and_appended_beside_their_trace() {
         ),
         (json!([1]), json!(["body"]), "model_type"),
     ] {
-        let (status, answer) = json(
-            api.post_json(&format!("/api/traces/{id}/scores"), &body)
-                .await,
-        )
-        .await;
+        let (status, answer) = api.post(&format!("/api/traces/{id}/scores"), &body).await;
         assert_eq!(status, 422, "{body}: {answer}");
         assert_eq!(answer["detail"][0]["loc"], loc, "{body}");
         assert_eq!(answer["detail"][0]["type"], kind, "{body}");
@@ -72,74 +77,59 @@ async fn scores_are_validated_and_appended_beside_their_trace() {
         .post_raw(&format!("/api/traces/{id}/scores"), None, b"{}".to_vec())
         .await;
     assert_eq!(resp.status(), 415);
-    let (status, _) = json(
-        api.post_json("/api/traces/nope/scores", &json!({"name": "n", "value": 1}))
-            .await,
-    )
-    .await;
+    let (status, _) = api
+        .post("/api/traces/nope/scores", &json!({"name": "n", "value": 1}))
+        .await;
     assert_eq!(status, 422);
+}
 
-    // A batch: all or nothing, paths under the item.
+/// A batch: all or nothing, paths under the item; empty is 400, over 1,000 items 413.
+async fn a_batch_is_all_or_nothing_with_paths_under_the_item(api: &TestApi, id: &str) {
     let other = uuid::Uuid::now_v7();
-    let (status, answer) = json(
-        api.post_json(
+    let (status, answer) = api
+        .post(
             "/api/scores/batch",
             &json!([{"trace_id": id, "name": "quality", "value": 0.5},
                     {"trace_id": "bad", "name": "quality", "value": 0.5}]),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, 422);
     assert_eq!(answer["detail"][0]["loc"], json!(["body", 1, "trace_id"]));
-    assert_eq!(
-        json(api.post_json("/api/scores/batch", &json!([])).await)
-            .await
-            .0,
-        400
-    );
+    assert_eq!(api.post("/api/scores/batch", &json!([])).await.0, 400);
     let many: Vec<Value> = (0..1001)
         .map(|_| json!({"trace_id": id, "name": "q", "value": 1}))
         .collect();
-    assert_eq!(
-        json(api.post_json("/api/scores/batch", &json!(many)).await)
-            .await
-            .0,
-        413
-    );
-    let (status, answer) = json(
-        api.post_json(
+    assert_eq!(api.post("/api/scores/batch", &json!(many)).await.0, 413);
+    let (status, answer) = api
+        .post(
             "/api/scores/batch",
             &json!([{"trace_id": id, "name": "quality", "value": 0.5},
                     {"trace_id": other, "name": "correct", "value": 0}]),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(
         (status, answer["count"].as_u64()),
         (202, Some(2)),
         "{answer}"
     );
+}
 
-    // Retraction.
-    let resp = api
-        .client
-        .delete(api.url(&format!("/api/traces/{id}/scores/correct")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let resp = api
-        .client
-        .delete(api.url(&format!("/api/traces/{id}/scores/{}", "y".repeat(65))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 422);
+/// Retraction: 202; a name over 64 characters is 422.
+async fn a_retraction_is_acknowledged_and_a_bad_name_refused(api: &TestApi, id: &str) {
+    let calls = api.calls();
+    let (status, _) = calls
+        .delete(&format!("/api/traces/{id}/scores/correct"))
+        .await;
+    assert_eq!(status, 202);
+    let (status, _) = calls
+        .delete(&format!("/api/traces/{id}/scores/{}", "y".repeat(65)))
+        .await;
+    assert_eq!(status, 422);
+}
 
-    // On the topic: 1 submission + 1 score + 2 batch scores + 1 retraction and its tombstone,
-    // each with its own key in its trace's partition (checked by `records`).
+/// On the topic: 1 submission + 1 score + 2 batch scores + 1 retraction and its tombstone, each
+/// with its own key in its trace's partition (checked by `records`).
+fn each_event_has_its_own_key_in_its_traces_partition(api: &TestApi, id: &str) {
     let records = api.records(6);
     assert_eq!(records.len(), 6);
     let submission_partition = records
@@ -168,7 +158,6 @@ async fn scores_are_validated_and_appended_beside_their_trace() {
         2,
         "the retraction, then its key's tombstone"
     );
-    api.stop().await;
 }
 
 /// Scores are placed by `schemas::partition_for`, submissions were placed by librdkafka's default

@@ -47,14 +47,7 @@ async fn redi_health_mock_real_down_and_cached() {
     // mock (the default): healthy, nothing called.
     let api = TestApi::start().await;
     assert_eq!(
-        json(
-            api.client
-                .get(api.url("/api/redi/health"))
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
+        api.get("/api/redi/health").await,
         (200, json!({"status": "healthy"}))
     );
     api.stop().await;
@@ -63,14 +56,7 @@ async fn redi_health_mock_real_down_and_cached() {
     let (base, hits) = upstream(StatusCode::OK, Duration::ZERO).await;
     let api = TestApi::start_with(|c| c.redi = real(&base, 30.0)).await;
     for _ in 0..2 {
-        let (status, body) = json(
-            api.client
-                .get(api.url("/api/redi/health"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = api.get("/api/redi/health").await;
         assert_eq!((status, body), (200, json!({"status": "healthy"})));
     }
     assert_eq!(hits.load(Ordering::SeqCst), 1, "cached for the TTL");
@@ -80,14 +66,7 @@ async fn redi_health_mock_real_down_and_cached() {
     let (base, hits) = upstream(StatusCode::INTERNAL_SERVER_ERROR, Duration::ZERO).await;
     let api = TestApi::start_with(|c| c.redi = real(&base, 0.0)).await;
     for _ in 0..2 {
-        let (status, body) = json(
-            api.client
-                .get(api.url("/api/redi/health"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = api.get("/api/redi/health").await;
         assert_eq!(status, 200);
         assert_eq!(body["status"], "down");
         assert_eq!(body["error"], "HTTP 500");
@@ -97,14 +76,7 @@ async fn redi_health_mock_real_down_and_cached() {
 
     // real, nothing listening: down, with the connection error.
     let api = TestApi::start_with(|c| c.redi = real("http://127.0.0.1:9", 0.0)).await;
-    let (_, body) = json(
-        api.client
-            .get(api.url("/api/redi/health"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, body) = api.get("/api/redi/health").await;
     assert_eq!(body["status"], "down");
     assert!(
         body["error"].as_str().is_some_and(|e| !e.is_empty()),

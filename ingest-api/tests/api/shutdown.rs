@@ -8,6 +8,12 @@ use tunix_testkit::{eventually, TestDb, TestTopic};
 
 use crate::helpers::*;
 
+/// A request whose body is half sent: the sender of the rest, and the request's answer.
+type HalfSent = (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+);
+
 /// SIGTERM while requests are in flight: each of them still gets its answer, every 2xx is on the
 /// topic, and new connections are refused afterwards.
 #[tokio::test(flavor = "multi_thread")]
@@ -39,14 +45,51 @@ async fn sigterm_drains_in_flight_requests() {
     })
     .await;
 
-    // 20 requests whose bodies are half sent when SIGTERM arrives.
     let body = serde_json::to_vec(&example()).unwrap();
-    let mut senders = Vec::new();
-    let mut inflight = Vec::new();
+    let half_sent =
+        twenty_requests_are_in_flight_with_half_their_bodies(&client, &base, &body).await;
+    let pid = service.pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    // Draining: new connections are refused while the 20 are still being served.
+    eventually(
+        Duration::from_secs(30),
+        "new connections refused",
+        || async {
+            client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let ids = the_rest_of_each_body_still_gets_a_202(half_sent, &body).await;
+    let status = service
+        .terminate(Duration::from_secs(30))
+        .expect("exits after draining");
+    assert!(status.success(), "clean exit: {}", service.log_tail(20));
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "no longer accepting"
+    );
+    every_acknowledged_trace_is_on_the_topic(&topic, &ids);
+}
+
+/// 20 requests whose bodies are half sent (SIGTERM will arrive now), each inside the server: its
+/// handler waits for the rest of the body.
+async fn twenty_requests_are_in_flight_with_half_their_bodies(
+    client: &reqwest::Client,
+    base: &str,
+    body: &[u8],
+) -> Vec<HalfSent> {
+    let mut half_sent = Vec::new();
     for _ in 0..20 {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
         tx.send(Ok(body[..body.len() / 2].to_vec())).await.unwrap();
-        senders.push(tx);
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
@@ -55,7 +98,7 @@ async fn sigterm_drains_in_flight_requests() {
             .header("content-type", "application/json")
             .body(reqwest::Body::wrap_stream(stream))
             .send();
-        inflight.push(tokio::spawn(req));
+        half_sent.push((tx, tokio::spawn(req)));
     }
     // Every request is inside the server (its handler waits for the rest of the body).
     eventually(Duration::from_secs(30), "20 requests in flight", || async {
@@ -78,25 +121,16 @@ async fn sigterm_drains_in_flight_requests() {
         (n >= 21.0).then_some(())
     })
     .await;
-    let pid = service.pid().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    // Draining: new connections are refused while the 20 are still being served.
-    eventually(
-        Duration::from_secs(30),
-        "new connections refused",
-        || async {
-            client
-                .get(format!("{base}/healthz"))
-                .send()
-                .await
-                .is_err()
-                .then_some(())
-        },
-    )
-    .await;
+    half_sent
+}
+
+/// The rest of each body, sent while the server drains: every request gets its 202. Returns the
+/// acknowledged ids.
+async fn the_rest_of_each_body_still_gets_a_202(
+    half_sent: Vec<HalfSent>,
+    body: &[u8],
+) -> Vec<String> {
+    let (senders, inflight): (Vec<_>, Vec<_>) = half_sent.into_iter().unzip();
     for tx in senders {
         tx.send(Ok(body[body.len() / 2..].to_vec())).await.unwrap();
     }
@@ -114,15 +148,10 @@ async fn sigterm_drains_in_flight_requests() {
                 .to_owned(),
         );
     }
-    let status = service
-        .terminate(Duration::from_secs(30))
-        .expect("exits after draining");
-    assert!(status.success(), "clean exit: {}", service.log_tail(20));
-    assert!(
-        client.get(format!("{base}/healthz")).send().await.is_err(),
-        "no longer accepting"
-    );
+    ids
+}
 
+fn every_acknowledged_trace_is_on_the_topic(topic: &TestTopic, ids: &[String]) {
     let on_topic: Vec<String> = tunix_testkit::consume_all(
         &topic.settings.brokers,
         topic.name(),
@@ -137,7 +166,7 @@ async fn sigterm_drains_in_flight_requests() {
             .to_string()
     })
     .collect();
-    for id in &ids {
+    for id in ids {
         assert!(on_topic.contains(id), "acknowledged {id} is on the topic");
     }
 }

@@ -13,10 +13,6 @@ use tunix_ingest_api::http::auth::{ApiKeys, Scope};
 
 use crate::helpers::*;
 
-async fn get(api: &TestApi, path: &str) -> (u16, Value) {
-    json(api.client.get(api.url(path)).send().await.unwrap()).await
-}
-
 /// Asserts a 422 whose `loc` names `param`.
 fn assert_names(case: &str, (status, body): &(u16, Value), param: &str) {
     assert_eq!(*status, 422, "{case}: {body}");
@@ -57,7 +53,7 @@ async fn read_parameters_at_their_representable_edges_are_never_503() {
         ("/api/traces/%00?wait_ms=0".into(), "id"),
         ("/api/traces/not-a-uuid".into(), "id"),
     ] {
-        assert_names(&path, &get(&api, &path).await, param);
+        assert_names(&path, &api.get(&path).await, param);
     }
 
     // The edges themselves are fine, and so is a NUL in the version filter (it matches traces
@@ -72,11 +68,11 @@ async fn read_parameters_at_their_representable_edges_are_never_503() {
         "/api/traces?offset=9223372036854775807&limit=100".into(),
         "/api/traces?limit=1&offset=0".into(),
     ] {
-        let (status, body) = get(&api, &path).await;
+        let (status, body) = api.get(&path).await;
         assert_eq!(status, 200, "{path}: {body}");
         assert_eq!(body["data"], json!([]), "{path}");
     }
-    let (status, body) = get(&api, "/api/traces?offset=9223372036854775807").await;
+    let (status, body) = api.get("/api/traces?offset=9223372036854775807").await;
     assert_eq!(
         (status, &body["pagination"]["next_offset"]),
         (200, &Value::Null)

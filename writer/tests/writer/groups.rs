@@ -63,8 +63,7 @@ async fn kafka_consumer_groups_shows_the_writers_lag() {
     let db = TestDb::new().await;
     let topic = TestTopic::new(3).await;
     let group = tunix_testkit::unique("w");
-    let traces = dataset_traces();
-    let first: Vec<_> = traces[..300].iter().cloned().map(submitted).collect();
+    let first: Vec<_> = submissions(0..300);
     produce_events(&topic, &first).await;
     let mut writer = start_process(&db.url, &topic, &group, "writer-lag");
     wait_for_rows(&db.pool, 300, DRAIN).await;
@@ -88,7 +87,7 @@ async fn kafka_consumer_groups_shows_the_writers_lag() {
         "clean exit"
     );
 
-    let second: Vec<_> = traces[300..500].iter().cloned().map(submitted).collect();
+    let second: Vec<_> = submissions(300..500);
     produce_events(&topic, &second).await;
     let behind = eventually(DRAIN, "kafka-consumer-groups shows the lag", || async {
         let rows = describe(&topic.settings.brokers, &group, topic.name()).await?;
@@ -144,10 +143,7 @@ async fn a_killed_writers_partitions_move_to_the_survivor() {
     let killed = Instant::now();
     produce_events(&topic, &events[2000..]).await;
     wait_for_rows(&db.pool, 4000, DRAIN).await;
-    eventually(DRAIN, "positions at the end", || async {
-        (stored_total(&db.pool, topic.name()).await == 4000).then_some(())
-    })
-    .await;
+    wait_for_positions(&db.pool, topic.name(), 4000, DRAIN, "positions at the end").await;
     let took = killed.elapsed();
     eprintln!(
         "failover after SIGKILL (lease TTL {ttl:?}): all records stored {took:?} after the kill"

@@ -57,6 +57,20 @@ pub async fn start_in_process(cfg: WriterConfig) -> InProcess {
     }
 }
 
+/// Submitted events, each with a fresh id, for the seed traces in `range`.
+pub fn submissions(range: std::ops::Range<usize>) -> Vec<TraceEvent> {
+    tunix_testkit::dataset_traces()[range]
+        .iter()
+        .cloned()
+        .map(tunix_testkit::submitted)
+        .collect()
+}
+
+/// A writer in the test process on `kafka`'s topic, in a consumer group of its own.
+pub async fn start_writer(db_url: &str, kafka: &KafkaSettings) -> InProcess {
+    start_in_process(config(db_url, kafka, &tunix_testkit::unique("w"))).await
+}
+
 /// The writer binary as a separate process (for SIGKILL tests).
 pub fn start_process(db_url: &str, topic: &TestTopic, group: &str, instance: &str) -> Service {
     Service::start(
@@ -104,6 +118,14 @@ pub async fn stored_total(pool: &PgPool, topic: &str) -> i64 {
     .await
     .unwrap()
     .unwrap_or(0)
+}
+
+/// Waits until the writer's positions on `topic` add up to `n` (it read that many records).
+pub async fn wait_for_positions(pool: &PgPool, topic: &str, n: i64, timeout: Duration, what: &str) {
+    eventually(timeout, what, || async {
+        (stored_total(pool, topic).await == n).then_some(())
+    })
+    .await;
 }
 
 /// Asserts that every submitted event is stored with a payload equal (as JSON) to what was produced.

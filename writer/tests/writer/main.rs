@@ -20,7 +20,7 @@ const DRAIN: Duration = Duration::from_secs(60);
 async fn duplicates_and_redeliveries_store_each_trace_once() {
     let db = TestDb::new().await;
     let topic = TestTopic::new(4).await;
-    let originals: Vec<_> = dataset_traces().into_iter().map(submitted).collect();
+    let originals: Vec<_> = submissions(0..550);
     // The same events again (a producer retry after a lost ack), and 50 ids re-sent with a
     // different body (an Idempotency-Key retry with an edited trace): the last one wins, as
     // compaction of the topic would keep it.
@@ -38,16 +38,15 @@ async fn duplicates_and_redeliveries_store_each_trace_once() {
     }
     produce_events(&topic, &events).await;
 
-    let writer = start_in_process(config(
-        &db.url,
-        &topic.settings,
-        &tunix_testkit::unique("w"),
-    ))
-    .await;
+    let writer = start_writer(&db.url, &topic.settings).await;
     wait_for_rows(&db.pool, 550, DRAIN).await;
-    eventually(DRAIN, "positions at the end of the topic", || async {
-        (stored_total(&db.pool, topic.name()).await == events.len() as i64).then_some(())
-    })
+    wait_for_positions(
+        &db.pool,
+        topic.name(),
+        events.len() as i64,
+        DRAIN,
+        "positions at the end of the topic",
+    )
     .await;
     writer.stop().await;
     assert_eq!(row_count(&db.pool).await, 550);
@@ -58,15 +57,14 @@ async fn duplicates_and_redeliveries_store_each_trace_once() {
         .execute(&db.pool)
         .await
         .unwrap();
-    let writer = start_in_process(config(
-        &db.url,
-        &topic.settings,
-        &tunix_testkit::unique("w"),
-    ))
-    .await;
-    eventually(DRAIN, "replayed to the end", || async {
-        (stored_total(&db.pool, topic.name()).await == events.len() as i64).then_some(())
-    })
+    let writer = start_writer(&db.url, &topic.settings).await;
+    wait_for_positions(
+        &db.pool,
+        topic.name(),
+        events.len() as i64,
+        DRAIN,
+        "replayed to the end",
+    )
     .await;
     writer.stop().await;
     assert_eq!(row_count(&db.pool).await, 550, "a replay adds no rows");
@@ -113,9 +111,13 @@ async fn kill_mid_stream_and_check(topic: TestTopic) {
     }
     producer.await.unwrap();
     wait_for_rows(&db.pool, total as i64, Duration::from_secs(120)).await;
-    eventually(DRAIN, "positions at the end of the topic", || async {
-        (stored_total(&db.pool, topic.name()).await == total as i64).then_some(())
-    })
+    wait_for_positions(
+        &db.pool,
+        topic.name(),
+        total as i64,
+        DRAIN,
+        "positions at the end of the topic",
+    )
     .await;
     assert!(
         writer.is_running(),
@@ -181,24 +183,22 @@ async fn postgres_outage_pauses_then_catches_up() {
 async fn poison_record_goes_to_the_dead_letter_topic_and_the_partition_moves_on() {
     let db = TestDb::new().await;
     let topic = TestTopic::new(1).await;
-    let traces = dataset_traces();
-    let before: Vec<_> = traces[..10].iter().cloned().map(submitted).collect();
-    let after: Vec<_> = traces[10..20].iter().cloned().map(submitted).collect();
+    let before: Vec<_> = submissions(0..10);
+    let after: Vec<_> = submissions(10..20);
     produce_events(&topic, &before).await;
     let garbage = b"{\"not\": \"avro\"}".to_vec();
     produce_raw(&topic, 0, "poison-key", &garbage).await;
     produce_events(&topic, &after).await;
 
-    let writer = start_in_process(config(
-        &db.url,
-        &topic.settings,
-        &tunix_testkit::unique("w"),
-    ))
-    .await;
+    let writer = start_writer(&db.url, &topic.settings).await;
     wait_for_rows(&db.pool, 20, DRAIN).await;
-    eventually(DRAIN, "position past the poison record", || async {
-        (stored_total(&db.pool, topic.name()).await == 21).then_some(())
-    })
+    wait_for_positions(
+        &db.pool,
+        topic.name(),
+        21,
+        DRAIN,
+        "position past the poison record",
+    )
     .await;
     let metrics = reqwest::get(format!("http://{}/metrics", writer.ops))
         .await
@@ -262,10 +262,7 @@ async fn two_writers_in_one_group_share_the_partitions() {
         produce_events(&topic, chunk).await;
     }
     wait_for_rows(&db.pool, 6000, DRAIN).await;
-    eventually(DRAIN, "positions at the end", || async {
-        (stored_total(&db.pool, topic.name()).await == 6000).then_some(())
-    })
-    .await;
+    wait_for_positions(&db.pool, topic.name(), 6000, DRAIN, "positions at the end").await;
     assert_payloads(&db.pool, &events).await;
     for w in [&mut a, &mut b] {
         let log = std::fs::read_to_string(&w.log).unwrap();
@@ -286,27 +283,15 @@ async fn two_writers_in_one_group_share_the_partitions() {
 async fn deleted_traces_stay_deleted_after_a_replay_from_offset_zero() {
     let db = TestDb::new().await;
     let topic = TestTopic::new(3).await;
-    let subs: Vec<_> = dataset_traces()[..10]
-        .iter()
-        .cloned()
-        .map(submitted)
-        .collect();
+    let subs: Vec<_> = submissions(0..10);
     let gone: Vec<uuid::Uuid> = subs[..3].iter().map(|e| e.id()).collect();
     produce_events(&topic, &subs).await;
     let dels: Vec<_> = gone.iter().map(|id| deleted(*id)).collect();
     produce_events(&topic, &dels).await;
 
     for round in 0..2 {
-        let writer = start_in_process(config(
-            &db.url,
-            &topic.settings,
-            &tunix_testkit::unique("w"),
-        ))
-        .await;
-        eventually(DRAIN, "positions at the end", || async {
-            (stored_total(&db.pool, topic.name()).await == 13).then_some(())
-        })
-        .await;
+        let writer = start_writer(&db.url, &topic.settings).await;
+        wait_for_positions(&db.pool, topic.name(), 13, DRAIN, "positions at the end").await;
         writer.stop().await;
         assert_eq!(row_count(&db.pool).await, 7, "round {round}");
         let present: i64 = sqlx::query_scalar("SELECT count(*) FROM traces WHERE id = ANY($1)")
@@ -337,13 +322,9 @@ async fn sslmode_require_connects_over_tls() {
     assert!(ssl, "the connection is encrypted");
 
     let topic = TestTopic::new(1).await;
-    let events: Vec<_> = dataset_traces()[..5]
-        .iter()
-        .cloned()
-        .map(submitted)
-        .collect();
+    let events: Vec<_> = submissions(0..5);
     produce_events(&topic, &events).await;
-    let writer = start_in_process(config(&url, &topic.settings, &tunix_testkit::unique("w"))).await;
+    let writer = start_writer(&url, &topic.settings).await;
     wait_for_rows(&pool, 5, DRAIN).await;
     writer.stop().await;
 }
@@ -355,23 +336,11 @@ async fn sslmode_require_connects_over_tls() {
 async fn a_recreated_topic_is_replayed_not_skipped() {
     let db = TestDb::new().await;
     let topic = TestTopic::new(2).await;
-    let first: Vec<_> = dataset_traces()[..30]
-        .iter()
-        .cloned()
-        .map(submitted)
-        .collect();
+    let first: Vec<_> = submissions(0..30);
     produce_events(&topic, &first).await;
-    let writer = start_in_process(config(
-        &db.url,
-        &topic.settings,
-        &tunix_testkit::unique("w"),
-    ))
-    .await;
+    let writer = start_writer(&db.url, &topic.settings).await;
     wait_for_rows(&db.pool, 30, DRAIN).await;
-    eventually(DRAIN, "positions at the end", || async {
-        (stored_total(&db.pool, topic.name()).await == 30).then_some(())
-    })
-    .await;
+    wait_for_positions(&db.pool, topic.name(), 30, DRAIN, "positions at the end").await;
     writer.stop().await;
 
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
@@ -393,19 +362,10 @@ async fn a_recreated_topic_is_replayed_not_skipped() {
             .filter(|n| *n == 2)
     })
     .await;
-    let second: Vec<_> = dataset_traces()[30..40]
-        .iter()
-        .cloned()
-        .map(submitted)
-        .collect();
+    let second: Vec<_> = submissions(30..40);
     produce_events(&topic, &second).await;
 
-    let writer = start_in_process(config(
-        &db.url,
-        &topic.settings,
-        &tunix_testkit::unique("w"),
-    ))
-    .await;
+    let writer = start_writer(&db.url, &topic.settings).await;
     wait_for_rows(&db.pool, 40, DRAIN).await;
     writer.stop().await;
     assert_payloads(&db.pool, &second).await;
