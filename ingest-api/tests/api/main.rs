@@ -3,6 +3,7 @@
 
 mod auth;
 mod batch;
+mod bodies;
 mod helpers;
 mod ingest;
 mod openapi;
