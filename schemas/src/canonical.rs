@@ -5,7 +5,7 @@
 //! the schema by computing the same fingerprint over the same `.avsc`. The form is built here from
 //! the schema's JSON text, exactly as the specification's transformation rules say, because
 //! apache-avro's `canonical_form` keeps `logicalType` attributes that the specification strips
-//! ([STRIP] keeps only `type`, `name`, `fields`, `symbols`, `items`, `values` and `size`); events
+//! (\[STRIP\] keeps only `type`, `name`, `fields`, `symbols`, `items`, `values` and `size`); events
 //! framed with that library's fingerprint stay readable (`events::catalogue::legacy_fingerprint`).
 //!
 //! Specification: <https://avro.apache.org/docs/1.11.1/specification/#parsing-canonical-form-for-schemas>.

@@ -8,7 +8,7 @@
 //! first, so their step timers are out of phase as in a deployment), the suite waits until they
 //! own 3 partitions each and have caught up, waits another random fraction of a step (so the
 //! stop falls anywhere in the victim's renewal cycle), stops one of them (alternately) and polls
-//! the leases and positions every [`POLL`]. Per partition the victim owned it notes when the
+//! the leases and positions every `POLL`. Per partition the victim owned it notes when the
 //! lease became free (released, or expired), when the survivor took it, and when the survivor
 //! first committed a batch on it (its position advanced in a transaction that started after the
 //! take: the victim's own last batch, committed while it drained after SIGTERM, does not count).

@@ -25,13 +25,13 @@ pub struct Freshness {
     pub get_ms: Vec<f64>,
     /// ... and in the list view.
     pub list_ms: Vec<f64>,
-    /// Sampled traces not visible within [`FRESHNESS_GRACE`] after the load.
+    /// Sampled traces not visible within `FRESHNESS_GRACE` after the load.
     pub unseen: usize,
 }
 
 /// Runs `spec` (whose `ack_tx` feeds `rx`), tracking every 10th acknowledgement until it is
 /// visible in both read models; returns when the load is over and every sampled trace was seen
-/// (so the consumers have caught up), or after [`FRESHNESS_GRACE`].
+/// (so the consumers have caught up), or after `FRESHNESS_GRACE`.
 pub async fn load_with_freshness(
     pool: &PgPool,
     spec: LoadSpec,

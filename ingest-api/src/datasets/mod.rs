@@ -12,7 +12,7 @@
 //!    (`schemas::dataset::assign_eval`);
 //! 4. the membership goes to the topic as `DatasetMembers` chunks and is sealed by a
 //!    `DatasetCreated` (all in the dataset's partition), and the answer waits, up to
-//!    [`READY_WAIT`], for the projector to mark the build ready (201; 202 if it is still
+//!    [`create::READY_WAIT`], for the projector to mark the build ready (201; 202 if it is still
 //!    building).
 //!
 //! Membership therefore lives in the topic and survives a replay into an empty database; a

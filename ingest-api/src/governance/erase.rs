@@ -1,4 +1,4 @@
-//! The one erasure path ([`erase`]): `DELETE /api/traces/{id}`, bulk deletes and retention
+//! The one erasure path (`erase`): `DELETE /api/traces/{id}`, bulk deletes and retention
 //! sweeps all append a trace's deletion and tombstones through it, then record the id as deleted.
 
 use std::sync::Arc;

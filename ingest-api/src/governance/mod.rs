@@ -3,7 +3,7 @@
 //! Both kinds of mass erasure are *operations* (`erasure_operations`): a filter, a `created_before`
 //! cutoff, the number of traces that matched, and how many are erased so far. A background
 //! runner ([`runner::run_operations`]) erases them page by page through the same path as `DELETE`
-//! ([`erase::erase`]), at most `ERASURE_RATE_PER_SECOND`. Each page skips ids already
+//! (`erase::erase`), at most `ERASURE_RATE_PER_SECOND`. Each page skips ids already
 //! recorded as deleted, so an operation interrupted by a crash resumes where it stopped when any
 //! ingest-api instance starts its runner; a Postgres advisory lock keeps two instances from
 //! running the same one.

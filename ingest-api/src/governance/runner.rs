@@ -1,6 +1,6 @@
 //! The background runner of bulk deletes and retention sweeps: schedules sweeps, then erases
 //! each running operation page by page through the same path as `DELETE`
-//! ([`super::erase::erase`]), at most `ERASURE_RATE_PER_SECOND`. Each page skips ids already
+//! (`super::erase::erase`), at most `ERASURE_RATE_PER_SECOND`. Each page skips ids already
 //! recorded as deleted, so an operation interrupted by a crash resumes where it stopped when any
 //! ingest-api instance starts its runner; an advisory lock keeps two instances off the same one.
 

@@ -232,7 +232,7 @@ impl ListQuery {
     /// `score.*=missing` has no index to start from (absence cannot be indexed) and walks on
     /// from the boundary in time order.
     ///
-    /// Run with sequential scans, hash and merge joins disabled (see `read::page`): the window
+    /// Run with sequential scans, hash and merge joins disabled (see `traces::read::page`): the window
     /// proved the filter sparse, which the planner's estimates need not know.
     pub fn sparse_sql(
         &self,

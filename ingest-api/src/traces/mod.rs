@@ -1,4 +1,4 @@
-//! `/api/traces`: submitting traces ([`write`]), reading them ([`read`]), and the list filter:
+//! `/api/traces`: submitting traces ([`write`](mod@write)), reading them ([`read`]), and the list filter:
 //! its parameters ([`filter`]), its JSON object form ([`filter_object`]) and the SQL it selects
 //! with ([`filter_sql`]). Deleting a trace is governance's (`crate::governance::erase`).
 
