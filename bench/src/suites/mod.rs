@@ -82,7 +82,7 @@ impl StackEnv {
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await?;
-        let url = with_database(&self.database_url, &name);
+        let url = tunix_pipeline::db::with_database(&self.database_url, &name);
         let pool = bench_pool(&url).await?;
         tunix_pipeline::db::migrate(&pool).await?;
         eprintln!("bench database: {name}");
@@ -139,23 +139,6 @@ async fn bench_pool(url: &str) -> anyhow::Result<PgPool> {
         .max_connections(8)
         .connect(url)
         .await?)
-}
-
-/// `url` with its database name replaced by `db`. The same as tunix-testkit's, which that crate
-/// does not export (and a release tool should not link the test kit for six lines).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out = format!("{out}?{q}");
-    }
-    out
 }
 
 pub(crate) fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tunix_schemas::Trace;
 use uuid::Uuid;
 
-use super::{bench_pool, find_root, quantiles, with_database, StackEnv};
+use tunix_pipeline::db::with_database;
+
+use super::{bench_pool, find_root, quantiles, StackEnv};
 use crate::gen;
 
 /// Builds the request path for sample `i`.
