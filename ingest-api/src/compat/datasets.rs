@@ -14,9 +14,9 @@ use serde_json::Value;
 use tunix_schemas::{ErrorKind, Loc, ValidationErrors};
 
 use crate::datasets::create::{create_from, parse_request, BODY_MAX};
-use crate::datasets::export::{export_params, export_response, negotiate};
+use crate::datasets::export::{export_params, export_response};
 use crate::datasets::store::{self, DatasetState};
-use crate::http::body::read_json;
+use crate::http::body::{accepted_encoding, read_json};
 use crate::http::common::rejected;
 use crate::http::db::db_error;
 use crate::http::error::ApiError;
@@ -145,5 +145,5 @@ pub async fn export_original(
         Some(row) if !DatasetState::Deleted.is(&row.state) => row,
         _ => return Err(ApiError::NotFound(format!("dataset {key:?} not found"))),
     };
-    export_response(state, row, format, split, negotiate(&headers)).await
+    export_response(state, row, format, split, accepted_encoding(&headers)).await
 }

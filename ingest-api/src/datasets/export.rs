@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::parquet::{ParquetRows, ParquetTrace};
 use super::store::{DatasetRow, DatasetState};
-use crate::http::body::Encoding;
+use crate::http::body::{accepted_encoding, Encoding};
 use crate::http::db::db_error;
 use crate::http::error::ApiError;
 use crate::AppState;
@@ -143,37 +143,6 @@ impl Encoder {
             Encoder::Gzip(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
         }
-    }
-}
-
-/// The coding of an export's bytes on the wire, from `Accept-Encoding`: zstd when the client
-/// accepts it, else gzip, else none (`q=0` refuses a coding).
-pub(crate) fn negotiate(headers: &HeaderMap) -> Encoding {
-    let mut gzip = false;
-    let mut zstd = false;
-    for v in headers.get_all(header::ACCEPT_ENCODING) {
-        for item in v.to_str().unwrap_or_default().split(',') {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            match coding.as_str() {
-                "gzip" | "x-gzip" => gzip |= !refused,
-                "zstd" => zstd |= !refused,
-                _ => {}
-            }
-        }
-    }
-    if zstd {
-        Encoding::Zstd
-    } else if gzip {
-        Encoding::Gzip
-    } else {
-        Encoding::Identity
     }
 }
 
@@ -440,5 +409,5 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let (format, split) = export_params(raw.as_deref())?;
     let row = super::existing(&state, &name, &version).await?;
-    export_response(state, row, format, split, negotiate(&headers)).await
+    export_response(state, row, format, split, accepted_encoding(&headers)).await
 }

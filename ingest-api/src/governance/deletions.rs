@@ -163,7 +163,7 @@ pub(super) fn operation_query(mut query: ListQuery, cutoff: DateTime<Utc>) -> Li
 }
 
 /// How many traces an operation with `query` erases.
-pub(super) async fn count(state: &AppState, query: &ListQuery) -> Result<i64, ApiError> {
+async fn count(state: &AppState, query: &ListQuery) -> Result<i64, ApiError> {
     let mut b = query.erasure_count_sql();
     bounded(state, b.build_query_scalar::<i64>().fetch_one(&state.pool)).await
 }

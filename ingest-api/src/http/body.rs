@@ -1,10 +1,11 @@
 //! Reading request bodies under a byte cap that holds however the body arrives.
 //!
-//! The original service's limit was bypassed by chunked bodies; here the cap applies to the bytes actually
-//! read (Content-Length is only a shortcut for refusing early, at once when the client waits for
-//! `100 Continue`), and again to the decompressed bytes for `Content-Encoding: gzip` or `zstd`.
+//! The original service's limit was bypassed by chunked bodies; here the cap applies to the bytes
+//! actually read (Content-Length is only a shortcut for refusing early, at once when the client
+//! waits for `100 Continue`), and again to the decompressed bytes for `Content-Encoding: gzip` or `zstd`.
 //! Decompression stops one byte past the cap, so a decompression bomb costs at most `cap` bytes
-//! of memory. A body that stalls gets 408. [`read_json`] is the prologue every JSON handler uses.
+//! of memory. A body that stalls gets 408. [`read_json`] is the prologue every JSON handler uses;
+//! [`accepted_encoding`] picks the coding of a compressed response.
 
 use std::io::Read;
 use std::time::Duration;
@@ -77,6 +78,37 @@ pub fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
             "unsupported Content-Encoding {:?}: send one coding (identity, gzip or zstd), not a stack of them",
             several.join(", ")
         ))),
+    }
+}
+
+/// The coding for a response body the client accepts (`Accept-Encoding`): zstd when it accepts
+/// it, else gzip, else none (`q=0` refuses a coding).
+pub fn accepted_encoding(headers: &HeaderMap) -> Encoding {
+    let mut gzip = false;
+    let mut zstd = false;
+    for v in headers.get_all(header::ACCEPT_ENCODING) {
+        for item in v.to_str().unwrap_or_default().split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            match coding.as_str() {
+                "gzip" | "x-gzip" => gzip |= !refused,
+                "zstd" => zstd |= !refused,
+                _ => {}
+            }
+        }
+    }
+    if zstd {
+        Encoding::Zstd
+    } else if gzip {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
     }
 }
 
