@@ -9,6 +9,7 @@ use tunix_pipeline::ops::Readiness;
 
 use crate::compat::redi;
 use crate::governance::deleted;
+use crate::http::read_connections::ReadConnections;
 use crate::http::{db, metrics};
 use crate::producer::{EventProducer, ProducerSettings};
 use crate::IngestConfig;
@@ -27,6 +28,9 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Read endpoints' pool (lazy: ingestion works while Postgres is down).
     pub pool: PgPool,
+    /// Connections of the hottest reads (a trace by id, list pages), `DB_POOL_SIZE` of them,
+    /// beside the pool.
+    pub reads: ReadConnections,
     /// The batched "is this a deleted trace?" check of keyed POSTs.
     pub deleted: deleted::DeletedCheck,
     /// The upstream health check of `GET /api/redi/health`, with its cache.
@@ -61,7 +65,9 @@ impl AppState {
         db.statement_timeout = Some(db::QUERY_TIMEOUT);
         db.interactive = true;
         let pool = db.pool()?;
+        let reads = ReadConnections::new(pool.connect_options(), db.pool_size as usize);
         Ok(Arc::new(AppState {
+            reads,
             deleted: deleted::DeletedCheck::new(pool.clone(), db::QUERY_TIMEOUT),
             pool,
             producer,

@@ -311,6 +311,7 @@ async fn build(
         .query
         .members_sql(random_seed, req.definition.limit)
         .build()
+        .persistent(false)
         .fetch(&mut *tx)
         .map_ok(|row| row.get::<Uuid, _>(0))
         .try_collect()

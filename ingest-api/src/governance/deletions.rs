@@ -165,7 +165,8 @@ pub(super) fn operation_query(mut query: ListQuery, cutoff: DateTime<Utc>) -> Li
 /// How many traces an operation with `query` erases.
 async fn count(state: &AppState, query: &ListQuery) -> Result<i64, ApiError> {
     let mut b = query.erasure_count_sql();
-    bounded(state, b.build_query_scalar::<i64>().fetch_one(&state.pool)).await
+    let statement = b.build_query_scalar::<i64>().persistent(false);
+    bounded(state, statement.fetch_one(&state.pool)).await
 }
 
 fn digest(token: &str) -> String {

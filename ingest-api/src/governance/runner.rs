@@ -76,7 +76,11 @@ async fn schedule_retention(state: &AppState, days: u32) -> Result<(), sqlx::Err
     let cutoff = now() - chrono::Duration::days(i64::from(days));
     let query = operation_query(ListQuery::default(), cutoff);
     let mut b = query.erasure_count_sql();
-    let matched: i64 = b.build_query_scalar().fetch_one(&mut *tx).await?;
+    let matched: i64 = b
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await?;
     let id = Uuid::now_v7();
     operations::insert_sweep(&mut *tx, id, cutoff, matched).await?;
     tx.commit().await?;
@@ -147,7 +151,11 @@ async fn run_one(state: &AppState, id: Uuid, shutdown: &CancellationToken) -> Re
         }
         let started = tokio::time::Instant::now();
         let mut b = query.erasure_page_sql(per_page);
-        let page: Vec<Uuid> = b.build_query_scalar().fetch_all(&state.pool).await?;
+        let page: Vec<Uuid> = b
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_all(&state.pool)
+            .await?;
         if page.is_empty() {
             operations::finish(&state.pool, id).await?;
             if retention {

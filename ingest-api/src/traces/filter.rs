@@ -342,7 +342,7 @@ impl ListQuery {
     }
 
     /// Whether a filter that an ordered index walk cannot serve is present: metadata, text or
-    /// scores. Such pages run in two phases ([`ListQuery::boundary_sql`]).
+    /// scores. Such pages start with a bounded window ([`ListQuery::boundary_sql`]).
     pub fn has_selective_filters(&self) -> bool {
         !self.meta.is_empty() || self.q.is_some() || !self.scores.is_empty()
     }

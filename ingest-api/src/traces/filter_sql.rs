@@ -3,6 +3,13 @@
 //! list, datasets and governance select exactly the same traces for the same filter. This is
 //! SQL built at run time on purpose: the filters vary per request, and the list tables are
 //! versioned (`trace_list_vN`).
+//!
+//! **Plans.** The best plan for a filtered page depends on the values (how rare a facet is,
+//! how deep an offset), which a cached generic plan cannot know; so every statement built here
+//! runs unnamed (`persistent(false)`), and PostgreSQL plans it for its values each time. The one
+//! exception is the unfiltered page ([`ListQuery::reuses_plan`]), the hottest list request: it
+//! runs as a prepared statement whose generic plan is as good as any (its `LIMIT` is written as
+//! a literal so the plan knows the row count), which saves the planning on every request.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder};
@@ -116,21 +123,32 @@ impl ListQuery {
             .push(close);
     }
 
+    /// Whether the page runs as a prepared statement with a cached plan: no filters and no
+    /// offset (the newest page, or a cursor page), whose plan does not depend on the values.
+    pub fn reuses_plan(&self) -> bool {
+        !self.has_filters() && self.offset == 0
+    }
+
     /// The page query in one statement: every filter, newest first, one row more than `limit`
-    /// (to tell whether another page follows). Used for offset paging and when only version and
-    /// time filters are given (their indexes serve the order directly).
+    /// (to tell whether another page follows), with the rows' scores. Used for offset paging and
+    /// when only version and time filters are given (their indexes serve the order directly).
     pub fn sql(&self) -> QueryBuilder<'_, Postgres> {
-        let mut b = QueryBuilder::new(
+        let mut b = QueryBuilder::new(WITH_SCORES_PREFIX);
+        b.push(
             "SELECT l.id, l.created_at, l.trace_version, l.step_count, l.prompt_preview, l.payload_bytes
              FROM trace_list l WHERE true",
         );
         self.push_ordered_filters(&mut b);
         self.push_selective_filters(&mut b);
-        b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
-            .push_bind(self.limit + 1);
+        // A literal (1..=MAX_LIMIT + 1, validated): a generic plan then knows the row count.
+        b.push(format_args!(
+            " ORDER BY l.created_at DESC, l.id DESC LIMIT {}",
+            self.limit + 1
+        ));
         if self.offset > 0 {
             b.push(" OFFSET ").push_bind(self.offset);
         }
+        b.push(WITH_SCORES_SUFFIX);
         b
     }
 
@@ -183,9 +201,11 @@ impl ListQuery {
         b
     }
 
-    /// Phase 0 of a selective page: the key of the `window`-th row (newest first) that the
+    /// The boundary of a sparse page: the key of the `window`-th row (newest first) that the
     /// ordered filters and the cursor admit, read from the B-tree alone; `None` when fewer rows
-    /// remain (the window then holds them all).
+    /// remain (the window then holds them all). Read only when the window
+    /// ([`ListQuery::window_sql`], run first) held less than a page: a dense filter's page costs
+    /// the window statement alone, which stops as soon as it has the page.
     ///
     /// Why phases: the fastest plan for "the newest N rows matching a filter" depends on how
     /// many rows match, which PostgreSQL can only guess (a prefix query's estimate is floored;
@@ -204,10 +224,11 @@ impl ListQuery {
         b
     }
 
-    /// Phase 1: the page within the window: at most `window` rows, newest first, walked in time
+    /// The page within the window (run first): at most `window` rows, newest first, walked in time
     /// order (the inner `LIMIT` makes that the only plan), then filtered.
     pub fn window_sql(&self, window: i64) -> QueryBuilder<'_, Postgres> {
-        let mut b = QueryBuilder::new(
+        let mut b = QueryBuilder::new(WITH_SCORES_PREFIX);
+        b.push(
             "SELECT l.id, l.created_at, l.trace_version, l.step_count, l.prompt_preview, l.payload_bytes
              FROM (SELECT * FROM trace_list l WHERE true",
         );
@@ -218,10 +239,11 @@ impl ListQuery {
         self.push_selective_filters(&mut b);
         b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
             .push_bind(self.limit + 1);
+        b.push(WITH_SCORES_SUFFIX);
         b
     }
 
-    /// Phase 2: up to `take` matching rows older than `boundary`, read matches first. The
+    /// The rest of a sparse page: up to `take` matching rows older than `boundary`, read matches first. The
     /// candidates come from the GIN indexes (metadata facets, text terms; the planner picks one
     /// or intersects several) or, with neither, from the first score condition's `(name,
     /// value)` index. They are materialized with the list columns, so no plan can walk the
@@ -245,7 +267,7 @@ impl ListQuery {
             .scores
             .iter()
             .position(|(_, c)| !matches!(c, ScoreCondition::Missing));
-        let mut b = QueryBuilder::new("");
+        let mut b = QueryBuilder::new(WITH_SCORES_PREFIX);
         let by_gin = !self.meta.is_empty() || self.q.is_some();
         if !by_gin && score_driver.is_none() {
             b.push("SELECT ")
@@ -256,6 +278,7 @@ impl ListQuery {
             self.push_score_filters(&mut b, None);
             b.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ")
                 .push_bind(take);
+            b.push(WITH_SCORES_SUFFIX);
             return b;
         }
         b.push("WITH c AS MATERIALIZED (SELECT ").push(COLUMNS);
@@ -278,9 +301,24 @@ impl ListQuery {
         self.push_score_filters(&mut b, skip);
         b.push(") SELECT * FROM c ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(take);
+        b.push(WITH_SCORES_SUFFIX);
         b
     }
 }
+
+/// A page query, wrapped between [`WITH_SCORES_PREFIX`] and [`WITH_SCORES_SUFFIX`], answers
+/// with its rows' scores too (one statement per page; the scores of the page's rows only, read
+/// by the scores table's key): the list columns, then one array per score column, the same
+/// length and order (NULL when the trace has no scores). `traces::read::ListRow` reads them.
+const WITH_SCORES_PREFIX: &str = "SELECT p.id, p.created_at, p.trace_version, p.step_count, \
+     p.prompt_preview, p.payload_bytes, sc.names, sc.vals, sc.sources, sc.comments, sc.recorded FROM (";
+
+/// See [`WITH_SCORES_PREFIX`].
+const WITH_SCORES_SUFFIX: &str = ") p LEFT JOIN LATERAL (\
+     SELECT array_agg(s.name) AS names, array_agg(s.value) AS vals, array_agg(s.source) AS sources, \
+     array_agg(s.comment) AS comments, array_agg(s.recorded_at) AS recorded \
+     FROM trace_scores s WHERE s.trace_id = p.id) sc ON true \
+     ORDER BY p.created_at DESC, p.id DESC";
 
 /// Whether a condition is written so that an index can serve it.
 #[derive(Clone, Copy)]

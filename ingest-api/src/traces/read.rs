@@ -10,6 +10,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use sqlx::{Connection, PgConnection};
 use tunix_schemas::pg_text;
 use uuid::Uuid;
 
@@ -20,7 +21,7 @@ use crate::http::error::ApiError;
 use crate::AppState;
 
 /// One row of the list view (never the payload).
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListItem {
     /// Trace id.
     pub id: Uuid,
@@ -37,7 +38,6 @@ pub struct ListItem {
     /// Size of the stored JSON payload in bytes.
     pub payload_bytes: i32,
     /// The trace's scores by name.
-    #[sqlx(skip)]
     #[schema(value_type = Object)]
     pub scores: Scores,
 }
@@ -60,36 +60,74 @@ pub struct ScoreOut {
 /// Scores by name (`{name: {value, source, comment, recorded_at}}`).
 pub type Scores = std::collections::BTreeMap<String, ScoreOut>;
 
-/// The scores of `ids`, by trace (from the `trace_scores` view of the projector).
-pub(crate) async fn scores_of(
-    state: &AppState,
-    ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, Scores>, ApiError> {
-    let rows = bounded(
-        state,
-        sqlx::query!(
-            r#"SELECT trace_id AS "trace_id!", name AS "name!", value AS "value!", source, comment,
-                      recorded_at AS "recorded_at!"
-               FROM trace_scores WHERE trace_id = ANY($1)"#,
-            ids
-        )
-        .fetch_all(&state.pool),
-    )
-    .await?;
-    let mut out: std::collections::HashMap<Uuid, Scores> = std::collections::HashMap::new();
-    for r in rows {
+/// A trace's scores as one array per column of the same rows, in the same order (each NULL
+/// when the trace has none), as the read statements aggregate them: one statement answers with
+/// rows and their scores.
+#[derive(Debug, Default, sqlx::FromRow)]
+pub(crate) struct ScoreArrays {
+    names: Option<Vec<String>>,
+    vals: Option<Vec<f64>>,
+    sources: Option<Vec<Option<String>>>,
+    comments: Option<Vec<Option<String>>>,
+    recorded: Option<Vec<DateTime<Utc>>>,
+}
+
+impl ScoreArrays {
+    /// The scores by name, text restored from the read models' encoding.
+    fn into_scores(self) -> Scores {
         let text = |v: String| pg_text::decode(&v).into_owned();
-        out.entry(r.trace_id).or_default().insert(
-            text(r.name),
-            ScoreOut {
-                value: r.value,
-                source: r.source.map(text),
-                comment: r.comment.map(text),
-                recorded_at: r.recorded_at,
-            },
+        let columns = self.names.unwrap_or_default().into_iter().zip(
+            self.vals.unwrap_or_default().into_iter().zip(
+                self.sources.unwrap_or_default().into_iter().zip(
+                    self.comments
+                        .unwrap_or_default()
+                        .into_iter()
+                        .zip(self.recorded.unwrap_or_default()),
+                ),
+            ),
         );
+        columns
+            .map(|(name, (value, (source, (comment, recorded_at))))| {
+                let score = ScoreOut {
+                    value,
+                    source: source.map(text),
+                    comment: comment.map(text),
+                    recorded_at,
+                };
+                (text(name), score)
+            })
+            .collect()
     }
-    Ok(out)
+}
+
+/// One row of a page statement (`traces/filter_sql.rs`): the list columns and the scores.
+#[derive(sqlx::FromRow)]
+struct ListRow {
+    id: Uuid,
+    created_at: DateTime<Utc>,
+    trace_version: String,
+    step_count: i32,
+    prompt_preview: String,
+    payload_bytes: i32,
+    #[sqlx(flatten)]
+    scores: ScoreArrays,
+}
+
+impl ListRow {
+    fn into_item(self) -> ListItem {
+        let mut item = ListItem {
+            id: self.id,
+            created_at: self.created_at,
+            trace_version: self.trace_version,
+            step_count: self.step_count,
+            prompt_preview: self.prompt_preview,
+            payload_bytes: self.payload_bytes,
+            scores: self.scores.into_scores(),
+        };
+        decode_text(&mut item.trace_version);
+        decode_text(&mut item.prompt_preview);
+        item
+    }
 }
 
 /// A stored trace, as `GET /api/traces/{id}` and the comparison read it.
@@ -110,9 +148,9 @@ pub(crate) async fn stored_trace(
     state: &AppState,
     id: Uuid,
 ) -> Result<Option<StoredTrace>, ApiError> {
-    let row = bounded(
-        state,
-        sqlx::query!(
+    let row = bounded(state, async {
+        let mut conn = state.reads.acquire().await?;
+        let row = sqlx::query!(
             r#"SELECT t.id, t.created_at, t.trace_version, t.payload::text AS "payload!",
                       sc.names AS "names: Vec<String>", sc.vals AS "vals: Vec<f64>",
                       sc.sources AS "sources: Vec<Option<String>>",
@@ -129,40 +167,26 @@ pub(crate) async fn stored_trace(
                  AND NOT EXISTS (SELECT 1 FROM trace_deletions d WHERE d.id = $1)"#,
             id
         )
-        .fetch_optional(&state.pool),
-    )
+        .fetch_optional(&mut *conn)
+        .await?;
+        conn.release();
+        Ok(row)
+    })
     .await?;
     Ok(row.map(|r| {
-        let text = |v: String| pg_text::decode(&v).into_owned();
-        let mut scores = Scores::new();
-        // One array per column of the same rows, so equally long (NULL when there are none).
-        let columns = r.names.unwrap_or_default().into_iter().zip(
-            r.vals.unwrap_or_default().into_iter().zip(
-                r.sources.unwrap_or_default().into_iter().zip(
-                    r.comments
-                        .unwrap_or_default()
-                        .into_iter()
-                        .zip(r.recorded.unwrap_or_default()),
-                ),
-            ),
-        );
-        for (name, (value, (source, (comment, recorded_at)))) in columns {
-            scores.insert(
-                text(name),
-                ScoreOut {
-                    value,
-                    source: source.map(text),
-                    comment: comment.map(text),
-                    recorded_at,
-                },
-            );
-        }
+        let scores = ScoreArrays {
+            names: r.names,
+            vals: r.vals,
+            sources: r.sources,
+            comments: r.comments,
+            recorded: r.recorded,
+        };
         StoredTrace {
             id: r.id,
             created_at: r.created_at,
             trace_version: pg_text::decode(&r.trace_version).into_owned(),
             payload: r.payload,
-            scores,
+            scores: scores.into_scores(),
         }
     }))
 }
@@ -224,13 +248,7 @@ pub async fn list(
     let mut rows = page(&state, &q).await?;
     let more = rows.len() as i64 > q.limit;
     rows.truncate(q.limit as usize);
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut scores = scores_of(&state, &ids).await?;
-    for row in &mut rows {
-        decode_text(&mut row.trace_version);
-        decode_text(&mut row.prompt_preview);
-        row.scores = scores.remove(&row.id).unwrap_or_default();
-    }
+    let rows: Vec<ListItem> = rows.into_iter().map(ListRow::into_item).collect();
     let next_cursor = if more {
         rows.last().map(|r| q.cursor_after(&r.created_at, &r.id))
     } else {
@@ -251,53 +269,63 @@ pub async fn list(
 pub const WINDOW_ROWS: i64 = 10_000;
 
 /// One page of the list (with one extra row when another page follows); see
-/// [`ListQuery::boundary_sql`] for why selective filters run in phases.
-async fn page(state: &AppState, q: &ListQuery) -> Result<Vec<ListItem>, ApiError> {
+/// [`ListQuery::boundary_sql`] for why selective filters start with a window.
+/// Each statement runs unnamed (planned for its values) unless [`ListQuery::reuses_plan`].
+async fn page(state: &AppState, q: &ListQuery) -> Result<Vec<ListRow>, ApiError> {
+    bounded(state, async {
+        let mut conn = state.reads.acquire().await?;
+        let rows = page_on(&mut conn, q).await?;
+        conn.release();
+        Ok(rows)
+    })
+    .await
+}
+
+async fn page_on(conn: &mut PgConnection, q: &ListQuery) -> Result<Vec<ListRow>, sqlx::Error> {
     if q.offset > 0 || !q.has_selective_filters() {
-        return bounded(state, q.sql().build_query_as().fetch_all(&state.pool)).await;
+        let mut b = q.sql();
+        let statement = b.build_query_as().persistent(q.reuses_plan());
+        return statement.fetch_all(&mut *conn).await;
     }
-    let boundary: Option<(DateTime<Utc>, Uuid)> = bounded(
-        state,
-        q.boundary_sql(WINDOW_ROWS)
-            .build_query_as()
-            .fetch_optional(&state.pool),
-    )
-    .await?;
-    let mut rows: Vec<ListItem> = bounded(
-        state,
-        q.window_sql(WINDOW_ROWS)
-            .build_query_as()
-            .fetch_all(&state.pool),
-    )
-    .await?;
+    let mut rows: Vec<ListRow> = q
+        .window_sql(WINDOW_ROWS)
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
     let wanted = q.limit + 1;
+    if rows.len() as i64 >= wanted {
+        // Dense: the window held the page (it stopped reading as soon as it had it).
+        return Ok(rows);
+    }
+    let boundary: Option<(DateTime<Utc>, Uuid)> = q
+        .boundary_sql(WINDOW_ROWS)
+        .build_query_as()
+        .persistent(false)
+        .fetch_optional(&mut *conn)
+        .await?;
     if let Some(boundary) = boundary {
-        if (rows.len() as i64) < wanted {
-            let take = wanted - rows.len() as i64;
-            let more: Vec<ListItem> = bounded(state, async {
-                // The window proved the filter sparse, so the candidates must come from its
-                // index, one by one: a sequential scan, or a hash or merge join that reads the
-                // whole list, is never right here, though a floored estimate (a prefix query's,
-                // say) can make the planner believe otherwise.
-                let mut tx = state.pool.begin().await?;
-                sqlx::query!(
-                    "SELECT set_config('enable_seqscan', 'off', true) AS seqscan,
+        let take = wanted - rows.len() as i64;
+        // The window proved the filter sparse, so the candidates must come from its index,
+        // one by one: a sequential scan, or a hash or merge join that reads the whole list, is
+        // never right here, though a floored estimate (a prefix query's, say) can make the
+        // planner believe otherwise.
+        let mut tx = conn.begin().await?;
+        sqlx::query!(
+            "SELECT set_config('enable_seqscan', 'off', true) AS seqscan,
                             set_config('enable_hashjoin', 'off', true) AS hashjoin,
                             set_config('enable_mergejoin', 'off', true) AS mergejoin"
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-                let rows = q
-                    .sparse_sql(boundary, take)
-                    .build_query_as()
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(rows)
-            })
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let more: Vec<ListRow> = q
+            .sparse_sql(boundary, take)
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *tx)
             .await?;
-            rows.extend(more);
-        }
+        tx.commit().await?;
+        rows.extend(more);
     }
     Ok(rows)
 }
