@@ -164,6 +164,22 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "kill,term")]
         stops: Vec<String>,
     },
+    /// Every hot request next to its anchor (no-op service, pgbench, raw producer, the original
+    /// service), as same-run ratios: the table of docs/BENCHMARKS.md "Speed".
+    Speed {
+        /// ingest-api address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// The original service's address (`bench/original/serve.sh`), to compare with it.
+        #[arg(long)]
+        original_addr: Option<String>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        /// Rounds (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Time from the POST's answer to visibility in GET by id and in the list view.
     Freshness {
         /// ingest-api address.
@@ -326,6 +342,23 @@ async fn main() -> anyhow::Result<()> {
                     rate,
                     consumers,
                     stops,
+                },
+            )
+            .await?;
+        }
+        Command::Speed {
+            addr,
+            original_addr,
+            seconds,
+            rounds,
+        } => {
+            suites::speed(
+                &env,
+                suites::SpeedSpec {
+                    addr,
+                    original_addr,
+                    seconds,
+                    rounds,
                 },
             )
             .await?;

@@ -15,6 +15,7 @@ pub mod freshness;
 pub mod produce_raw;
 pub mod read;
 pub mod soak;
+pub mod speed;
 
 pub use codec::codec;
 pub use consumers::consumers;
@@ -25,6 +26,7 @@ pub use freshness::freshness;
 pub use produce_raw::produce_raw;
 pub use read::read;
 pub use soak::soak;
+pub use speed::{speed, SpeedSpec};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,625 @@
+//! `tunix-bench speed`: every hot request of ingest-api next to what the box and Postgres can do,
+//! as same-run ratios (medians over rounds). Each round measures, back to back:
+//! - the anchors: the no-op HTTP service (`tunix-noop`, same HTTP stack, no work), pgbench with
+//!   the statements ingest-api runs on the same rows (prepared, 15 clients), the raw idempotent
+//!   producer into the same broker and, when `--original-addr` is given, the original service;
+//! - tunix-rt: GET by id, the first list page, filtered pages (meta, tag, text), single POSTs
+//!   (full pipeline: writer and projector running) and batches of 100.
+//!
+//! HTTP load is `wrk -t1 -c64` (apt: `wrk`), Postgres load is `pgbench` (PostgreSQL's client
+//! package). The filtered pages' pgbench scripts are the statements `ListQuery` builds, with the
+//! values checked against the API's own page first, so the anchor runs exactly what the API
+//! runs.
+//!
+//! Run: `target/release/tunix-bench speed` (the stack up, `cargo build --release -p tunix-bench`)
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sqlx::{PgPool, Row};
+use tokio::process::Command;
+use tunix_ingest_api::traces::filter::ListQuery;
+use tunix_ingest_api::traces::read::WINDOW_ROWS;
+use uuid::Uuid;
+
+use super::{find_root, produce_raw, StackEnv};
+use crate::gen::Shape;
+use crate::load::{self, LoadSpec, Stop};
+
+/// What one run measures.
+pub struct SpeedSpec {
+    /// ingest-api address.
+    pub addr: String,
+    /// The original service's address, when it runs (`bench/original/serve.sh`).
+    pub original_addr: Option<String>,
+    /// Seconds per measurement.
+    pub seconds: u64,
+    /// Rounds (medians are reported).
+    pub rounds: usize,
+}
+
+/// Traces the suite adds (tagged, so the filtered pages have known matches) when the store
+/// holds fewer.
+const SEED_TRACES: usize = 5_500;
+/// Tags spread over the seeded traces (each has one: a tag filter matches 1 in TAGS).
+const TAGS: usize = 20;
+/// The filtered pages: meta (every seeded trace), tag (1 in 20), text (a word of many prompts).
+const FILTERS: [(&str, &str); 3] = [
+    ("list, meta filter", "meta.bench=speed"),
+    ("list, tag filter", "tag=t3"),
+    ("list, text filter (q)", "q=cost"),
+];
+
+/// Runs the suite and prints the table.
+pub async fn speed(env: &StackEnv, spec: SpeedSpec) -> anyhow::Result<()> {
+    for tool in ["wrk", "pgbench"] {
+        if which(tool).is_none() {
+            bail!("`{tool}` is not on PATH (Debian: apt-get install wrk postgresql-client)");
+        }
+    }
+    let root = find_root(&std::env::current_dir()?);
+    let http = format!("http://{}", spec.addr);
+    let pool = PgPool::connect(&env.database_url).await?;
+    seed(&root, &spec.addr, &pool).await?;
+    let id: Uuid = sqlx::query_scalar(
+        "SELECT id FROM trace_list ORDER BY created_at DESC, id DESC OFFSET 100 LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let work = WorkDir::create()?;
+    let work = work.0.as_path();
+    let get_body = work.join("get.json");
+    std::fs::write(&get_body, fetch(&format!("{http}/api/traces/{id}")).await?)?;
+    let scripts = Scripts::write(work, &pool, &http, id).await?;
+    let noop = Noop::start(&root, &get_body).await?;
+    let post_lua = root.join("bench/wrk/post.lua");
+
+    let mut rows: Vec<Row3> = Vec::new();
+    let mut add = |name: &str, ours: Measure, anchor: Measure, goal: Goal| match rows
+        .iter_mut()
+        .find(|r| r.name == name)
+    {
+        Some(r) => {
+            r.ours.push(ours);
+            r.anchor.push(anchor);
+        }
+        None => rows.push(Row3 {
+            name: name.to_owned(),
+            ours: vec![ours],
+            anchor: vec![anchor],
+            goal,
+        }),
+    };
+    let secs = spec.seconds;
+    // Reads first, every round, then the writes: the writes add rows on top of the seeded ones.
+    let mut ours_get = Vec::new();
+    let mut ours_page = Vec::new();
+    for round in 1..=spec.rounds {
+        eprintln!("reads, round {round}/{}...", spec.rounds);
+        let get = wrk(&format!("{http}/api/traces/{id}"), None, secs).await?;
+        let pk = pgbench(
+            &env.database_url,
+            &scripts.pk,
+            "prepared",
+            &scripts.vars,
+            secs,
+        )
+        .await?;
+        add("GET by id", get, pk, Goal::Ratio(0.5));
+        let page = wrk(&format!("{http}/api/traces?limit=20"), None, secs).await?;
+        let pg_page = pgbench(&env.database_url, &scripts.page, "prepared", &[], secs).await?;
+        add("list, first page of 20", page, pg_page, Goal::Ratio(0.5));
+        for ((name, filter), script) in FILTERS.iter().zip(&scripts.filtered) {
+            let ours = wrk(&format!("{http}/api/traces?limit=20&{filter}"), None, secs).await?;
+            let anchor = pgbench(
+                &env.database_url,
+                &script.path,
+                "extended",
+                &script.vars,
+                secs,
+            )
+            .await?;
+            add(name, ours, anchor, Goal::Ratio(0.5));
+        }
+        let noop_get = wrk(&format!("{}/api/traces/{id}", noop.url), None, secs).await?;
+        add("GET by id vs the no-op service", get, noop_get, Goal::None);
+        ours_get.push(get);
+        ours_page.push(page);
+    }
+    for round in 1..=spec.rounds {
+        eprintln!("writes, round {round}/{}...", spec.rounds);
+        let post = wrk(&format!("{http}/api/traces"), Some(&post_lua), secs).await?;
+        let noop_post = wrk(&format!("{}/api/traces", noop.url), Some(&post_lua), secs).await?;
+        add(
+            "single POST (full pipeline)",
+            post,
+            noop_post,
+            Goal::RatioAndP99(0.3, 20.0),
+        );
+        let batch = batches(&root, &spec.addr, secs).await;
+        let raw = produce_raw(env, 200_000).await?;
+        add(
+            "batch of 100 (traces/s) vs raw producer",
+            batch,
+            Measure::rate(raw),
+            Goal::Ratio(0.9),
+        );
+        if let Some(original) = &spec.original_addr {
+            let o = format!("http://{original}");
+            let oid = original_id(&o).await?;
+            let i = round - 1;
+            let o_post = wrk(&format!("{o}/api/traces"), Some(&post_lua), secs).await?;
+            add("POST vs the original", post, o_post, Goal::Times(25.0));
+            let o_get = wrk(&format!("{o}/api/traces/{oid}"), None, secs).await?;
+            add(
+                "GET by id vs the original",
+                ours_get[i],
+                o_get,
+                Goal::Times(20.0),
+            );
+            let o_list = wrk(&format!("{o}/api/traces?limit=20"), None, secs).await?;
+            add(
+                "list vs the original",
+                ours_page[i],
+                o_list,
+                Goal::Times(20.0),
+            );
+        }
+    }
+    drop(noop);
+    print(&rows, spec.rounds);
+    Ok(())
+}
+
+/// One measurement: requests (or traces) per second and the p99 latency when known.
+#[derive(Clone, Copy)]
+struct Measure {
+    rate: f64,
+    p99_ms: Option<f64>,
+}
+
+impl Measure {
+    fn rate(rate: f64) -> Measure {
+        Measure { rate, p99_ms: None }
+    }
+}
+
+/// What a row must reach.
+#[derive(Clone, Copy)]
+enum Goal {
+    /// ours / anchor.
+    Ratio(f64),
+    /// ours / anchor, and ours' p99 at most this many ms.
+    RatioAndP99(f64, f64),
+    /// ours at least this many times the anchor.
+    Times(f64),
+    /// Shown for context.
+    None,
+}
+
+struct Row3 {
+    name: String,
+    ours: Vec<Measure>,
+    anchor: Vec<Measure>,
+    goal: Goal,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn print(rows: &[Row3], rounds: usize) {
+    println!();
+    println!("speed: medians of {rounds} rounds; ratio = median of the rounds' ratios (same run)");
+    println!(
+        "{:<42} {:>11} {:>9} {:>11} {:>8}  goal",
+        "measure", "tunix-rt/s", "p99 ms", "anchor/s", "ratio"
+    );
+    for r in rows {
+        let ours = median(r.ours.iter().map(|m| m.rate).collect());
+        let anchor = median(r.anchor.iter().map(|m| m.rate).collect());
+        let ratio = median(
+            r.ours
+                .iter()
+                .zip(&r.anchor)
+                .map(|(o, a)| o.rate / a.rate)
+                .collect(),
+        );
+        let p99: Vec<f64> = r.ours.iter().filter_map(|m| m.p99_ms).collect();
+        let p99 = if p99.is_empty() {
+            f64::NAN
+        } else {
+            median(p99)
+        };
+        let (shown, goal, met) = match r.goal {
+            Goal::Ratio(g) => (
+                format!("{:.0}%", ratio * 100.0),
+                format!(">= {:.0}%", g * 100.0),
+                ratio >= g,
+            ),
+            Goal::RatioAndP99(g, ms) => (
+                format!("{:.0}%", ratio * 100.0),
+                format!(">= {:.0}%, p99 <= {ms} ms", g * 100.0),
+                ratio >= g && p99 <= ms,
+            ),
+            Goal::Times(g) => (format!("{ratio:.1}x"), format!(">= {g}x"), ratio >= g),
+            Goal::None => (format!("{:.0}%", ratio * 100.0), "(context)".into(), true),
+        };
+        let verdict = match r.goal {
+            Goal::None => "",
+            _ if met => "  met",
+            _ => "  NOT met",
+        };
+        println!(
+            "{:<42} {:>11.0} {:>9.1} {:>11.0} {:>8}  {goal}{verdict}",
+            r.name, ours, p99, anchor, shown
+        );
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Adds [`SEED_TRACES`] tagged traces (the real dataset, each with `meta.bench = "speed"` and
+/// one of [`TAGS`] tags) and waits until they are listed: they are the newest rows, so the
+/// filtered pages are dense (served by the window statement) whatever the store held before.
+async fn seed(root: &Path, addr: &str, pool: &PgPool) -> anyhow::Result<()> {
+    let marker = ListQuery::parse(Some(FILTERS[0].1)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let seeded = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM trace_list WHERE facets && $1::text[]")
+            .bind(&marker.meta[0].candidates)
+            .fetch_one(pool)
+            .await
+    };
+    let have = seeded().await?;
+    eprintln!("seeding {SEED_TRACES} traces through the API...");
+    let traces = crate::gen::dataset(root);
+    let mut lines = Vec::with_capacity(SEED_TRACES);
+    for i in 0..SEED_TRACES {
+        let mut t = serde_json::to_value(&traces[i % traces.len()])?;
+        let meta = t["meta"]
+            .as_object_mut()
+            .context("dataset traces have meta")?;
+        meta.insert("bench".into(), "speed".into());
+        meta.insert("tags".into(), serde_json::json!([format!("t{}", i % TAGS)]));
+        lines.push(serde_json::to_string(&t)?);
+    }
+    for chunk in lines.chunks(500) {
+        let status = post_ndjson(addr, &chunk.join("\n")).await?;
+        if status != 202 {
+            bail!("seeding: POST /api/traces/batch answered {status}");
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = seeded().await?;
+        if n >= have + SEED_TRACES as i64 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("seeded traces not listed after 60 s ({n} rows); are the writer and projector running?");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn post_ndjson(addr: &str, body: &str) -> anyhow::Result<u16> {
+    let file = std::env::temp_dir().join(format!("tunix-speed-seed-{}.ndjson", std::process::id()));
+    std::fs::write(&file, body)?;
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", "Content-Type: application/x-ndjson", "--data-binary"])
+        .arg(format!("@{}", file.display()))
+        .arg(format!("http://{addr}/api/traces/batch"))
+        .output()
+        .await?;
+    let _ = std::fs::remove_file(&file);
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+async fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
+    let out = Command::new("curl").args(["-sf", url]).output().await?;
+    if !out.status.success() {
+        bail!("GET {url} failed");
+    }
+    Ok(out.stdout)
+}
+
+/// The id of a trace in the original service (the newest of its first page).
+async fn original_id(base: &str) -> anyhow::Result<String> {
+    let body: serde_json::Value =
+        serde_json::from_slice(&fetch(&format!("{base}/api/traces?limit=1")).await?)?;
+    match body["data"][0]["id"].as_str() {
+        Some(id) => Ok(id.to_owned()),
+        None => bail!("the original service holds no trace: POST one first"),
+    }
+}
+
+/// `wrk -t1 -c64 --latency` for `secs` seconds; any non-2xx answer fails the run.
+async fn wrk(url: &str, script: Option<&Path>, secs: u64) -> anyhow::Result<Measure> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", "-c64", "--latency", &format!("-d{secs}s")]);
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+        cmd.current_dir(find_root(&std::env::current_dir()?));
+    }
+    let out = cmd.arg(url).output().await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    if let Some(line) = text
+        .lines()
+        .find(|l| l.contains("Non-2xx or 3xx responses"))
+    {
+        bail!("wrk {url}: {}", line.trim());
+    }
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no rate in wrk's output: {text}"))?;
+    let p99_ms = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .and_then(|v| duration_ms(v.trim()));
+    Ok(Measure { rate, p99_ms })
+}
+
+/// wrk's durations: `812.00us`, `12.34ms`, `1.02s`.
+fn duration_ms(v: &str) -> Option<f64> {
+    let (n, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    n.parse::<f64>().ok().map(|n| n * scale)
+}
+
+/// pgbench with 15 clients on one thread (the API's read connections are fewer; 15 is the
+/// pool's ceiling and what the anchor used) for `secs` seconds; returns transactions/s.
+async fn pgbench(
+    url: &str,
+    script: &Path,
+    mode: &str,
+    vars: &[(String, String)],
+    secs: u64,
+) -> anyhow::Result<Measure> {
+    let mut cmd = Command::new("pgbench");
+    cmd.args([
+        "-n",
+        "-M",
+        mode,
+        "-c",
+        "15",
+        "-j",
+        "1",
+        "-T",
+        &secs.to_string(),
+    ])
+    .arg("-f")
+    .arg(script);
+    for (k, v) in vars {
+        cmd.arg("-D").arg(format!("{k}={v}"));
+    }
+    let out = cmd.arg(url).output().await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "pgbench {}: {}{}",
+            script.display(),
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no tps in pgbench's output: {text}"))?;
+    Ok(Measure::rate(tps))
+}
+
+/// Batches of 100 (the 550 real traces), 16 connections, for `secs`: accepted traces/s.
+async fn batches(root: &Path, addr: &str, secs: u64) -> Measure {
+    let r = load::run(LoadSpec {
+        addr: addr.to_owned(),
+        concurrency: 16,
+        stop: Stop::After(Duration::from_secs(secs)),
+        rate: None,
+        batch: 100,
+        shape: Shape::Dataset,
+        api_key: None,
+        idempotency_keys: false,
+        collect_ids: false,
+        seed: 7,
+        repo_root: root.to_owned(),
+        ack_tx: None,
+    })
+    .await;
+    Measure {
+        rate: r.accepted_per_sec(),
+        p99_ms: Some(r.latency_ms(0.99)),
+    }
+}
+
+/// A pgbench script and the values of its variables.
+struct Script {
+    path: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+/// The pgbench scripts: the primary-key select of the GET's row, the first page, and each
+/// filtered page's statements.
+struct Scripts {
+    pk: PathBuf,
+    vars: Vec<(String, String)>,
+    page: PathBuf,
+    filtered: Vec<Script>,
+}
+
+impl Scripts {
+    async fn write(dir: &Path, pool: &PgPool, http: &str, id: Uuid) -> anyhow::Result<Scripts> {
+        let pk = dir.join("pk.sql");
+        std::fs::write(
+            &pk,
+            "SELECT id, created_at, trace_version, payload FROM traces WHERE id = :id::uuid;\n",
+        )?;
+        let page = dir.join("page.sql");
+        let q = ListQuery::parse(Some("limit=20")).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        std::fs::write(&page, format!("{};\n", q.sql().sql()))?;
+        let mut filtered = Vec::new();
+        for (n, (_, filter)) in FILTERS.iter().enumerate() {
+            let raw = format!("limit=20&{filter}");
+            let q = ListQuery::parse(Some(&raw)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            filtered.push(
+                filtered_script(dir, n, &q, pool, &format!("{http}/api/traces?{raw}")).await?,
+            );
+        }
+        Ok(Scripts {
+            pk,
+            vars: vec![("id".into(), id.to_string())],
+            page,
+            filtered,
+        })
+    }
+}
+
+/// The statement of a selective page whose window holds the page (the dense case the suite's
+/// filters are): the window statement alone, as the API runs it. The values are rebuilt here from the parsed
+/// query in the builder's order, then checked: the window statement run with them must list the
+/// API's page, or the suite stops.
+async fn filtered_script(
+    dir: &Path,
+    n: usize,
+    q: &ListQuery,
+    pool: &PgPool,
+    url: &str,
+) -> anyhow::Result<Script> {
+    let window = q.window_sql(WINDOW_ROWS);
+    let mut window_values = vec![WINDOW_ROWS.to_string()];
+    for m in &q.meta {
+        window_values.push(text_array(&m.candidates));
+    }
+    if let Some((_, terms)) = &q.q {
+        window_values.push(tunix_schemas::search::tsquery_text(terms));
+    }
+    window_values.push((q.limit + 1).to_string());
+    // Check the values: the window statement with them lists the API's page.
+    let mut check = sqlx::query(window.sql());
+    for (i, v) in window_values.iter().enumerate() {
+        check = if i == 0 || i == window_values.len() - 1 {
+            check.bind(v.parse::<i64>()?)
+        } else {
+            check.bind(v.clone())
+        };
+    }
+    let rows = check
+        .fetch_all(pool)
+        .await
+        .context("the window statement")?;
+    let ours: Vec<Uuid> = rows.iter().map(|r| r.get::<Uuid, _>(0)).collect();
+    let page: serde_json::Value = serde_json::from_slice(&fetch(url).await?)?;
+    let api: Vec<Uuid> = page["data"]
+        .as_array()
+        .context("a page")?
+        .iter()
+        .filter_map(|r| r["id"].as_str().and_then(|s| s.parse().ok()))
+        .collect();
+    if ours.len() <= q.limit as usize || ours[..api.len()] != api[..] {
+        bail!("{url}: the anchor's statements do not list the API's page (or the filter is too sparse for the window); not measuring a different query");
+    }
+    let mut vars = Vec::new();
+    let mut text = String::new();
+    let mut sql = window.sql().to_owned();
+    for (i, v) in window_values.iter().enumerate().rev() {
+        let var = format!("w{}", i + 1);
+        sql = sql.replace(&format!("${}", i + 1), &format!(":{var}"));
+        vars.push((var, v.clone()));
+    }
+    text.push_str(&sql);
+    text.push_str(";\n");
+    let path = dir.join(format!("filtered{n}.sql"));
+    std::fs::write(&path, text)?;
+    Ok(Script { path, vars })
+}
+
+/// A Postgres array literal of text values.
+fn text_array(values: &[String]) -> String {
+    let quoted: Vec<String> = values
+        .iter()
+        .map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// The no-op service, killed on drop.
+struct Noop {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Noop {
+    async fn start(root: &Path, get_body: &Path) -> anyhow::Result<Noop> {
+        let bin = root.join("target/release/tunix-noop");
+        if !bin.exists() {
+            bail!(
+                "{} missing: cargo build --release -p tunix-bench",
+                bin.display()
+            );
+        }
+        let addr = "127.0.0.1:18080";
+        let child = Command::new(bin)
+            .args(["--addr", addr, "--get-body"])
+            .arg(get_body)
+            .kill_on_drop(true)
+            .spawn()?;
+        let url = format!("http://{addr}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while fetch(&format!("{url}/api/traces/{}", Uuid::nil()))
+            .await
+            .is_err()
+        {
+            if std::time::Instant::now() > deadline {
+                bail!("tunix-noop did not answer within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Noop { child, url })
+    }
+}
+
+impl Drop for Noop {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The suite's scripts and files, removed when it ends (also on an error).
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create() -> anyhow::Result<WorkDir> {
+        let dir = std::env::temp_dir().join(format!("tunix-speed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(WorkDir(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
