@@ -55,6 +55,7 @@ impl AppState {
             ProducerSettings {
                 timeout: cfg.produce_timeout,
                 linger_ms: cfg.linger_ms,
+                batch_messages: cfg.batch_messages,
                 compression: cfg.compression.clone(),
                 queue_max_messages: cfg.producer_queue_max_messages,
                 framing: cfg.event_encoding,
@@ -65,7 +66,11 @@ impl AppState {
         db.statement_timeout = Some(db::QUERY_TIMEOUT);
         db.interactive = true;
         let pool = db.pool()?;
-        let reads = ReadConnections::new(pool.connect_options(), db.pool_size as usize);
+        let reads = ReadConnections::new(
+            pool.connect_options(),
+            db.pool_size as usize,
+            db.pool_timeout,
+        );
         Ok(Arc::new(AppState {
             reads,
             deleted: deleted::DeletedCheck::new(pool.clone(), db::QUERY_TIMEOUT),

@@ -88,7 +88,7 @@ impl DbSettings {
             options = options.options([("statement_timeout", limit.as_millis().to_string())]);
         }
         if self.interactive {
-            options = options.options([("jit", "off")]);
+            options = options.options([("jit", "off"), ("plan_cache_mode", "auto")]);
         }
         Ok(PgPoolOptions::new()
             .min_connections(0)

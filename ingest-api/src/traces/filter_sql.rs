@@ -1,5 +1,5 @@
-//! The SQL the list filter selects with: the list page (one statement, or the two-phase plan for
-//! selective filters), a dataset's members, and the pages of a bulk delete. One builder, so the
+//! The SQL the list filter selects with: the list page (one statement, or for selective filters a
+//! bounded window first and, only when it is sparse, the rest), a dataset's members, and the pages of a bulk delete. One builder, so the
 //! list, datasets and governance select exactly the same traces for the same filter. This is
 //! SQL built at run time on purpose: the filters vary per request, and the list tables are
 //! versioned (`trace_list_vN`).
@@ -254,7 +254,7 @@ impl ListQuery {
     /// `score.*=missing` has no index to start from (absence cannot be indexed) and walks on
     /// from the boundary in time order.
     ///
-    /// Run with sequential scans, hash and merge joins disabled (see `traces::read::page`): the window
+    /// Run with sequential scans, hash and merge joins disabled (see `traces::read::page_on`): the window
     /// proved the filter sparse, which the planner's estimates need not know.
     pub fn sparse_sql(
         &self,

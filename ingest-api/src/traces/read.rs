@@ -305,6 +305,14 @@ async fn page_on(conn: &mut PgConnection, q: &ListQuery) -> Result<Vec<ListRow>,
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(boundary) = boundary {
+        // The boundary is read after the window, in another snapshot: rows that arrived in
+        // between move it newer, over rows the window already returned. Continue after the
+        // older of the two, so no trace is listed twice (rows between the window's last match
+        // and the boundary did not match in the window's snapshot; reading them again is safe).
+        let after = match rows.last() {
+            Some(last) => boundary.min((last.created_at, last.id)),
+            None => boundary,
+        };
         let take = wanted - rows.len() as i64;
         // The window proved the filter sparse, so the candidates must come from its index,
         // one by one: a sequential scan, or a hash or merge join that reads the whole list, is
@@ -319,7 +327,7 @@ async fn page_on(conn: &mut PgConnection, q: &ListQuery) -> Result<Vec<ListRow>,
         .fetch_one(&mut *tx)
         .await?;
         let more: Vec<ListRow> = q
-            .sparse_sql(boundary, take)
+            .sparse_sql(after, take)
             .build_query_as()
             .persistent(false)
             .fetch_all(&mut *tx)
