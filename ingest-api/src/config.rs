@@ -29,6 +29,9 @@ pub struct IngestConfig {
     pub retry_after_secs: u64,
     /// `KAFKA_LINGER_MS`: producer batching delay.
     pub linger_ms: u64,
+    /// `KAFKA_BATCH_MESSAGES`: a batch of this many events is sent at once, before the linger:
+    /// the linger only holds back requests while fewer are waiting (docs/BENCHMARKS.md, "Speed").
+    pub batch_messages: u32,
     /// `KAFKA_COMPRESSION`: producer compression codec (`none`, `gzip`, `lz4`, `zstd`, `snappy`).
     pub compression: String,
     /// `PRODUCER_QUEUE_MAX_MESSAGES`: events buffered towards the broker before new requests get 503.
@@ -100,6 +103,7 @@ impl IngestConfig {
             produce_timeout: env.millis("PRODUCE_TIMEOUT_MS", 5_000),
             retry_after_secs: env.bounded("RETRY_AFTER_SECONDS", 2, 1, 3600),
             linger_ms: env.bounded("KAFKA_LINGER_MS", 10, 0, 10_000),
+            batch_messages: env.bounded("KAFKA_BATCH_MESSAGES", 64, 1, 1_000_000),
             compression: env.string("KAFKA_COMPRESSION", "none"),
             producer_queue_max_messages: env.bounded(
                 "PRODUCER_QUEUE_MAX_MESSAGES",

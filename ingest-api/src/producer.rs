@@ -83,6 +83,8 @@ pub struct ProducerSettings {
     pub timeout: Duration,
     /// `linger.ms`.
     pub linger_ms: u64,
+    /// `batch.num.messages`: a batch this full goes at once, without waiting for the linger.
+    pub batch_messages: u32,
     /// `compression.type`.
     pub compression: String,
     /// `queue.buffering.max.messages`.
@@ -352,6 +354,7 @@ fn create(
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", s.linger_ms.to_string())
+        .set("batch.num.messages", s.batch_messages.to_string())
         .set("compression.type", &s.compression)
         .set("message.max.bytes", TOPIC_MAX_MESSAGE_BYTES.to_string())
         .set(
@@ -399,6 +402,7 @@ mod tests {
             ProducerSettings {
                 timeout: Duration::from_secs(2),
                 linger_ms,
+                batch_messages: 10_000,
                 compression: "none".into(),
                 queue_max_messages: queue,
                 framing: Framing::Confluent,
@@ -447,6 +451,7 @@ mod tests {
             ProducerSettings {
                 timeout: Duration::from_secs(1),
                 linger_ms: 0,
+                batch_messages: 10_000,
                 compression: "none".into(),
                 queue_max_messages: 10,
                 framing: Framing::Confluent,
