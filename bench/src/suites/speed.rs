@@ -1,8 +1,9 @@
 //! `tunix-bench speed`: every hot request of ingest-api next to what the box and Postgres can do,
 //! as same-run ratios (medians over rounds). Each round measures, back to back:
-//! - the anchors: the no-op HTTP service (`tunix-noop`, same HTTP stack, no work), pgbench with
-//!   the statements ingest-api runs on the same rows (prepared, 15 clients), the raw idempotent
-//!   producer into the same broker and, when `--original-addr` is given, the original service;
+//! - the anchors: the no-op HTTP service (`tunix-noop`, same HTTP stack, no work), pgbench on the
+//!   same rows (15 clients, as the anchor: the primary-key select of the GET's row, and
+//!   for the pages the very statements ingest-api runs), the raw idempotent producer into the
+//!   same broker and, when `--original-addr` is given, the original service;
 //! - tunix-rt: GET by id, the first list page, filtered pages (meta, tag, text), single POSTs
 //!   (full pipeline: writer and projector running) and batches of 100.
 //!
@@ -39,8 +40,7 @@ pub struct SpeedSpec {
     pub rounds: usize,
 }
 
-/// Traces the suite adds (tagged, so the filtered pages have known matches) when the store
-/// holds fewer.
+/// Traces the suite adds at the start (tagged, so the filtered pages have known matches).
 const SEED_TRACES: usize = 5_500;
 /// Tags spread over the seeded traces (each has one: a tag filter matches 1 in TAGS).
 const TAGS: usize = 20;
@@ -129,7 +129,9 @@ pub async fn speed(env: &StackEnv, spec: SpeedSpec) -> anyhow::Result<()> {
     }
     for round in 1..=spec.rounds {
         eprintln!("writes, round {round}/{}...", spec.rounds);
+        settle(&pool).await?;
         let post = wrk(&format!("{http}/api/traces"), Some(&post_lua), secs).await?;
+        settle(&pool).await?;
         let noop_post = wrk(&format!("{}/api/traces", noop.url), Some(&post_lua), secs).await?;
         add(
             "single POST (full pipeline)",
@@ -137,7 +139,8 @@ pub async fn speed(env: &StackEnv, spec: SpeedSpec) -> anyhow::Result<()> {
             noop_post,
             Goal::RatioAndP99(0.3, 20.0),
         );
-        let batch = batches(&root, &spec.addr, secs).await;
+        let batch = batches(&root, &spec.addr, secs).await?;
+        settle(&pool).await?;
         let raw = produce_raw(env, 200_000).await?;
         add(
             "batch of 100 (traces/s) vs raw producer",
@@ -148,6 +151,7 @@ pub async fn speed(env: &StackEnv, spec: SpeedSpec) -> anyhow::Result<()> {
         if let Some(original) = &spec.original_addr {
             let o = format!("http://{original}");
             let oid = original_id(&o).await?;
+            settle(&pool).await?;
             let i = round - 1;
             let o_post = wrk(&format!("{o}/api/traces"), Some(&post_lua), secs).await?;
             add("POST vs the original", post, o_post, Goal::Times(25.0));
@@ -207,7 +211,35 @@ struct Row3 {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Waits until the writer and projector caught up (the list stops growing for a second), so
+/// an anchor measured after a write load does not share the box with their backlog.
+async fn settle(pool: &PgPool) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM trace_list")
+            .fetch_one(pool)
+            .await
+    };
+    let mut last = count().await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = count().await?;
+        if now == last {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the consumers did not catch up within 300 s ({now} rows listed)");
+        }
+        last = now;
+    }
 }
 
 fn print(rows: &[Row3], rounds: usize) {
@@ -357,7 +389,7 @@ async fn wrk(url: &str, script: Option<&Path>, secs: u64) -> anyhow::Result<Meas
     }
     if let Some(line) = text
         .lines()
-        .find(|l| l.contains("Non-2xx or 3xx responses"))
+        .find(|l| l.contains("Non-2xx or 3xx responses") || l.contains("Socket errors"))
     {
         bail!("wrk {url}: {}", line.trim());
     }
@@ -387,8 +419,9 @@ fn duration_ms(v: &str) -> Option<f64> {
     n.parse::<f64>().ok().map(|n| n * scale)
 }
 
-/// pgbench with 15 clients on one thread (the API's read connections are fewer; 15 is the
-/// pool's ceiling and what the anchor used) for `secs` seconds; returns transactions/s.
+/// pgbench with 15 clients on one thread (the anchor; ingest-api reads on fewer,
+/// `DB_POOL_SIZE`) for `secs` seconds, with the read connections' `jit = off`; returns
+/// transactions/s.
 async fn pgbench(
     url: &str,
     script: &Path,
@@ -397,6 +430,7 @@ async fn pgbench(
     secs: u64,
 ) -> anyhow::Result<Measure> {
     let mut cmd = Command::new("pgbench");
+    cmd.env("PGOPTIONS", "-c jit=off");
     cmd.args([
         "-n",
         "-M",
@@ -432,8 +466,9 @@ async fn pgbench(
     Ok(Measure::rate(tps))
 }
 
-/// Batches of 100 (the 550 real traces), 16 connections, for `secs`: accepted traces/s.
-async fn batches(root: &Path, addr: &str, secs: u64) -> Measure {
+/// Batches of 100 (the 550 real traces), 16 connections, for `secs`: accepted traces/s. Any
+/// answer but 202 fails the run.
+async fn batches(root: &Path, addr: &str, secs: u64) -> anyhow::Result<Measure> {
     let r = load::run(LoadSpec {
         addr: addr.to_owned(),
         concurrency: 16,
@@ -449,10 +484,13 @@ async fn batches(root: &Path, addr: &str, secs: u64) -> Measure {
         ack_tx: None,
     })
     .await;
-    Measure {
+    if r.errors() != "none" {
+        bail!("batches of 100: errors {}", r.errors());
+    }
+    Ok(Measure {
         rate: r.accepted_per_sec(),
         p99_ms: Some(r.latency_ms(0.99)),
-    }
+    })
 }
 
 /// A pgbench script and the values of its variables.
@@ -581,7 +619,7 @@ impl Noop {
             );
         }
         let addr = "127.0.0.1:18080";
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .args(["--addr", addr, "--get-body"])
             .arg(get_body)
             .kill_on_drop(true)
@@ -592,6 +630,9 @@ impl Noop {
             .await
             .is_err()
         {
+            if let Some(status) = child.try_wait()? {
+                bail!("tunix-noop exited ({status}); is {addr} in use?");
+            }
             if std::time::Instant::now() > deadline {
                 bail!("tunix-noop did not answer within 10 s");
             }
