@@ -14,19 +14,22 @@
 //!
 //! Run: `target/release/tunix-bench speed` (the stack up, `cargo build --release -p tunix-bench`)
 
-use std::path::{Path, PathBuf};
+mod scripts;
+mod tools;
+
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sqlx::{PgPool, Row};
-use tokio::process::Command;
+use sqlx::PgPool;
 use tunix_ingest_api::traces::filter::ListQuery;
-use tunix_ingest_api::traces::read::WINDOW_ROWS;
 use uuid::Uuid;
 
 use super::{find_root, produce_raw, StackEnv};
 use crate::gen::Shape;
 use crate::load::{self, LoadSpec, Stop};
+use scripts::Scripts;
+use tools::{fetch, pgbench, post_ndjson, which, wrk, Noop, WorkDir};
 
 /// What one run measures.
 pub struct SpeedSpec {
@@ -45,7 +48,7 @@ const SEED_TRACES: usize = 5_500;
 /// Tags spread over the seeded traces (each has one: a tag filter matches 1 in TAGS).
 const TAGS: usize = 20;
 /// The filtered pages: meta (every seeded trace), tag (1 in 20), text (a word of many prompts).
-const FILTERS: [(&str, &str); 3] = [
+pub(super) const FILTERS: [(&str, &str); 3] = [
     ("list, meta filter", "meta.bench=speed"),
     ("list, tag filter", "tag=t3"),
     ("list, text filter (q)", "q=cost"),
@@ -178,7 +181,7 @@ pub async fn speed(env: &StackEnv, spec: SpeedSpec) -> anyhow::Result<()> {
 
 /// One measurement: requests (or traces) per second and the p99 latency when known.
 #[derive(Clone, Copy)]
-struct Measure {
+pub(super) struct Measure {
     rate: f64,
     p99_ms: Option<f64>,
 }
@@ -291,14 +294,6 @@ fn print(rows: &[Row3], rounds: usize) {
     }
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
 /// Adds [`SEED_TRACES`] tagged traces (the real dataset, each with `meta.bench = "speed"` and
 /// one of [`TAGS`] tags) and waits until they are listed: they are the newest rows, so the
 /// filtered pages are dense (served by the window statement) whatever the store held before.
@@ -342,28 +337,6 @@ async fn seed(root: &Path, addr: &str, pool: &PgPool) -> anyhow::Result<()> {
     }
 }
 
-async fn post_ndjson(addr: &str, body: &str) -> anyhow::Result<u16> {
-    let file = std::env::temp_dir().join(format!("tunix-speed-seed-{}.ndjson", std::process::id()));
-    std::fs::write(&file, body)?;
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
-        .args(["-H", "Content-Type: application/x-ndjson", "--data-binary"])
-        .arg(format!("@{}", file.display()))
-        .arg(format!("http://{addr}/api/traces/batch"))
-        .output()
-        .await?;
-    let _ = std::fs::remove_file(&file);
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
-}
-
-async fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
-    let out = Command::new("curl").args(["-sf", url]).output().await?;
-    if !out.status.success() {
-        bail!("GET {url} failed");
-    }
-    Ok(out.stdout)
-}
-
 /// The id of a trace in the original service (the newest of its first page).
 async fn original_id(base: &str) -> anyhow::Result<String> {
     let body: serde_json::Value =
@@ -372,98 +345,6 @@ async fn original_id(base: &str) -> anyhow::Result<String> {
         Some(id) => Ok(id.to_owned()),
         None => bail!("the original service holds no trace: POST one first"),
     }
-}
-
-/// `wrk -t1 -c64 --latency` for `secs` seconds; any non-2xx answer fails the run.
-async fn wrk(url: &str, script: Option<&Path>, secs: u64) -> anyhow::Result<Measure> {
-    let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", "-c64", "--latency", &format!("-d{secs}s")]);
-    if let Some(s) = script {
-        cmd.arg("-s").arg(s);
-        cmd.current_dir(find_root(&std::env::current_dir()?));
-    }
-    let out = cmd.arg(url).output().await?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("wrk {url} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    if let Some(line) = text
-        .lines()
-        .find(|l| l.contains("Non-2xx or 3xx responses") || l.contains("Socket errors"))
-    {
-        bail!("wrk {url}: {}", line.trim());
-    }
-    let rate = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no rate in wrk's output: {text}"))?;
-    let p99_ms = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .and_then(|v| duration_ms(v.trim()));
-    Ok(Measure { rate, p99_ms })
-}
-
-/// wrk's durations: `812.00us`, `12.34ms`, `1.02s`.
-fn duration_ms(v: &str) -> Option<f64> {
-    let (n, scale) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    n.parse::<f64>().ok().map(|n| n * scale)
-}
-
-/// pgbench with 15 clients on one thread (the anchor; ingest-api reads on fewer,
-/// `DB_POOL_SIZE`) for `secs` seconds, with the read connections' `jit = off`; returns
-/// transactions/s.
-async fn pgbench(
-    url: &str,
-    script: &Path,
-    mode: &str,
-    vars: &[(String, String)],
-    secs: u64,
-) -> anyhow::Result<Measure> {
-    let mut cmd = Command::new("pgbench");
-    cmd.env("PGOPTIONS", "-c jit=off");
-    cmd.args([
-        "-n",
-        "-M",
-        mode,
-        "-c",
-        "15",
-        "-j",
-        "1",
-        "-T",
-        &secs.to_string(),
-    ])
-    .arg("-f")
-    .arg(script);
-    for (k, v) in vars {
-        cmd.arg("-D").arg(format!("{k}={v}"));
-    }
-    let out = cmd.arg(url).output().await?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "pgbench {}: {}{}",
-            script.display(),
-            text,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let tps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no tps in pgbench's output: {text}"))?;
-    Ok(Measure::rate(tps))
 }
 
 /// Batches of 100 (the 550 real traces), 16 connections, for `secs`: accepted traces/s. Any
@@ -491,176 +372,4 @@ async fn batches(root: &Path, addr: &str, secs: u64) -> anyhow::Result<Measure> 
         rate: r.accepted_per_sec(),
         p99_ms: Some(r.latency_ms(0.99)),
     })
-}
-
-/// A pgbench script and the values of its variables.
-struct Script {
-    path: PathBuf,
-    vars: Vec<(String, String)>,
-}
-
-/// The pgbench scripts: the primary-key select of the GET's row, the first page, and each
-/// filtered page's statements.
-struct Scripts {
-    pk: PathBuf,
-    vars: Vec<(String, String)>,
-    page: PathBuf,
-    filtered: Vec<Script>,
-}
-
-impl Scripts {
-    async fn write(dir: &Path, pool: &PgPool, http: &str, id: Uuid) -> anyhow::Result<Scripts> {
-        let pk = dir.join("pk.sql");
-        std::fs::write(
-            &pk,
-            "SELECT id, created_at, trace_version, payload FROM traces WHERE id = :id::uuid;\n",
-        )?;
-        let page = dir.join("page.sql");
-        let q = ListQuery::parse(Some("limit=20")).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        std::fs::write(&page, format!("{};\n", q.sql().sql()))?;
-        let mut filtered = Vec::new();
-        for (n, (_, filter)) in FILTERS.iter().enumerate() {
-            let raw = format!("limit=20&{filter}");
-            let q = ListQuery::parse(Some(&raw)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            filtered.push(
-                filtered_script(dir, n, &q, pool, &format!("{http}/api/traces?{raw}")).await?,
-            );
-        }
-        Ok(Scripts {
-            pk,
-            vars: vec![("id".into(), id.to_string())],
-            page,
-            filtered,
-        })
-    }
-}
-
-/// The statement of a selective page whose window holds the page (the dense case the suite's
-/// filters are): the window statement alone, as the API runs it. The values are rebuilt here from the parsed
-/// query in the builder's order, then checked: the window statement run with them must list the
-/// API's page, or the suite stops.
-async fn filtered_script(
-    dir: &Path,
-    n: usize,
-    q: &ListQuery,
-    pool: &PgPool,
-    url: &str,
-) -> anyhow::Result<Script> {
-    let window = q.window_sql(WINDOW_ROWS);
-    let mut window_values = vec![WINDOW_ROWS.to_string()];
-    for m in &q.meta {
-        window_values.push(text_array(&m.candidates));
-    }
-    if let Some((_, terms)) = &q.q {
-        window_values.push(tunix_schemas::search::tsquery_text(terms));
-    }
-    window_values.push((q.limit + 1).to_string());
-    // Check the values: the window statement with them lists the API's page.
-    let mut check = sqlx::query(window.sql());
-    for (i, v) in window_values.iter().enumerate() {
-        check = if i == 0 || i == window_values.len() - 1 {
-            check.bind(v.parse::<i64>()?)
-        } else {
-            check.bind(v.clone())
-        };
-    }
-    let rows = check
-        .fetch_all(pool)
-        .await
-        .context("the window statement")?;
-    let ours: Vec<Uuid> = rows.iter().map(|r| r.get::<Uuid, _>(0)).collect();
-    let page: serde_json::Value = serde_json::from_slice(&fetch(url).await?)?;
-    let api: Vec<Uuid> = page["data"]
-        .as_array()
-        .context("a page")?
-        .iter()
-        .filter_map(|r| r["id"].as_str().and_then(|s| s.parse().ok()))
-        .collect();
-    if ours.len() <= q.limit as usize || ours[..api.len()] != api[..] {
-        bail!("{url}: the anchor's statements do not list the API's page (or the filter is too sparse for the window); not measuring a different query");
-    }
-    let mut vars = Vec::new();
-    let mut text = String::new();
-    let mut sql = window.sql().to_owned();
-    for (i, v) in window_values.iter().enumerate().rev() {
-        let var = format!("w{}", i + 1);
-        sql = sql.replace(&format!("${}", i + 1), &format!(":{var}"));
-        vars.push((var, v.clone()));
-    }
-    text.push_str(&sql);
-    text.push_str(";\n");
-    let path = dir.join(format!("filtered{n}.sql"));
-    std::fs::write(&path, text)?;
-    Ok(Script { path, vars })
-}
-
-/// A Postgres array literal of text values.
-fn text_array(values: &[String]) -> String {
-    let quoted: Vec<String> = values
-        .iter()
-        .map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("{{{}}}", quoted.join(","))
-}
-
-/// The no-op service, killed on drop.
-struct Noop {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl Noop {
-    async fn start(root: &Path, get_body: &Path) -> anyhow::Result<Noop> {
-        let bin = root.join("target/release/tunix-noop");
-        if !bin.exists() {
-            bail!(
-                "{} missing: cargo build --release -p tunix-bench",
-                bin.display()
-            );
-        }
-        let addr = "127.0.0.1:18080";
-        let mut child = Command::new(bin)
-            .args(["--addr", addr, "--get-body"])
-            .arg(get_body)
-            .kill_on_drop(true)
-            .spawn()?;
-        let url = format!("http://{addr}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while fetch(&format!("{url}/api/traces/{}", Uuid::nil()))
-            .await
-            .is_err()
-        {
-            if let Some(status) = child.try_wait()? {
-                bail!("tunix-noop exited ({status}); is {addr} in use?");
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("tunix-noop did not answer within 10 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(Noop { child, url })
-    }
-}
-
-impl Drop for Noop {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// The suite's scripts and files, removed when it ends (also on an error).
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create() -> anyhow::Result<WorkDir> {
-        let dir = std::env::temp_dir().join(format!("tunix-speed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(WorkDir(dir))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
