@@ -19,6 +19,7 @@
 //! | [`datasets`] | `/api/datasets`: creation, exports, Parquet |
 //! | [`governance`] | `DELETE /api/traces/{id}`, `/api/deletions`, `/api/audit`, retention, the erasure runner |
 //! | [`registry`] | `/api/registry` (the built-in Schema Registry) and registration with an external one |
+//! | [`otlp`] | `/v1/traces`: OpenTelemetry (OTLP/HTTP) GenAI spans become traces |
 //! | [`compat`] | the original service's extra routes (baseline score, compare, dataset build and export by key, RediAI health) |
 //! | [`http`] | what every route shares: errors, auth, bodies, CORS, metrics, OpenAPI, health, the UI |
 //! | [`router`], [`server`], [`state`], [`config`], [`producer`] | routes and scopes, serving and shutdown, shared state, configuration, appending events |
@@ -30,6 +31,7 @@ pub mod config;
 pub mod datasets;
 pub mod governance;
 pub mod http;
+pub mod otlp;
 pub mod producer;
 pub mod registry;
 pub mod router;

@@ -6,7 +6,7 @@
 //!
 //! | group | scope | routes |
 //! | --- | --- | --- |
-//! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch`, scores: record, retract, batch, baseline |
+//! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch`, scores: record, retract, batch, baseline, `POST /v1/traces` (OTLP; errors as `google.rpc.Status`) |
 //! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/redi/health`, datasets: list, get, export, the built-in Schema Registry (`GET /api/registry/...`) |
 //! | admin | `admin` | `DELETE /api/traces/{id}`, bulk deletes (`/api/deletions`), `GET /api/audit`, datasets: create, build (original), delete |
 //! | any key | any valid key | `GET /api/health` |
@@ -26,7 +26,7 @@ use crate::governance::{audit, deletions, erase};
 use crate::http::auth::{enforce, ApiKeys, Requirement, Scope};
 use crate::http::{cors, error, health, metrics, openapi, ui};
 use crate::traces::{read, write};
-use crate::{datasets, registry, scores, AppState};
+use crate::{datasets, otlp, registry, scores, AppState};
 
 /// The documented scope of every `/api` route (`None`: any valid key). The README's
 /// authentication table lists the same; tests prove the router enforces exactly this.
@@ -82,6 +82,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
         Some(Scope::Read),
     ),
     ("GET", "/api/health", None),
+    ("POST", "/v1/traces", Some(Scope::Ingest)),
 ];
 
 /// The route layer demanding `scope` (any valid key when `None`).
@@ -101,6 +102,12 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(scores::record_batch))
         .routes(routes!(compat::scores::baseline))
         .route_layer(scoped!(keys, Some(Scope::Ingest)));
+    // OTLP exporters read errors as `google.rpc.Status` in their own encoding, the key check's
+    // included: the conversion wraps the scope check.
+    let otlp = OpenApiRouter::new()
+        .routes(routes!(otlp::export::export))
+        .route_layer(scoped!(keys, Some(Scope::Ingest)))
+        .route_layer(axum::middleware::from_fn(otlp::export::status_bodies));
     let read = OpenApiRouter::new()
         .routes(routes!(read::list))
         .routes(routes!(read::get))
@@ -137,6 +144,7 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(ui::app_css))
         .routes(routes!(ui::example))
         .merge(ingest)
+        .merge(otlp)
         .merge(read)
         .merge(admin)
         .merge(any_key)

@@ -310,8 +310,47 @@ function showTrace(t) {
   meta.innerHTML = '';
   meta.append(t.payload.meta == null ? el('span', { className: 'muted', textContent: 'none' }) : jsonNode(t.payload.meta));
   scoreList(t.scores, t.id);
+  showRun(t);
   $('score-result').textContent = '';
   $('detail-panel').scrollIntoView({ behavior: 'smooth', block: 'start' });
+}
+
+// ---- runs: every inference call of one OTel trace (traces from the OTLP intake) ------------
+const RUN_MAX = 50;
+
+// The trace's siblings (same meta.otel.trace_id) in start-time order, each a link; hidden for
+// traces that did not come from OTLP. The list API has no meta, so each sibling is fetched.
+async function showRun(t) {
+  const section = $('d-run');
+  section.hidden = true;
+  const otel = t.payload.meta && typeof t.payload.meta === 'object' ? t.payload.meta.otel : null;
+  const traceId = otel && typeof otel.trace_id === 'string' ? otel.trace_id : null;
+  if (!traceId) return;
+  const r = await api(`/api/traces?limit=${RUN_MAX}&meta.otel.trace_id=${encodeURIComponent(traceId)}`);
+  if (state.current !== t.id || r.status !== 200) return;
+  const calls = await Promise.all(r.body.data.map((row) => (row.id === t.id
+    ? t : api(`/api/traces/${encodeURIComponent(row.id)}`).then((x) => (x.status === 200 ? x.body : null)))));
+  if (state.current !== t.id) return;
+  const runOf = (c) => (c.payload.meta && c.payload.meta.otel) || {};
+  const sorted = calls.filter(Boolean).sort((a, b) => String(runOf(a).start_time ?? '').localeCompare(String(runOf(b).start_time ?? '')));
+  const ol = $('d-run-list');
+  ol.innerHTML = '';
+  for (const c of sorted) {
+    const o = runOf(c);
+    const model = c.payload.meta.gen_ai?.request?.model ?? '';
+    const when = o.start_time ? new Date(o.start_time).toLocaleTimeString() : '';
+    const ms = typeof o.duration_ms === 'number' ? ` · ${Math.round(o.duration_ms)} ms` : '';
+    const link = el('a', { href: `#/trace/${c.id}`, textContent: `${when} ${o.name ?? c.id}` });
+    link.dataset.id = c.id;
+    const li = el('li', {}, link, el('span', { className: 'muted', textContent: ` ${model}${ms}` }));
+    li.dataset.testid = 'run-call';
+    if (c.id === t.id) { li.className = 'current'; link.setAttribute('aria-current', 'page'); }
+    ol.append(li);
+  }
+  $('d-run-trace').textContent = traceId;
+  $('d-run-all').href = `#/?meta.otel.trace_id=${encodeURIComponent(traceId)}`;
+  $('d-run-note').textContent = r.body.pagination.next_cursor ? `the first ${RUN_MAX} calls; the link lists them all` : '';
+  section.hidden = false;
 }
 
 async function openTrace(id) {

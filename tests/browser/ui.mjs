@@ -1,7 +1,7 @@
 // Drives the tunix-rt web UI in headless Chromium: load the page, load the example, upload it,
 // see it in the list, open it, check the detail view; search, score it, filter by the score,
-// compare it with another trace (every view with its own URL, the back button working); show a
-// validation error, delete it.
+// compare it with another trace (every view with its own URL, the back button working); follow
+// an agent run sent through the OTLP intake; show a validation error, delete it.
 // Usage: node ui.mjs <base-url> <screenshot-dir>
 // Exits non-zero with a message on the first failed expectation.
 import { chromium } from 'playwright-core';
@@ -183,6 +183,59 @@ try {
   expect(lines.length === 1 && lines[0].id === id, `the download holds the trace: ${JSON.stringify(lines)}`);
   expect(lines[0].prompts.startsWith('<start_of_turn>user'), 'in the tunix_sft format');
   await page.screenshot({ path: join(shots, 'ui-datasets.png'), fullPage: true });
+  await page.locator('a.home').click();
+
+  // An agent run through the OTLP intake: three inference calls of one OTel trace, exported in
+  // two batches, newest first. The trace view lists them in start-time order ("same run").
+  const run = await page.evaluate(async () => {
+    const hex = (n) => [...crypto.getRandomValues(new Uint8Array(n))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const traceId = hex(16);
+    const t0 = BigInt(Date.now()) * 1000000n;
+    const span = (n) => ({
+      traceId, spanId: hex(8), name: `chat call-${n}`, kind: 3,
+      startTimeUnixNano: String(t0 + BigInt(n) * 1000000000n), endTimeUnixNano: String(t0 + BigInt(n) * 1000000000n + 500000000n),
+      attributes: [
+        { key: 'gen_ai.operation.name', value: { stringValue: 'chat' } },
+        { key: 'gen_ai.request.model', value: { stringValue: 'ui-model' } },
+        { key: 'gen_ai.input.messages', value: { stringValue: JSON.stringify([{ role: 'user', parts: [{ type: 'text', content: `question ${n}` }] }]) } },
+        { key: 'gen_ai.output.messages', value: { stringValue: JSON.stringify([{ role: 'assistant', parts: [{ type: 'reasoning', content: `thinking ${n}` }, { type: 'text', content: `answer ${n}` }] }]) } },
+      ],
+    });
+    const spans = [0, 1, 2].map(span);
+    for (const batch of [[spans[2], spans[1]], [spans[0]]]) {
+      const r = await fetch('/v1/traces', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: batch }] }] }) });
+      if (r.status !== 200) return { error: `OTLP export answered ${r.status}: ${await r.text()}` };
+    }
+    for (let n = 0; n < 150; n++) {
+      const list = await (await fetch(`/api/traces?meta.otel.trace_id=${traceId}`)).json();
+      if (list.data.length === 3) {
+        const byName = {};
+        for (const row of list.data) {
+          const t = await (await fetch(`/api/traces/${row.id}?wait_ms=10000`)).json();
+          byName[t.payload.meta.otel.name] = row.id;
+        }
+        return { traceId, ids: [0, 1, 2].map((i) => byName[`chat call-${i}`]) };
+      }
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    return { error: 'the three calls were not listed within 30 s' };
+  });
+  expect(!run.error, run.error);
+  await page.goto(`${base}/#/trace/${run.ids[1]}`);
+  await page.getByTestId('detail-id').filter({ hasText: run.ids[1] }).waitFor();
+  await page.getByTestId('detail-run').waitFor({ state: 'visible' });
+  const calls = page.getByTestId('detail-run').locator('[data-testid="run-call"]');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="run-call"]').length === 3);
+  const callTexts = await calls.allTextContents();
+  expect(callTexts.every((c, i) => c.includes(`chat call-${i}`)), `the run's calls in start-time order: ${callTexts}`);
+  expect((await calls.nth(1).getAttribute('class')) === 'current', 'the open call is marked');
+  const runSteps = await page.getByTestId('detail-steps').locator('li').allTextContents();
+  expect(runSteps.length === 1 && runSteps[0].includes('reasoning') && runSteps[0].includes('thinking 1'), `the reasoning part is a step: ${runSteps}`);
+  await page.screenshot({ path: join(shots, 'ui-run.png'), fullPage: true });
+  await calls.nth(0).locator('a').click();
+  await page.getByTestId('detail-id').filter({ hasText: run.ids[0] }).waitFor();
+  expect((await page.getByTestId('detail-answer').textContent()) === 'answer 0', 'the sibling link opens that call');
   await page.locator('a.home').click();
 
   // Validation errors are shown against their field paths.

@@ -158,13 +158,16 @@ pub async fn json_error_bodies(
     let response = next.run(request).await;
     let status = response.status();
     // `application/json`, or a JSON-based type such as the Schema Registry API's
-    // `application/vnd.schemaregistry.v1+json`: its error body is the contract.
+    // `application/vnd.schemaregistry.v1+json`, or OTLP's protobuf `Status`: its error body is
+    // the contract.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim())
-        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+        .is_some_and(|t| {
+            t == "application/json" || t.ends_with("+json") || t == "application/x-protobuf"
+        });
     if !status.is_client_error() || is_json {
         return response;
     }

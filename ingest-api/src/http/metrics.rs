@@ -43,6 +43,10 @@ pub mod names {
     /// Traces past the retention period not yet erased, as of the current sweep's last round.
     pub const RETENTION_BACKLOG: &str = "tunix_ingest_retention_backlog";
 
+    /// OTLP spans received on `POST /v1/traces`, by `outcome`: `stored`, `not_inference`,
+    /// `duplicate` (accepted), `bad_ids`, `no_content`, `invalid`, `too_large`, `deleted` (refused).
+    pub const OTLP_SPANS: &str = "tunix_ingest_otlp_spans_total";
+
     /// Requests the producer sent to the brokers, by `request` (`produce`, `fetch`, `other`),
     /// from librdkafka's statistics.
     pub const BROKER_REQUESTS: &str = "tunix_ingest_broker_requests_total";
@@ -65,6 +69,7 @@ pub mod names {
         RETENTION_SWEEPS,
         RETENTION_BACKLOG,
         BROKER_REQUESTS,
+        OTLP_SPANS,
     ];
 }
 

@@ -7,6 +7,7 @@ mod bodies;
 mod helpers;
 mod ingest;
 mod openapi;
+mod otlp;
 mod reads;
 mod redaction;
 mod schema_registry;

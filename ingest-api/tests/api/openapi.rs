@@ -61,6 +61,7 @@ async fn openapi_lists_every_served_route() {
         ("POST", "/api/traces/batch"),
         ("POST", "/api/traces/{id}/score"),
         ("POST", "/api/traces/{id}/scores"),
+        ("POST", "/v1/traces"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -132,6 +133,9 @@ async fn metrics_are_exported_under_their_documented_names() {
             .status(),
         422
     );
+    // An OTLP export with one span that is not an inference span (counted, not stored).
+    let otlp = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "GET /"}]}]}]});
+    assert_eq!(api.post_json("/v1/traces", &otlp).await.status(), 200);
     let text = api.metrics().await;
     for name in tunix_ingest_api::http::metrics::names::ALL {
         assert!(text.contains(name), "{name} is exported:\n{text}");
