@@ -62,6 +62,11 @@ if [ ! -d "$REPO_ROOT/tests/browser/node_modules/playwright-core" ]; then
   log "installing playwright-core (npm ci in tests/browser)"
   (cd "$REPO_ROOT/tests/browser" && npm ci --no-audit --no-fund >&2)
 fi
+# The OTLP test's Node producer: the OpenTelemetry JS SDK and exporters (lockfile committed).
+if [ ! -d "$REPO_ROOT/tests/otel/node/node_modules/@opentelemetry" ]; then
+  log "installing the OpenTelemetry JS SDK (npm ci in tests/otel/node)"
+  (cd "$REPO_ROOT/tests/otel/node" && npm ci --no-audit --no-fund >&2)
+fi
 
 cleanup() {
   if [ "${KEEP_STACK:-0}" != 1 ]; then

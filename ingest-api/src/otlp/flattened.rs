@@ -1,13 +1,13 @@
 //! Messages spread over indexed attributes, one attribute per field: OpenInference's
 //! `llm.input_messages.N.message.*` / `llm.output_messages.N.message.*` and Traceloop's
 //! (OpenLLMetry's) `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`, rebuilt as chat-shaped
-//! messages and converted to the semconv shape by [`super::messages`].
+//! messages and converted to the semconv shape by [`super::chat_shape`].
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value as Json};
 
-use super::messages::message;
+use super::chat_shape::message;
 use super::proto::AnyValue;
 use super::values::{any_to_json, Attrs};
 

@@ -9,11 +9,13 @@
 //! | [`json`] | OTLP/JSON decoded into them (hex ids, 64-bit integers as strings) |
 //! | [`mapping`] | which spans are inference spans, ids, refusals |
 //! | [`messages`] | where each convention keeps the messages, read into one shape |
+//! | [`chat_shape`] | older chat messages (OpenAI, Anthropic content blocks) converted to semconv parts |
 //! | [`flattened`] | OpenInference's and Traceloop's messages spread over indexed attributes |
 //! | [`render`] | messages rendered as prompt, steps and final answer |
 //! | [`span_meta`] | the trace's `meta` (`gen_ai`, `otel`, `service`, the messages kept whole) |
 //! | [`values`] | attribute lookups and `AnyValue` as JSON |
 
+pub mod chat_shape;
 pub mod export;
 pub mod flattened;
 pub mod json;

@@ -249,7 +249,12 @@ pub fn render(system: &[Json], input: &[Json], output: &[Json]) -> Result<Render
     let mut calls = Vec::new();
     for p in parts(choice) {
         match part_type(p) {
-            "text" => answer.push(text_of(p.get("content"))),
+            "text" => {
+                let text = text_of(p.get("content"));
+                if !text.is_empty() {
+                    answer.push(text);
+                }
+            }
             t => {
                 if t == "tool_call" {
                     calls.push(format!(
@@ -262,7 +267,7 @@ pub fn render(system: &[Json], input: &[Json], output: &[Json]) -> Result<Render
             }
         }
     }
-    let final_answer = if answer.iter().any(|a| !a.is_empty()) {
+    let final_answer = if !answer.is_empty() {
         answer.join("\n")
     } else if !calls.is_empty() {
         calls.join("\n")

@@ -191,7 +191,19 @@ fn gen_ai(attrs: Attrs<'_>, c: &Conversation, convention: Convention) -> GenAi {
         "model",
         attrs.first_str(&["gen_ai.response.model", "llm.model_name"]),
     );
-    put_str(&mut g.response, "id", attrs.str("gen_ai.response.id"));
+    // OpenInference keeps the response id only in the raw response (`output.value`).
+    let raw_id = || {
+        let raw = attrs.str("output.value").filter(|v| v.starts_with('{'))?;
+        let raw: Json = serde_json::from_str(raw).ok()?;
+        raw.get("id").and_then(Json::as_str).map(str::to_owned)
+    };
+    match attrs.str("gen_ai.response.id") {
+        Some(id) => put_str(&mut g.response, "id", Some(id)),
+        None if convention == Convention::OpenInference => {
+            put_str(&mut g.response, "id", raw_id().as_deref())
+        }
+        None => {}
+    }
     let reasons = match attrs.json("gen_ai.response.finish_reasons") {
         Some(Json::Array(r)) => r,
         Some(Json::String(s)) => vec![Json::String(s)],

@@ -229,6 +229,9 @@ async fn captured_exports_become_one_trace_per_inference_span() {
     let m = meta(reasoning);
     assert_eq!(m["gen_ai"]["usage"]["reasoning_tokens"], 12);
     assert_eq!(m["gen_ai"]["request"]["model"], "stub-reasoning");
+    // Its response id and finish reason sit beside the messages (output.value, llm.finish_reason).
+    assert_eq!(m["gen_ai"]["response"]["id"], "chatcmpl-stub-reasoning-9");
+    assert_eq!(m["gen_ai"]["response"]["finish_reasons"], json!(["stop"]));
 
     // Node: the semconv attributes set by hand, a reasoning part and a tool-call turn.
     let (trace, spans) = produced("node.pb");
