@@ -29,9 +29,47 @@ pub const META_MAX_NUMBER_CHARS: usize = 256;
 /// Stop scanning after this many problems: the client has enough to fix, and the answer stays small.
 const MAX_ERRORS: usize = 10;
 
+/// The keys seen in one object: a list while small (most objects have a handful of keys, and
+/// comparing a few strings is cheaper than hashing), a set beyond [`Keys::SMALL`].
+#[derive(Default)]
+enum Keys {
+    #[default]
+    Empty,
+    Small(Vec<String>),
+    Large(HashSet<String>),
+}
+
+impl Keys {
+    const SMALL: usize = 16;
+
+    /// Adds `k`; false when it was already there.
+    fn insert(&mut self, k: &str) -> bool {
+        match self {
+            Keys::Empty => {
+                *self = Keys::Small(vec![k.to_owned()]);
+                true
+            }
+            Keys::Small(list) => {
+                if list.iter().any(|seen| seen == k) {
+                    return false;
+                }
+                if list.len() < Keys::SMALL {
+                    list.push(k.to_owned());
+                } else {
+                    let mut set: HashSet<String> = std::mem::take(list).into_iter().collect();
+                    set.insert(k.to_owned());
+                    *self = Keys::Large(set);
+                }
+                true
+            }
+            Keys::Large(set) => set.insert(k.to_owned()),
+        }
+    }
+}
+
 enum Frame {
     Object {
-        keys: HashSet<String>,
+        keys: Keys,
         /// The key whose value is being read; used for error paths.
         key: Option<String>,
         expect_key: bool,
@@ -77,7 +115,7 @@ pub(crate) fn check_meta(text: &str, base: &Loc, errs: &mut ValidationErrors) {
                 }
                 stack.push(if bytes[pos] == b'{' {
                     Frame::Object {
-                        keys: HashSet::new(),
+                        keys: Keys::default(),
                         key: None,
                         expect_key: true,
                     }
@@ -135,7 +173,7 @@ pub(crate) fn check_meta(text: &str, base: &Loc, errs: &mut ValidationErrors) {
                     }) = stack.last_mut()
                     {
                         *expect_key = false;
-                        duplicate = !keys.insert(k.clone());
+                        duplicate = !keys.insert(&k);
                         *key = Some(k.clone());
                     }
                     if duplicate {
@@ -264,6 +302,11 @@ mod tests {
         // An escaped spelling of the same key is the same key.
         let errs = check(r#"{"k": 1, "\u006b": 2}"#);
         assert_eq!(errs.len(), 1, "{errs:?}");
+        // In a large object (past the small list), early and late keys alike.
+        let keys: Vec<String> = (0..40).map(|i| format!("\"k{i}\": {i}")).collect();
+        assert!(check(&format!("{{{}}}", keys.join(","))).is_empty());
+        let errs = check(&format!("{{{}, \"k3\": 0, \"k39\": 0}}", keys.join(",")));
+        assert_eq!(errs.len(), 2, "{errs:?}");
     }
 
     #[test]

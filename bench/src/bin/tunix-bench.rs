@@ -180,6 +180,32 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// OTLP protobuf batches of 100 spans (`POST /v1/traces`) next to JSON batches of the same
+    /// traces (`POST /api/traces/batch`): CPU per 1,000 traces at a fixed rate, the highest rate
+    /// and the rate into the full pipeline, as same-run ratios.
+    Otlp {
+        /// ingest-api address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Traces per second of the fixed-rate runs.
+        #[arg(long, default_value_t = 1500.0)]
+        rate: f64,
+        /// Seconds per fixed-rate run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Seconds per run as fast as answered.
+        #[arg(long, default_value_t = 15)]
+        max_seconds: u64,
+        /// Connections of the runs as fast as answered.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Rounds, alternating which wire goes first (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Where up.sh keeps the pids.
+        #[arg(long, default_value = ".stack/pids")]
+        pid_dir: PathBuf,
+    },
     /// Time from the POST's answer to visibility in GET by id and in the list view.
     Freshness {
         /// ingest-api address.
@@ -359,6 +385,30 @@ async fn main() -> anyhow::Result<()> {
                     original_addr,
                     seconds,
                     rounds,
+                },
+            )
+            .await?;
+        }
+        Command::Otlp {
+            addr,
+            rate,
+            seconds,
+            max_seconds,
+            connections,
+            rounds,
+            pid_dir,
+        } => {
+            suites::otlp(
+                &env,
+                &root,
+                suites::OtlpSpec {
+                    addr,
+                    rate,
+                    seconds,
+                    max_seconds,
+                    connections,
+                    rounds,
+                    pid_dir,
                 },
             )
             .await?;

@@ -15,10 +15,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::Serialize;
-use serde_json::value::RawValue;
-use tunix_schemas::redact::Redact;
-use tunix_schemas::{ids, ErrorKind, Trace};
+use tunix_schemas::redact::{Redact, TextField};
+use tunix_schemas::{ids, ErrorKind, Step, Trace, TraceParts};
 use uuid::Uuid;
 
 use super::messages;
@@ -142,21 +140,47 @@ pub fn convention(attrs: Attrs<'_>) -> Option<Convention> {
         .map(|_| Convention::Traceloop)
 }
 
-#[derive(Serialize)]
-struct TraceJson<'a> {
-    trace_version: String,
-    prompt: &'a str,
-    final_answer: &'a str,
-    steps: Vec<StepJson<'a>>,
-    meta: &'a RawValue,
-}
-
-#[derive(Serialize)]
-struct StepJson<'a> {
-    i: usize,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    content: &'a str,
+/// The trace's fields, redacted (`redact` sees the same fields as on the JSON API, before
+/// validation), and an upper bound of its size as JSON (escapes aside).
+fn trace_parts(
+    convention: Convention,
+    rendered: render::Rendered,
+    mut meta: String,
+    redact: &mut dyn Redact,
+) -> (TraceParts, usize) {
+    let render::Rendered {
+        mut prompt,
+        steps,
+        mut final_answer,
+        ..
+    } = rendered;
+    redact.redact(TextField::Prompt, &mut prompt);
+    redact.redact(TextField::FinalAnswer, &mut final_answer);
+    if redact.wants(TextField::Meta) {
+        redact.redact(TextField::Meta, &mut meta);
+    }
+    let mut size = 96 + prompt.len() + final_answer.len() + meta.len();
+    let steps: Vec<Step> = steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, mut content))| {
+            redact.redact(TextField::Steps, &mut content);
+            size += 40 + kind.len() + content.len();
+            Step {
+                i: i as i64,
+                kind,
+                content,
+            }
+        })
+        .collect();
+    let parts = TraceParts {
+        trace_version: format!("otlp:{}", convention_name(convention)),
+        prompt,
+        final_answer,
+        steps,
+        meta: Some(meta),
+    };
+    (parts, size)
 }
 
 /// Maps every span of `request`. `redact` runs on each trace's text as on the JSON API's.
@@ -241,31 +265,13 @@ fn map_span(
         &conversation,
         rendered.has_reasoning,
     );
-    let meta = match RawValue::from_string(meta) {
-        Ok(m) => m,
-        Err(e) => return out.refuse(Outcome::Invalid, span, format!("meta: {e}")),
-    };
-    let body = TraceJson {
-        trace_version: format!("otlp:{}", convention_name(convention)),
-        prompt: &rendered.prompt,
-        final_answer: &rendered.final_answer,
-        steps: rendered
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, (kind, content))| StepJson { i, kind, content })
-            .collect(),
-        meta: &meta,
-    };
-    let bytes = serde_json::to_vec(&body).expect("a trace serializes");
-    if bytes.len() > trace_max_bytes {
-        let why = format!(
-            "its trace is {} bytes, over TRACE_MAX_BYTES ({trace_max_bytes})",
-            bytes.len()
-        );
+    let (parts, size) = trace_parts(convention, rendered, meta, redact);
+    if size > trace_max_bytes {
+        let why =
+            format!("its trace is about {size} bytes, over TRACE_MAX_BYTES ({trace_max_bytes})");
         return out.refuse(Outcome::TooLarge, span, why);
     }
-    match Trace::parse_json_redacted(&bytes, redact) {
+    match Trace::from_parts(parts) {
         Ok(trace) => {
             out.count_one(Outcome::Stored);
             out.traces.push(SpanTrace { id, key, trace });

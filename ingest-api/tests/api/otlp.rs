@@ -475,3 +475,36 @@ async fn keys_and_broker_outages_answer_as_otlp_exporters_expect() {
         "every acknowledged export is the one span's trace, under its one id"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redaction_rules_apply_to_otlp_traces_including_the_kept_messages() {
+    let api = TestApi::start_with(|cfg| {
+        cfg.redaction = Some(std::sync::Arc::new(
+            tunix_schemas::redact::RedactionRules::builtin(),
+        ))
+    })
+    .await;
+    let input =
+        json!([{"role": "user", "parts": [{"type": "text", "content": "mail ada@example.com"}]}])
+            .to_string();
+    let body = request(vec![chat_span(6, 6, &input, ANSWER)]);
+    assert_eq!(partial(send(&api, PROTOBUF, false, body).await).await.0, 0);
+    let events = api.events(1);
+    let s = submitted(&events, otlp_id(&"06".repeat(16), &"06".repeat(8)));
+    assert!(
+        !s.trace.prompt().contains("ada@example.com"),
+        "{}",
+        s.trace.prompt()
+    );
+    assert!(
+        s.trace.prompt().contains("[REDACTED:"),
+        "{}",
+        s.trace.prompt()
+    );
+    let meta = s.trace.meta().unwrap().as_str();
+    assert!(
+        !meta.contains("ada@example.com") && meta.contains("[REDACTED:"),
+        "{meta}"
+    );
+    api.stop().await;
+}
