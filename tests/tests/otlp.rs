@@ -475,6 +475,11 @@ async fn a_dataset_of_otlp_traces_exports_the_reasoning_to_tunix_sft() {
     export(&stack, "application/json", testdata("node.json")).await;
     let by_trace = format!("meta.otel.trace_id={}", p.trace_id);
     let ids = listed(&stack, &by_trace, 2).await;
+    // Membership comes from the list view (projector), the exported payloads from `traces`
+    // (writer): both must have the traces before the export can hold them.
+    for id in &ids {
+        read(&stack, id).await;
+    }
     let definition = json!({"name": "otlp", "version": "1",
         "filter": {"meta.otel.trace_id": p.trace_id}, "selection": "latest"});
     let (status, ds) = api(&stack).post("/api/datasets", &definition).await;

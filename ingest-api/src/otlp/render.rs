@@ -99,40 +99,50 @@ fn tool_result_json(p: &Json) -> String {
         .to_string()
 }
 
-/// A non-text part as one step `(type, content)`.
-fn step_of(p: &Json) -> (String, String) {
-    match part_type(p) {
+/// A part as one step `(type, content)`; `None` for a part with nothing in it (an empty text, a
+/// reasoning part with neither text nor opaque content), which a step could not hold.
+fn step_of(p: &Json) -> Option<(String, String)> {
+    let opaque = |n: usize| {
+        format!("(opaque reasoning: {n} characters of encrypted or signed content, kept in meta.otel.messages)")
+    };
+    Some(match part_type(p) {
         "reasoning" | "thinking" => {
             let text = reasoning_text(p);
-            if text.is_empty() {
-                let n = opaque_chars(p);
-                (
-                    "reasoning.redacted".into(),
-                    format!("(opaque reasoning: {n} characters of encrypted or signed content, kept in meta.otel.messages)"),
-                )
-            } else {
-                ("reasoning".into(), text)
+            match (text.is_empty(), opaque_chars(p)) {
+                (false, _) => ("reasoning".into(), text),
+                (true, 0) => return None,
+                (true, n) => ("reasoning.redacted".into(), opaque(n)),
             }
         }
-        "redacted_thinking" | "redacted_reasoning" | "encrypted_reasoning" => (
-            "reasoning.redacted".into(),
-            format!(
-                "(opaque reasoning: {} characters of encrypted or signed content, kept in meta.otel.messages)",
-                opaque_chars(p)
-            ),
-        ),
+        "redacted_thinking" | "redacted_reasoning" | "encrypted_reasoning" => {
+            ("reasoning.redacted".into(), opaque(opaque_chars(p)))
+        }
         "tool_call" | "server_tool_call" => ("tool_call".into(), tool_call_json(p)),
         "tool_call_response" | "server_tool_call_response" => {
             ("tool_result".into(), tool_result_json(p))
         }
-        "text" => ("assistant".into(), text_of(p.get("content"))),
+        "text" => {
+            let text = text_of(p.get("content"));
+            if text.is_empty() {
+                return None;
+            }
+            ("assistant".into(), text)
+        }
         other => {
-            let kind: String = other.chars().take(64).collect();
-            let kind = if kind.is_empty() { "part".to_owned() } else { kind };
+            // Room for a `:continued` suffix within a step type's 64 characters.
+            let kind: String = other.chars().take(MAX_PART_TYPE_CHARS).collect();
+            let kind = if kind.is_empty() {
+                "part".to_owned()
+            } else {
+                kind
+            };
             (kind, media_summary(p))
         }
-    }
+    })
 }
+
+/// Longest part type kept as a step type: 64 minus `:continued`.
+const MAX_PART_TYPE_CHARS: usize = 54;
 
 /// A media or unknown part in brackets: its MIME type or modality, and where it is.
 fn media_summary(p: &Json) -> String {
@@ -231,7 +241,9 @@ pub fn render(system: &[Json], input: &[Json], output: &[Json]) -> Result<Render
     let mut steps = Vec::new();
     let mut has_reasoning = false;
     let mut add = |steps: &mut Vec<(String, String)>, p: &Json| {
-        let (kind, content) = step_of(p);
+        let Some((kind, content)) = step_of(p) else {
+            return;
+        };
         has_reasoning |= kind.starts_with("reasoning");
         push_split(steps, kind, content);
     };
@@ -385,6 +397,21 @@ mod tests {
         let joined: String = r.steps[..3].iter().map(|s| s.1.as_str()).collect();
         assert_eq!(joined, long);
         assert!(r.steps[3].1.contains("4 characters"));
+
+        // Empty parts (an assistant turn's "" beside its tool calls) make no step.
+        let r = render(
+            &[],
+            &[
+                msg("user", json!([{"type":"text","content":"q"}])),
+                msg("assistant", json!([{"type":"text","content":""},{"type":"tool_call","id":"c","name":"f","arguments":{}}])),
+                msg("tool", json!([{"type":"tool_call_response","id":"c","response":"r"}])),
+            ],
+            &[msg("assistant", json!([{"type":"reasoning","content":""},{"type":"text","content":""},{"type":"text","content":"a"}]))],
+        )
+        .unwrap();
+        let kinds: Vec<&str> = r.steps.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(kinds, ["tool_call", "tool_result"]);
+        assert_eq!(r.final_answer, "a");
 
         let plain = render(
             &[],
