@@ -16,7 +16,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prost::Message as _;
 use serde_json::json;
-use tunix_schemas::redact::NoRedaction;
 use tunix_schemas::{TraceEvent, TraceSubmitted};
 
 use super::mapping::{self, Mapped, Outcome};
@@ -27,6 +26,7 @@ use crate::http::body::{media_type, read_body};
 use crate::http::common::{now, produce_error};
 use crate::http::error::ApiError;
 use crate::http::metrics::names;
+use crate::traces::write::{record_redactions, with_redaction};
 use crate::AppState;
 
 /// How many refusal reasons the answer's message quotes (the count is always complete).
@@ -103,18 +103,9 @@ pub async fn export(
             Wire::Json => super::json::decode(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("undecodable OTLP/JSON: {e}")))?,
         };
-        Ok(match rules.as_deref() {
-            None => (
-                mapping::map_request(&request, &mut NoRedaction, trace_max),
-                None,
-            ),
-            Some(rules) => {
-                let mut session = rules.session();
-                let mapped = mapping::map_request(&request, &mut session, trace_max);
-                let counts = session.counts().map(|(n, c)| (n.to_owned(), c)).collect();
-                (mapped, Some(counts))
-            }
-        })
+        Ok(with_redaction(rules.as_deref(), |r| {
+            mapping::map_request(&request, r, trace_max)
+        }))
     };
     let (mut mapped, redactions) = if small {
         work()?
@@ -145,9 +136,7 @@ pub async fn export(
             .await
             .map_err(|e| produce_error(&state, e))?;
         state.metrics.accepted.increment(stored);
-        if let Some(counts) = &redactions {
-            crate::http::metrics::count_redactions(counts.iter().map(|(k, v)| (k.as_str(), *v)));
-        }
+        record_redactions(&redactions);
     }
     for (outcome, n) in &mapped.outcomes {
         metrics::counter!(names::OTLP_SPANS, "outcome" => outcome.label()).increment(*n);

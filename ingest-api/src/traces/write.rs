@@ -60,8 +60,8 @@ pub struct BatchAccepted {
 }
 
 /// Parses a body with the configured redaction rules (if any); returns what parsing returned and
-/// the replacements per rule.
-fn with_redaction<T>(
+/// the replacements per rule. The OTLP intake maps its spans through it too.
+pub(crate) fn with_redaction<T>(
     rules: Option<&RedactionRules>,
     parse: impl FnOnce(&mut dyn Redact) -> T,
 ) -> (T, Option<BTreeMap<String, u64>>) {
@@ -77,7 +77,7 @@ fn with_redaction<T>(
 }
 
 /// Counts accepted replacements in the metrics.
-fn record_redactions(counts: &Option<BTreeMap<String, u64>>) {
+pub(crate) fn record_redactions(counts: &Option<BTreeMap<String, u64>>) {
     if let Some(counts) = counts {
         crate::http::metrics::count_redactions(counts.iter().map(|(k, v)| (k.as_str(), *v)));
     }
