@@ -214,6 +214,29 @@ pub(crate) fn check_meta(text: &str, base: &Loc, errs: &mut ValidationErrors) {
     }
 }
 
+/// Whether `text`, JSON written by serde_json, nests objects and arrays deeper than
+/// [`META_MAX_DEPTH`] (the object itself is level 1). One pass over the bytes, strings skipped.
+pub(crate) fn nested_too_deep(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = string_end(bytes, i) - 1,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > META_MAX_DEPTH {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Index one past the closing quote of the string starting at `start` (which is a `"`).
 fn string_end(bytes: &[u8], start: usize) -> usize {
     let mut i = start + 1;
@@ -284,6 +307,34 @@ mod tests {
         let errs = check(&too_deep);
         assert_eq!(errs.len(), 1);
         assert!(errs[0].1.contains("nested more than 64"), "{errs:?}");
+    }
+
+    #[test]
+    fn the_depth_scan_skips_strings_and_agrees_with_the_full_check() {
+        let nested = |levels: usize, inner: &str| {
+            format!(
+                "{}{inner}{}",
+                "{\"a\":".repeat(levels - 1),
+                "}".repeat(levels - 1)
+            )
+        };
+        // Brackets and escaped quotes inside strings are text, not structure.
+        let tricky = r#""[[[{{\"]]\\""#;
+        for levels in [1, 2, 63, 64, 65, 200] {
+            for inner in ["{}", &format!("{{\"s\":{tricky}}}")] {
+                let text = nested(levels, inner);
+                assert_eq!(
+                    nested_too_deep(&text),
+                    !check(&text).is_empty(),
+                    "{levels} levels, {inner}"
+                );
+            }
+        }
+        assert!(!nested_too_deep(&format!(
+            r#"{{"s":"{}"}}"#,
+            "[".repeat(500)
+        )));
+        assert!(nested_too_deep(&format!("[{}", "[".repeat(64))));
     }
 
     #[test]

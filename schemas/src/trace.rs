@@ -57,6 +57,36 @@ impl Meta {
     pub fn as_str(&self) -> &str {
         self.0.get()
     }
+
+    /// `meta` serialized from `doc`, an object built in memory from structs and `serde_json`
+    /// values (what a mapping from another wire format builds), without scanning the text for
+    /// the rules that serialization keeps by construction: a struct or a map cannot hold a key
+    /// twice, serde_json writes finite numbers in their shortest form (and non-finite ones as
+    /// `null`), and Rust strings are Unicode. So only the nesting depth is checked, by a scan
+    /// that skips strings; when it is exceeded, the full check reports where. `doc` must
+    /// serialize as an object and must not write a key twice (derived `Serialize`, `Map`,
+    /// `BTreeMap` and `HashMap` never do); debug builds check the whole text as well.
+    pub fn serialized<T: Serialize + ?Sized>(doc: &T) -> Result<Meta, ValidationErrors> {
+        let raw = serde_json::value::to_raw_value(doc).expect("a meta document serializes");
+        let loc = Loc::body().child("meta");
+        let mut errs = ValidationErrors::default();
+        if first_byte(&raw) != b'{' || crate::meta::nested_too_deep(raw.get()) {
+            meta_is_kept(&raw, &loc, &mut errs);
+            if errs.is_empty() {
+                errs.push(
+                    loc,
+                    ErrorKind::DictType,
+                    "Input should be a valid dictionary",
+                );
+            }
+            return Err(errs);
+        }
+        if cfg!(debug_assertions) {
+            check_meta(raw.get(), &loc, &mut errs);
+            assert!(errs.is_empty(), "a serialized meta broke a rule: {errs:?}");
+        }
+        Ok(Meta(raw))
+    }
 }
 
 impl PartialEq for Meta {
@@ -198,7 +228,40 @@ impl Trace {
     }
 
     /// Validates already-typed fields (from a decoded event) with the same rules as the API.
-    pub fn from_parts(parts: TraceParts) -> Result<Trace, ValidationErrors> {
+    pub fn from_parts(mut parts: TraceParts) -> Result<Trace, ValidationErrors> {
+        let loc = Loc::body();
+        let mut errs = ValidationErrors::default();
+        let meta = match parts.meta.take() {
+            None => None,
+            Some(text) => match RawValue::from_string(text) {
+                Ok(raw) => meta_is_kept(&raw, &loc.child("meta"), &mut errs).then_some(Meta(raw)),
+                Err(e) => {
+                    errs.push(
+                        loc.child("meta"),
+                        ErrorKind::JsonInvalid,
+                        format!("JSON decode error: {e}"),
+                    );
+                    None
+                }
+            },
+        };
+        Trace::checked(parts, meta, errs)
+    }
+
+    /// Like [`Trace::from_parts`], with `meta` already checked ([`Meta::serialized`]);
+    /// `parts.meta` must be `None`.
+    pub fn from_parts_with_meta(parts: TraceParts, meta: Meta) -> Result<Trace, ValidationErrors> {
+        debug_assert!(parts.meta.is_none(), "meta is given once");
+        Trace::checked(parts, Some(meta), ValidationErrors::default())
+    }
+
+    /// Checks every field but `meta`, which the caller checked: its errors, `meta_errs`, come
+    /// last, in the order of the fields.
+    fn checked(
+        parts: TraceParts,
+        meta: Option<Meta>,
+        meta_errs: ValidationErrors,
+    ) -> Result<Trace, ValidationErrors> {
         let loc = Loc::body();
         let mut errs = ValidationErrors::default();
         check_str(
@@ -239,20 +302,7 @@ impl Trace {
             }
             check_unique_indices(parts.steps.iter().map(|s| Some(s.i)), &steps_loc, &mut errs);
         }
-        let meta = match parts.meta {
-            None => None,
-            Some(text) => match RawValue::from_string(text) {
-                Ok(raw) => meta_field(Some(&raw), &loc, &mut errs),
-                Err(e) => {
-                    errs.push(
-                        loc.child("meta"),
-                        ErrorKind::JsonInvalid,
-                        format!("JSON decode error: {e}"),
-                    );
-                    None
-                }
-            },
-        };
+        errs.0.extend(meta_errs.0);
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -606,24 +656,26 @@ fn check_unique_indices(
 
 fn meta_field(raw: Option<&RawValue>, parent: &Loc, errs: &mut ValidationErrors) -> Option<Meta> {
     let raw = raw?;
-    let loc = parent.child("meta");
+    meta_is_kept(raw, &parent.child("meta"), errs).then(|| Meta(raw.to_owned()))
+}
+
+/// Whether a present `meta` is kept: `null` is no meta; an object is kept when it keeps the
+/// rules of [`crate::meta`]; anything else is an error.
+fn meta_is_kept(raw: &RawValue, loc: &Loc, errs: &mut ValidationErrors) -> bool {
     match first_byte(raw) {
-        b'n' => None,
+        b'n' => false,
         b'{' => {
             let before = errs.0.len();
-            check_meta(raw.get(), &loc, errs);
-            if errs.0.len() != before {
-                return None;
-            }
-            RawValue::from_string(raw.get().to_owned()).ok().map(Meta)
+            check_meta(raw.get(), loc, errs);
+            errs.0.len() == before
         }
         _ => {
             errs.push(
-                loc,
+                loc.clone(),
                 ErrorKind::DictType,
                 "Input should be a valid dictionary",
             );
-            None
+            false
         }
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use tunix_schemas::redact::{Redact, TextField};
-use tunix_schemas::{ids, ErrorKind, Step, Trace, TraceParts};
+use tunix_schemas::{ids, ErrorKind, Meta, Step, Trace, TraceParts, ValidationErrors};
 use uuid::Uuid;
 
 use super::messages;
@@ -140,12 +140,11 @@ pub fn convention(attrs: Attrs<'_>) -> Option<Convention> {
         .map(|_| Convention::Traceloop)
 }
 
-/// The trace's fields, redacted (`redact` sees the same fields as on the JSON API, before
-/// validation), and an upper bound of its size as JSON (escapes aside).
+/// The trace's fields but `meta`, redacted (`redact` sees the same fields as on the JSON API,
+/// before validation), and an upper bound of their size as JSON (escapes aside).
 fn trace_parts(
     convention: Convention,
     rendered: render::Rendered,
-    mut meta: String,
     redact: &mut dyn Redact,
 ) -> (TraceParts, usize) {
     let render::Rendered {
@@ -156,10 +155,7 @@ fn trace_parts(
     } = rendered;
     redact.redact(TextField::Prompt, &mut prompt);
     redact.redact(TextField::FinalAnswer, &mut final_answer);
-    if redact.wants(TextField::Meta) {
-        redact.redact(TextField::Meta, &mut meta);
-    }
-    let mut size = 96 + prompt.len() + final_answer.len() + meta.len();
+    let mut size = 96 + prompt.len() + final_answer.len();
     let steps: Vec<Step> = steps
         .into_iter()
         .enumerate()
@@ -178,9 +174,25 @@ fn trace_parts(
         prompt,
         final_answer,
         steps,
-        meta: Some(meta),
+        meta: None,
     };
     (parts, size)
+}
+
+/// The validated trace. `meta` is serialized and checked in one go ([`Meta::serialized`]), or,
+/// when redaction rules apply to `meta`, serialized, redacted and checked as text.
+fn validated(
+    mut parts: TraceParts,
+    meta: &span_meta::Document<'_>,
+    redact: &mut dyn Redact,
+) -> Result<Trace, ValidationErrors> {
+    if redact.wants(TextField::Meta) {
+        let mut text = serde_json::to_string(meta).expect("meta serializes");
+        redact.redact(TextField::Meta, &mut text);
+        parts.meta = Some(text);
+        return Trace::from_parts(parts);
+    }
+    Trace::from_parts_with_meta(parts, Meta::serialized(meta)?)
 }
 
 /// Maps every span of `request`. `redact` runs on each trace's text as on the JSON API's.
@@ -265,40 +277,48 @@ fn map_span(
         &conversation,
         rendered.has_reasoning,
     );
-    let (parts, size) = trace_parts(convention, rendered, meta, redact);
-    if size > trace_max_bytes {
-        let why =
-            format!("its trace is about {size} bytes, over TRACE_MAX_BYTES ({trace_max_bytes})");
+    let (parts, size) = trace_parts(convention, rendered, redact);
+    let too_large = |size: usize| {
+        (size > trace_max_bytes).then(|| {
+            format!("its trace is about {size} bytes, over TRACE_MAX_BYTES ({trace_max_bytes})")
+        })
+    };
+    if let Some(why) = too_large(size) {
         return out.refuse(Outcome::TooLarge, span, why);
     }
-    match Trace::from_parts(parts) {
-        Ok(trace) => {
-            out.count_one(Outcome::Stored);
-            out.traces.push(SpanTrace { id, key, trace });
-        }
-        Err(errs) => {
-            let too_long = errs
-                .errors()
-                .iter()
-                .any(|e| matches!(e.kind, ErrorKind::StringTooLong | ErrorKind::TooLong));
-            let why: Vec<String> = errs
-                .errors()
-                .iter()
-                .take(3)
-                .map(|e| format!("{}: {}", e.loc, e.msg))
-                .collect();
-            let outcome = if too_long {
-                Outcome::TooLarge
-            } else {
-                Outcome::Invalid
-            };
-            out.refuse(
-                outcome,
-                span,
-                format!("its trace breaks the trace rules: {}", why.join("; ")),
-            );
-        }
+    let trace = match validated(parts, &meta, redact) {
+        Ok(trace) => trace,
+        Err(errs) => return refuse_invalid(out, span, &errs),
+    };
+    if let Some(why) = too_large(size + trace.meta().map_or(0, |m| m.as_str().len())) {
+        return out.refuse(Outcome::TooLarge, span, why);
     }
+    out.count_one(Outcome::Stored);
+    out.traces.push(SpanTrace { id, key, trace });
+}
+
+/// A trace that breaks the trace rules: too large when a text or a list is too long.
+fn refuse_invalid(out: &mut Mapped, span: &Span, errs: &ValidationErrors) {
+    let too_long = errs
+        .errors()
+        .iter()
+        .any(|e| matches!(e.kind, ErrorKind::StringTooLong | ErrorKind::TooLong));
+    let why: Vec<String> = errs
+        .errors()
+        .iter()
+        .take(3)
+        .map(|e| format!("{}: {}", e.loc, e.msg))
+        .collect();
+    let outcome = if too_long {
+        Outcome::TooLarge
+    } else {
+        Outcome::Invalid
+    };
+    out.refuse(
+        outcome,
+        span,
+        format!("its trace breaks the trace rules: {}", why.join("; ")),
+    );
 }
 
 fn convention_name(c: Convention) -> &'static str {

@@ -41,8 +41,10 @@ pub enum Convention {
     Traceloop,
 }
 
+/// The `meta` of a trace made from a span, serialized by [`tunix_schemas::Meta::serialized`]:
+/// structs and `serde_json` values only, so no key is ever written twice.
 #[derive(Serialize)]
-struct Meta<'a> {
+pub struct Document<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<Json>,
     gen_ai: GenAi,
@@ -286,14 +288,14 @@ fn gen_ai(attrs: Attrs<'_>, c: &Conversation, convention: Convention) -> GenAi {
     g
 }
 
-/// The meta JSON text of a trace made from `span`.
-pub fn build(
-    span: &Span,
-    origin: &Origin<'_>,
+/// The `meta` of a trace made from `span`.
+pub fn build<'a>(
+    span: &'a Span,
+    origin: &Origin<'a>,
     convention: Convention,
-    c: &Conversation,
+    c: &'a Conversation,
     has_reasoning: bool,
-) -> String {
+) -> Document<'a> {
     let attrs = Attrs(&span.attributes);
     let status = span.status.as_ref();
     let mut status_map = Map::new();
@@ -312,7 +314,7 @@ pub fn build(
     let duration_ms = (span.end_time_unix_nano >= span.start_time_unix_nano
         && span.start_time_unix_nano > 0)
         .then(|| (span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6);
-    let meta = Meta {
+    Document {
         tags: match attrs.json("tag.tags") {
             Some(t @ Json::Array(_)) => Some(t),
             _ => None,
@@ -341,6 +343,5 @@ pub fn build(
                 output: &c.output,
             },
         },
-    };
-    serde_json::to_string(&meta).expect("meta serializes")
+    }
 }

@@ -5,7 +5,7 @@
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use tunix_schemas::{
-    current_schema, EventKind, Step, Trace, TraceEvent, TraceParts, TraceSubmitted,
+    current_schema, EventKind, Meta, Step, Trace, TraceEvent, TraceParts, TraceSubmitted,
     SINGLE_OBJECT_MAGIC,
 };
 use uuid::Uuid;
@@ -68,6 +68,32 @@ fn edge_number_meta() -> impl Strategy<Value = String> {
     .prop_map(|numbers| format!(r#"{{"n":[{}]}}"#, numbers.join(",")))
 }
 
+/// Any JSON value: strings of any character, numbers of every kind, objects and arrays nested up
+/// to 80 levels (past the 64 allowed).
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        text(20).prop_map(Value::from),
+    ];
+    leaf.prop_recursive(80, 400, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(text(8), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A chain of `levels` objects around `value`.
+fn nested(levels: usize, value: serde_json::Value) -> serde_json::Value {
+    (0..levels).fold(value, |v, _| serde_json::json!({ "a": v }))
+}
+
 fn trace_strategy() -> impl Strategy<Value = Trace> {
     (
         text(64),
@@ -101,6 +127,28 @@ fn trace_strategy() -> impl Strategy<Value = Trace> {
 }
 
 proptest! {
+    #[test]
+    fn serialized_meta_agrees_with_the_check_of_its_text(value in json_value(), levels in 0usize..70) {
+        let doc = nested(levels, serde_json::json!({ "v": value }));
+        let text = serde_json::to_string(&doc).unwrap();
+        let parts = |meta| TraceParts {
+            trace_version: "1".into(),
+            prompt: "p".into(),
+            final_answer: "a".into(),
+            steps: vec![Step { i: 0, kind: "t".into(), content: "c".into() }],
+            meta,
+        };
+        let checked = Trace::from_parts(parts(Some(text.clone())));
+        match Meta::serialized(&doc) {
+            Ok(meta) => {
+                prop_assert_eq!(meta.as_str(), text.as_str());
+                let trace = Trace::from_parts_with_meta(parts(None), meta).unwrap();
+                prop_assert_eq!(Ok(trace), checked);
+            }
+            Err(errs) => prop_assert_eq!(Some(errs), checked.err()),
+        }
+    }
+
     #[test]
     fn json_validation_never_panics_on_arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = Trace::parse_json(&body);
