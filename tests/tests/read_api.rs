@@ -203,6 +203,71 @@ async fn cursor_walk_sees_every_id_once_in_order_while_inserts_continue() {
     }
 }
 
+/// List rows carry `tags` and `model` from `meta`, on every paging path (the newest page, a
+/// filtered one, a cursor page).
+#[tokio::test(flavor = "multi_thread")]
+async fn list_rows_carry_tags_and_model_from_meta() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let base = dataset()[0].clone();
+    let long = "x".repeat(300);
+    let cases = [
+        // (meta, expected tags, expected model)
+        (
+            json!({"tags": ["math", 7, long, "nul\u{0}inside", "β"], "model": "plain"}),
+            json!(["math", "nul\u{0}inside", "β"]),
+            json!("plain"),
+        ),
+        (
+            json!({"model": "plain", "gen_ai": {"response": {"model": "resp"}, "request": {"model": "req"}}}),
+            json!([]),
+            json!("req"),
+        ),
+        (
+            json!({"model": "plain", "gen_ai": {"response": {"model": "resp"}}}),
+            json!([]),
+            json!("resp"),
+        ),
+        (
+            json!({"model": 3, "tags": "solo"}),
+            json!(["solo"]),
+            Value::Null,
+        ),
+        (Value::Null, json!([]), Value::Null),
+    ];
+    let mut expected = Vec::new();
+    for (meta, tags, model) in &cases {
+        let mut body = base.clone();
+        body["meta"] = meta.clone();
+        body["trace_version"] = json!("tags-and-model");
+        let (status, ack) = stack.post(&body).await;
+        assert_eq!(status, 202, "{ack}");
+        expected.push((ack["id"].as_str().unwrap().to_owned(), tags, model));
+    }
+    stack.wait_converged(cases.len(), CONVERGE).await;
+    expected.reverse();
+    for query in ["", "?trace_version=tags-and-model", "?tag=math&limit=1"] {
+        let (status, page) = stack.get(&format!("/api/traces{query}")).await;
+        assert_eq!(status, 200, "{page}");
+        for row in page["data"].as_array().unwrap() {
+            let (_, tags, model) = expected
+                .iter()
+                .find(|(id, _, _)| row["id"] == *id)
+                .expect("a posted trace");
+            assert_eq!(
+                (&row["tags"], &row["model"]),
+                (*tags, *model),
+                "{query}: {row}"
+            );
+        }
+    }
+    let (_, first) = stack.get("/api/traces?limit=2").await;
+    let cursor = first["pagination"]["next_cursor"].as_str().unwrap();
+    let (_, next) = stack
+        .get(&format!("/api/traces?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(next["data"][0]["model"], json!("resp"), "{next}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn filters_match_a_brute_force_query() {
     let stack = Stack::start(StackOptions::default()).await;

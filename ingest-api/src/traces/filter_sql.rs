@@ -309,15 +309,27 @@ impl ListQuery {
 /// A page query, wrapped between [`WITH_SCORES_PREFIX`] and [`WITH_SCORES_SUFFIX`], answers
 /// with its rows' scores too (one statement per page; the scores of the page's rows only, read
 /// by the scores table's key): the list columns, then one array per score column, the same
-/// length and order (NULL when the trace has no scores). `traces::read::ListRow` reads them.
+/// length and order (NULL when the trace has no scores), then the row's tags and model, read
+/// from its metadata facets (`tags`; the first of `gen_ai.request.model`,
+/// `gen_ai.response.model`, `model`: string leaves of at most 256 characters, see
+/// `tunix_schemas::facets`). `traces::read::ListRow` reads them.
 const WITH_SCORES_PREFIX: &str = "SELECT p.id, p.created_at, p.trace_version, p.step_count, \
-     p.prompt_preview, p.payload_bytes, sc.names, sc.vals, sc.sources, sc.comments, sc.recorded FROM (";
+     p.prompt_preview, p.payload_bytes, sc.names, sc.vals, sc.sources, sc.comments, sc.recorded, \
+     fx.tags, fx.model FROM (";
 
 /// See [`WITH_SCORES_PREFIX`].
 const WITH_SCORES_SUFFIX: &str = ") p LEFT JOIN LATERAL (\
      SELECT array_agg(s.name) AS names, array_agg(s.value) AS vals, array_agg(s.source) AS sources, \
      array_agg(s.comment) AS comments, array_agg(s.recorded_at) AS recorded \
      FROM trace_scores s WHERE s.trace_id = p.id) sc ON true \
+     LEFT JOIN LATERAL (SELECT \
+     ARRAY(SELECT substr(f, 8) FROM unnest(t.facets) WITH ORDINALITY AS u(f, n) \
+           WHERE starts_with(f, 'tags\u{241F}s:') ORDER BY n) AS tags, \
+     (SELECT substr(f, strpos(f, '\u{241F}s:') + 3) FROM unnest(t.facets) AS f \
+      WHERE starts_with(f, 'gen_ai.request.model\u{241F}s:') \
+         OR starts_with(f, 'gen_ai.response.model\u{241F}s:') OR starts_with(f, 'model\u{241F}s:') \
+      ORDER BY starts_with(f, 'model\u{241F}') , starts_with(f, 'gen_ai.response.') LIMIT 1) AS model \
+     FROM trace_list t WHERE t.id = p.id) fx ON true \
      ORDER BY p.created_at DESC, p.id DESC";
 
 /// Whether a condition is written so that an index can serve it.

@@ -40,6 +40,11 @@ pub struct ListItem {
     /// The trace's scores by name.
     #[schema(value_type = Object)]
     pub scores: Scores,
+    /// `meta.tags` (its strings of at most 256 characters), in order.
+    pub tags: Vec<String>,
+    /// The model, from `meta`: `gen_ai.request.model`, else `gen_ai.response.model`, else
+    /// `model` (a string of at most 256 characters); `null` when none.
+    pub model: Option<String>,
 }
 
 /// One score as the API shows it.
@@ -111,6 +116,8 @@ struct ListRow {
     payload_bytes: i32,
     #[sqlx(flatten)]
     scores: ScoreArrays,
+    tags: Option<Vec<String>>,
+    model: Option<String>,
 }
 
 impl ListRow {
@@ -123,9 +130,15 @@ impl ListRow {
             prompt_preview: self.prompt_preview,
             payload_bytes: self.payload_bytes,
             scores: self.scores.into_scores(),
+            tags: self.tags.unwrap_or_default(),
+            model: self.model,
         };
         decode_text(&mut item.trace_version);
         decode_text(&mut item.prompt_preview);
+        item.tags.iter_mut().for_each(decode_text);
+        if let Some(m) = item.model.as_mut() {
+            decode_text(m);
+        }
         item
     }
 }
