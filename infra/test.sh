@@ -58,8 +58,8 @@ if ! cmp -s "$REQS" "$VENV/requirements.txt" 2>/dev/null; then
 fi
 export TUNIX_TEST_PYTHON="$VENV/bin/python"
 
-if [ ! -d "$REPO_ROOT/tests/browser/node_modules/playwright-core" ]; then
-  log "installing playwright-core (npm ci in tests/browser)"
+if [ ! -d "$REPO_ROOT/tests/browser/node_modules/playwright-core" ] || [ ! -d "$REPO_ROOT/tests/browser/node_modules/axe-core" ]; then
+  log "installing playwright-core and axe-core (npm ci in tests/browser)"
   (cd "$REPO_ROOT/tests/browser" && npm ci --no-audit --no-fund >&2)
 fi
 # The OTLP test's Node producer: the OpenTelemetry JS SDK and exporters (lockfile committed).

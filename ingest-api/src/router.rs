@@ -142,6 +142,7 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(ui::index))
         .routes(routes!(ui::app_js))
         .routes(routes!(ui::app_css))
+        .routes(routes!(ui::module))
         .routes(routes!(ui::example))
         .merge(ingest)
         .merge(otlp)

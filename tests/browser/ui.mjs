@@ -1,13 +1,17 @@
-// Drives the tunix-rt web UI in headless Chromium: load the page, load the example, upload it,
-// see it in the list, open it, check the detail view; search, score it, filter by the score,
-// compare it with another trace (every view with its own URL, the back button working); follow
-// an agent run sent through the OTLP intake; show a validation error, delete it.
+// Drives the tunix-rt web UI in headless Chromium at 1280×800: submit the example from the
+// dialog, read it, go back with Esc and reopen it with j and Enter; search, score it, filter by
+// the score, compare it with another trace (every view with its own URL, the back button
+// working); save a dataset and download it; follow an agent run sent through the OTLP intake
+// into the runs view; read a 200-step trace whose text tries HTML and script injection; show a
+// validation error. Then every view at 1280×800 and 1920×1080: nothing cut (scrollWidth),
+// axe-core without serious violations, a screenshot each. Last, delete the trace.
 // Usage: node ui.mjs <base-url> <screenshot-dir>
 // Exits non-zero with a message on the first failed expectation.
 import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expect, nothingCut, accessible } from './checks.mjs';
 
 const [base, shots] = process.argv.slice(2);
 if (!base || !shots) {
@@ -15,15 +19,11 @@ if (!base || !shots) {
   process.exit(2);
 }
 
-function expect(cond, msg) {
-  if (!cond) throw new Error(`expectation failed: ${msg}`);
-}
-
 // A new, empty profile directory per run.
 const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'tunix-chromium-')), {
   executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
   headless: true,
-  viewport: { width: 1360, height: 1000 },
+  viewport: { width: 1280, height: 800 },
   args: [
     '--no-sandbox', '--disable-gpu', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
@@ -47,7 +47,10 @@ try {
   await page.getByTestId('health-status').locator('.value').filter({ hasText: /ok|degraded/ }).waitFor();
   expect((await page.locator('#h-broker').textContent()) === 'ok', 'broker card says ok');
 
-  // Load example, upload: the UI waits until the trace is readable, then opens it.
+  // Submitting is a dialog: load the example, upload; the UI waits until the trace is readable,
+  // then opens it in the reader.
+  await page.getByTestId('submit-open').click();
+  await page.getByTestId('submit-dialog').waitFor({ state: 'visible' });
   await page.getByTestId('load-example').click();
   // The example arrives by fetch: wait for it to fill the editor (up to the default timeout).
   await page.waitForFunction(
@@ -71,12 +74,20 @@ try {
   await meta.locator('summary').first().click();
   expect((await meta.locator('details').first().getAttribute('open')) === null, 'meta JSON collapses');
 
-  // It appears in the list; opening it from the list shows it again.
+  expect(await page.getByTestId('submit-dialog').isHidden(), 'the dialog closed');
+
+  // Esc goes back to the list, where it is the newest row; j selects it, Enter opens it.
+  await page.keyboard.press('Escape');
+  await page.getByTestId('detail').waitFor({ state: 'hidden' });
   const row = page.locator(`#list tr[data-id="${id}"]`);
   await row.waitFor();
-  await page.getByTestId('fetch-id').fill('');
-  await row.click();
+  await page.waitForFunction((id) => document.querySelector('#list tbody tr')?.dataset.id === id, id);
+  await page.keyboard.press('j');
+  expect(await row.evaluate((r) => r.classList.contains('cursor')), 'j puts the cursor on the first row');
+  await page.keyboard.press('Enter');
   await page.getByTestId('detail-id').filter({ hasText: id }).waitFor();
+  await page.keyboard.press('Escape');
+  await row.waitFor();
 
   // Filters: a version that does not exist empties the list; clearing it brings the row back.
   await page.getByTestId('filter-version').fill('no-such-version');
@@ -115,12 +126,15 @@ try {
   await row.click();
   await page.getByTestId('detail-id').filter({ hasText: id }).waitFor();
   expect(page.url().includes(`#/trace/${id}`), `the trace has its own URL: ${page.url()}`);
+  const marked = await page.getByTestId('detail-prompt').locator('mark').allTextContents();
+  expect(marked.join() === 'Celsius', `the search's term is marked in the prompt: ${marked}`);
   await page.getByTestId('score-name').fill('correct');
   await page.getByTestId('score-value').fill('1');
   await page.getByTestId('record-score').click();
   const scored = page.locator('[data-testid="score"][data-name="correct"]');
   await scored.waitFor({ timeout: 30000 });
   expect((await scored.textContent()).includes('correct 1'), `the score is shown: ${await scored.textContent()}`);
+  await page.getByTestId('detail-back').click();
   await page.getByTestId('filter-add').fill('score.correct=1');
   await page.getByTestId('filter-add-button').click();
   await page.getByTestId('chip').filter({ hasText: 'score.correct=1' }).waitFor();
@@ -197,6 +211,8 @@ try {
       attributes: [
         { key: 'gen_ai.operation.name', value: { stringValue: 'chat' } },
         { key: 'gen_ai.request.model', value: { stringValue: 'ui-model' } },
+        { key: 'gen_ai.usage.input_tokens', value: { intValue: String(10 + n) } },
+        { key: 'gen_ai.usage.output_tokens', value: { intValue: String(20 + n) } },
         { key: 'gen_ai.input.messages', value: { stringValue: JSON.stringify([{ role: 'user', parts: [{ type: 'text', content: `question ${n}` }] }]) } },
         { key: 'gen_ai.output.messages', value: { stringValue: JSON.stringify([{ role: 'assistant', parts: [{ type: 'reasoning', content: `thinking ${n}` }, { type: 'text', content: `answer ${n}` }] }]) } },
       ],
@@ -232,20 +248,103 @@ try {
   expect((await calls.nth(1).getAttribute('class')) === 'current', 'the open call is marked');
   const runSteps = await page.getByTestId('detail-steps').locator('li').allTextContents();
   expect(runSteps.length === 1 && runSteps[0].includes('reasoning') && runSteps[0].includes('thinking 1'), `the reasoning part is a step: ${runSteps}`);
-  await page.screenshot({ path: join(shots, 'ui-run.png'), fullPage: true });
   await calls.nth(0).locator('a').click();
   await page.getByTestId('detail-id').filter({ hasText: run.ids[0] }).waitFor();
   expect((await page.getByTestId('detail-answer').textContent()) === 'answer 0', 'the sibling link opens that call');
+  // The runs view: the three calls on one time axis, in start-time order, each a link.
+  await page.getByTestId('detail-run-all').click();
+  await page.getByTestId('runs-panel').waitFor({ state: 'visible' });
+  expect(page.url().includes(`#/runs/${run.traceId}`), `the run has its own URL: ${page.url()}`);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="run-row"]').length === 3);
+  const runRows = await page.getByTestId('run-row').allTextContents();
+  expect(runRows.every((c, i) => c.includes(`chat call-${i}`) && c.includes('ui-model') && c.includes(`${10 + i} in · ${20 + i} out`)),
+    `the run's calls in order with their model and tokens: ${runRows}`);
+  expect((await page.getByTestId('run-status').textContent()).includes('3 inference calls') && (await page.getByTestId('run-status').textContent()).includes('63 output tokens'),
+    `the run's totals: ${await page.getByTestId('run-status').textContent()}`);
+  const bars = await page.locator('[data-testid="run-row"] .bar .fill').evaluateAll((fs) => fs.map((f) => parseFloat(f.style.left)));
+  expect(bars[0] === 0 && bars[1] > bars[0] && bars[2] > bars[1], `timing bars start where the calls did: ${bars}`);
+  await page.screenshot({ path: join(shots, 'ui-run.png'), fullPage: true });
+  await page.getByTestId('run-row').nth(2).locator('a').click();
+  await page.getByTestId('detail-id').filter({ hasText: run.ids[2] }).waitFor();
+
+  // A long trace: 200 steps, ~150 KB, Markdown and code, and text that tries HTML and script
+  // injection; opened from a search, so its matches are marked.
+  const long = await page.evaluate(async () => {
+    const evil = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>';
+    const kinds = ['reasoning', 'tool_call', 'tool_result', 'verify'];
+    const steps = Array.from({ length: 200 }, (_, i) => ({
+      i, type: kinds[i % 4],
+      content: `Step ${i}: **check** the \`value\` ${i % 50 === 7 ? 'needle ' : ''}${evil}\n\n\`\`\`python\nx = ${i} < ${i + 1}\n\`\`\`\n${'lorem ipsum dolor sit amet '.repeat(25)}`,
+    }));
+    const body = { trace_version: 'long-1', prompt: `# Task\nFind the needle. ${evil}`, final_answer: `Done ${evil}`, steps };
+    const r = await fetch('/api/traces', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const { id } = await r.json();
+    await fetch(`/api/traces/${id}?wait_ms=10000`);
+    return { id, bytes: JSON.stringify(body).length };
+  });
+  const started = Date.now();
+  await page.goto(`${base}/#/trace/${long.id}?q=needle`);
+  await page.getByTestId('detail-id').filter({ hasText: long.id }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('#d-steps li.step').length === 200);
+  console.log(`200-step trace (${long.bytes} bytes) read in ${Date.now() - started} ms`);
+  expect(await page.locator('#d-outline a').count() === 200, 'the outline lists the 200 steps');
+  const reader = await page.evaluate(() => ({
+    injected: document.querySelectorAll('main img, main script, main [onerror]').length,
+    xss: window.__xss,
+    promptText: document.getElementById('d-prompt').textContent,
+    heading: document.querySelector('#d-prompt .h1')?.textContent,
+    open: [...document.querySelectorAll('#d-steps details.step-body')].filter((d) => d.open).map((d) => d.closest('li').id),
+    hits: [...document.querySelectorAll('#d-outline a.hit')].map((a) => a.textContent),
+    kinds: [...new Set([...document.querySelectorAll('#d-steps li.step')].map((l) => l.className.split(' ')[1]))],
+  }));
+  expect(reader.injected === 0 && reader.xss === undefined, `trace text never becomes HTML: ${JSON.stringify(reader)}`);
+  expect(reader.promptText.includes('<script>window.__xss=1</script>'), 'the injection attempt shows as text');
+  expect(reader.heading === 'Task', `Markdown headings render: ${reader.heading}`);
+  expect(JSON.stringify(reader.open) === JSON.stringify(['step-7', 'step-57', 'step-107', 'step-157']), `long steps are folded, those matching the search open: ${reader.open}`);
+  expect(reader.hits.length === 4, `the outline flags the matching steps: ${reader.hits}`);
+  expect(reader.kinds.join() === 'k-reasoning,k-tool-call,k-tool-result,k-other', `step kinds are told apart: ${reader.kinds}`);
+  await page.locator('#d-outline a').nth(120).click();
+  await page.waitForFunction(() => document.querySelector('#step-120 details').open);
+  expect(await page.locator('#step-120 pre code').textContent() === 'x = 120 < 121', 'code blocks render as code');
+  await page.getByTestId('expand-all').click();
+  await page.waitForFunction(() => document.querySelectorAll('#d-steps details.step-body[open]').length === 200);
+  expect(await page.locator('main img, main script').count() === 0, 'still no HTML from trace text with every step open');
+  await page.screenshot({ path: join(shots, 'ui-long-trace.png') });
   await page.locator('a.home').click();
 
   // Validation errors are shown against their field paths.
+  await page.getByTestId('submit-open').click();
   await page.getByTestId('trace-json').fill('{"trace_version": "", "prompt": "p", "final_answer": "a", "steps": [{"i": -1, "type": "t", "content": "c"}]}');
   await page.getByTestId('upload').click();
   const errors = page.getByTestId('errors');
   await errors.locator('li').first().waitFor();
   const errorText = await errors.textContent();
   expect(errorText.includes('body.trace_version') && errorText.includes('body.steps[0].i'), `errors by path: ${errorText}`);
-  await page.screenshot({ path: join(shots, 'ui-validation.png'), fullPage: true });
+  await page.screenshot({ path: join(shots, 'ui-validation.png') });
+  await page.keyboard.press('Escape');
+  await page.getByTestId('submit-dialog').waitFor({ state: 'hidden' });
+
+  // Every view from its URL at both sizes: nothing cut, no serious accessibility problem.
+  const views = [
+    ['traces', '/#/', () => row.waitFor()],
+    ['search', '/#/?q=celsius', () => row.waitFor()],
+    ['reader', `/#/trace/${long.id}?q=needle`, () => page.waitForFunction(() => document.querySelectorAll('#d-steps li.step').length === 200)],
+    ['compare', `/#/compare?base=${id}&other=${other}`, () => page.getByTestId('compare-base').locator('.score').waitFor()],
+    ['datasets', '/#/datasets', () => page.getByTestId('dataset-ui-set-1').waitFor()],
+    ['run', `/#/runs/${run.traceId}`, () => page.waitForFunction(() => document.querySelectorAll('[data-testid="run-row"]').length === 3)],
+  ];
+  for (const [width, height] of [[1280, 800], [1920, 1080]]) {
+    await page.setViewportSize({ width, height });
+    for (const [name, url, ready] of views) {
+      await page.goto(`${base}${url}`);
+      await ready();
+      await nothingCut(page, `${name} at ${width}x${height}`);
+      await accessible(page, `${name} at ${width}x${height}`);
+      await page.screenshot({ path: join(shots, `view-${name}-${width}x${height}.png`) });
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(`${base}/#/`);
 
   // Delete, with a confirmation; the row leaves the list.
   await row.click();

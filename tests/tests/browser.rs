@@ -31,5 +31,33 @@ async fn the_ui_uploads_lists_opens_and_deletes_a_trace() {
         stdout.contains("ok: uploaded, listed, opened and deleted"),
         "{stdout}"
     );
-    assert!(shots.join("ui-detail.png").exists(), "screenshot saved");
+    for shot in [
+        "ui-detail.png",
+        "view-reader-1280x800.png",
+        "view-run-1920x1080.png",
+    ] {
+        assert!(shots.join(shot).exists(), "screenshot {shot} saved");
+    }
+}
+
+/// The UI's modules have unit tests of their own (`node --test`): the Markdown reader, search
+/// highlighting.
+#[test]
+fn the_ui_modules_pass_their_unit_tests() {
+    let ui = tunix_testkit::repo_root().join("ingest-api/ui");
+    let out = std::process::Command::new("node")
+        .args(["--test", "tests/"])
+        .current_dir(&ui)
+        .output()
+        .expect("run node (./infra/test.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("# fail 0") && !stdout.contains("# pass 0"),
+        "{stdout}"
+    );
 }

@@ -53,6 +53,7 @@ async fn openapi_lists_every_served_route() {
         ("GET", "/ui/app.css"),
         ("GET", "/ui/app.js"),
         ("GET", "/ui/example.json"),
+        ("GET", "/ui/{dir}/{file}"),
         ("POST", "/api/datasets"),
         ("POST", "/api/datasets/build"),
         ("POST", "/api/deletions"),
@@ -72,7 +73,9 @@ async fn openapi_lists_every_served_route() {
         let url = api.url(
             &path
                 .replace("{id}", &uuid::Uuid::new_v4().to_string())
-                .replace("{name}", "correct"),
+                .replace("{name}", "correct")
+                .replace("{dir}", "lib")
+                .replace("{file}", "dom.js"),
         );
         let resp = api
             .client
