@@ -321,6 +321,24 @@ impl EventProducer {
         Ok(())
     }
 
+    /// `(low, high)` watermarks of every partition of `topic`, in partition order. Blocking
+    /// (metadata, then one request per partition, each within `timeout`).
+    pub fn watermarks(&self, topic: &str, timeout: Duration) -> Result<Vec<(i64, i64)>, String> {
+        let client = self.current().1;
+        (0..topic_partitions(&client, topic, timeout)?)
+            .map(|p| {
+                (client.client())
+                    .fetch_watermarks(topic, p, Timeout::After(timeout))
+                    .map_err(|e| format!("{topic}/{p}: {e}"))
+            })
+            .collect()
+    }
+
+    /// The event topic's name and the dead-letter topic's.
+    pub fn topics(&self) -> (&str, &str) {
+        (&self.kafka.topic, &self.kafka.dlq_topic)
+    }
+
     /// Waits up to `timeout` for queued events to be delivered (shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.current().1.flush(Timeout::After(timeout))

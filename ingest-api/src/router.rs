@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 use crate::compat::{self, redi};
 use crate::governance::{audit, deletions, erase};
 use crate::http::auth::{enforce, ApiKeys, Requirement, Scope};
-use crate::http::{cors, error, health, metrics, openapi, ui};
+use crate::http::{cors, error, health, metrics, openapi, pipeline_status, ui};
 use crate::traces::{read, write};
 use crate::{datasets, otlp, registry, scores, AppState};
 
@@ -50,6 +50,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
     ("POST", "/api/traces/{id}/score", Some(Scope::Ingest)),
     ("GET", "/api/traces/compare", Some(Scope::Read)),
     ("GET", "/api/redi/health", Some(Scope::Read)),
+    ("GET", "/api/pipeline", Some(Scope::Read)),
     ("POST", "/api/datasets", Some(Scope::Admin)),
     ("POST", "/api/datasets/build", Some(Scope::Admin)),
     ("GET", "/api/datasets", Some(Scope::Read)),
@@ -110,6 +111,7 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .route_layer(axum::middleware::from_fn(otlp::export::status_bodies));
     let read = OpenApiRouter::new()
         .routes(routes!(read::list))
+        .routes(routes!(pipeline_status::status))
         .routes(routes!(read::get))
         .routes(routes!(compat::scores::compare))
         .routes(routes!(redi::health))

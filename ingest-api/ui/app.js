@@ -13,9 +13,10 @@ import { refreshDatasets } from './views/datasets.js';
 import { showRuns, wireRuns } from './views/runs.js';
 import { refreshHealth } from './views/health.js';
 import { openSubmit, wireSubmit } from './views/submit.js';
+import { showOps } from './views/ops.js';
 
-const VIEWS = { traces: 'list-panel', trace: 'detail-panel', compare: 'compare-panel', datasets: 'datasets-panel', runs: 'runs-panel' };
-const NAV = { traces: 'traces', trace: 'traces', compare: 'traces', datasets: 'datasets', runs: 'runs' };
+const VIEWS = { traces: 'list-panel', trace: 'detail-panel', compare: 'compare-panel', datasets: 'datasets-panel', runs: 'runs-panel', ops: 'ops-panel' };
+const NAV = { traces: 'traces', trace: 'traces', compare: 'traces', datasets: 'datasets', runs: 'runs', ops: 'ops' };
 let timer = null;
 
 function show(view) {
@@ -39,6 +40,7 @@ async function route() {
   reader.current = null;
   if (path === '/compare') { show('compare'); await showCompare(params.get('base'), params.get('other')); return; }
   if (path === '/datasets') { show('datasets'); await refreshDatasets(); return; }
+  if (path === '/ops') { show('ops'); showOps(); return; }
   if (path === '/runs' || path.startsWith('/runs/')) { show('runs'); await showRuns(decodeURIComponent(path.slice('/runs/'.length) || '')); return; }
   show('traces');
   await showList(filters);

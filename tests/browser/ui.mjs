@@ -2,7 +2,7 @@
 // dialog, read it, go back with Esc and reopen it with j and Enter; search, score it, filter by
 // the score, compare it with another trace (every view with its own URL, the back button
 // working); save a dataset and download it; follow an agent run sent through the OTLP intake
-// into the runs view; read a 200-step trace whose text tries HTML and script injection; show a
+// into the runs view; watch the operations view; read a 200-step trace whose text tries HTML and script injection; show a
 // validation error. Then every view at 1280×800 and 1920×1080: nothing cut (scrollWidth),
 // axe-core without serious violations, a screenshot each. Last, delete the trace.
 // Usage: node ui.mjs <base-url> <screenshot-dir>
@@ -332,6 +332,13 @@ try {
     ['compare', `/#/compare?base=${id}&other=${other}`, () => page.getByTestId('compare-base').locator('.score').waitFor()],
     ['datasets', '/#/datasets', () => page.getByTestId('dataset-ui-set-1').waitFor()],
     ['run', `/#/runs/${run.traceId}`, () => page.waitForFunction(() => document.querySelectorAll('[data-testid="run-row"]').length === 3)],
+    // Operations: the ingest rate needs two readings (3 s apart); both consumers caught up.
+    ['ops', '/#/ops', async () => {
+      await page.waitForFunction(() => /\/s$/.test(document.getElementById('ops-rate').textContent), null, { timeout: 15000 });
+      await page.waitForFunction(() => ['writer', 'projector'].every((s) => document.querySelector(`[data-testid="ops-consumer-${s}"]`)?.textContent.includes('caught up')), null, { timeout: 30000 });
+      expect(await page.getByTestId('ops-dlq').textContent() === '0', 'no dead letters');
+      expect(await page.getByTestId('ops-broker').textContent() === 'ok', 'the broker is ok');
+    }],
   ];
   for (const [width, height] of [[1280, 800], [1920, 1080]]) {
     await page.setViewportSize({ width, height });

@@ -12,5 +12,6 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod pipeline_status;
 pub mod read_connections;
 pub mod ui;

@@ -42,6 +42,7 @@ pub const MODULES: &[(&str, &str, &str)] = &[
         "health.js",
         include_str!("../../ui/views/health.js"),
     ),
+    ("views", "ops.js", include_str!("../../ui/views/ops.js")),
     ("views", "runs.js", include_str!("../../ui/views/runs.js")),
     (
         "views",

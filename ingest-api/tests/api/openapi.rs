@@ -38,6 +38,7 @@ async fn openapi_lists_every_served_route() {
         ("GET", "/api/datasets/{name}/{version}/export"),
         ("GET", "/api/deletions/{id}"),
         ("GET", "/api/health"),
+        ("GET", "/api/pipeline"),
         ("GET", "/api/redi/health"),
         ("GET", "/api/registry/schemas/ids/{id}"),
         ("GET", "/api/registry/subjects"),

@@ -4,6 +4,7 @@
 //   #/compare?base=<id>&other=<id>                two traces side by side
 //   #/datasets                                    datasets, with downloads
 //   #/runs, #/runs/<OTel trace id>                an agent run's inference calls (OTLP intake)
+//   #/ops                                         operations: ingest rate, lag, dead letters
 // The back button walks these states; a link can be shared.
 
 // List filters live in the hash's query: q, trace_version, created_after, created_before, and
