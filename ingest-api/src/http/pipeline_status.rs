@@ -198,36 +198,29 @@ struct FromDatabase {
 }
 
 async fn read_database(state: &AppState, topic: &str) -> Result<FromDatabase, sqlx::Error> {
-    let positions: Vec<PositionRow> = sqlx::query_as(
+    let positions: Vec<PositionRow> = sqlx::query!(
         "SELECT target, partition, next_offset, updated_at FROM consumer_offsets
          WHERE topic = $1 ORDER BY target, partition",
-    )
-    .bind(topic)
-    .fetch_all(&state.pool)
-    .await?;
-    let newest: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT created_at FROM trace_list ORDER BY created_at DESC LIMIT 1")
-            .fetch_optional(&state.pool)
-            .await?;
-    let deletions = sqlx::query_as::<_, (Uuid, String, i64, i64, DateTime<Utc>, DateTime<Utc>)>(
-        "SELECT id, state, matched, deleted, created_at, updated_at FROM erasure_operations
-         WHERE state = 'running' OR finished_at > now() - interval '1 hour'
-         ORDER BY created_at DESC LIMIT 20",
+        topic
     )
     .fetch_all(&state.pool)
     .await?
     .into_iter()
-    .map(
-        |(id, state, matched, deleted, created_at, updated_at)| DeletionStatus {
-            id,
-            state,
-            matched,
-            deleted,
-            created_at,
-            updated_at,
-        },
-    )
+    .map(|r| (r.target, r.partition, r.next_offset, r.updated_at))
     .collect();
+    let newest = sqlx::query_scalar!(
+        r#"SELECT created_at AS "created_at!" FROM trace_list ORDER BY created_at DESC LIMIT 1"#
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    let deletions = sqlx::query_as!(
+        DeletionStatus,
+        "SELECT id, state, matched, deleted, created_at, updated_at FROM erasure_operations
+         WHERE state = 'running' OR finished_at > now() - interval '1 hour'
+         ORDER BY created_at DESC LIMIT 20"
+    )
+    .fetch_all(&state.pool)
+    .await?;
     Ok(FromDatabase {
         positions,
         newest,
