@@ -7,7 +7,7 @@
 //! | group | scope | routes |
 //! | --- | --- | --- |
 //! | ingest | `ingest` | `POST /api/traces`, `POST /api/traces/batch`, scores: record, retract, batch, baseline, `POST /v1/traces` (OTLP; errors as `google.rpc.Status`) |
-//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/redi/health`, datasets: list, get, export, the built-in Schema Registry (`GET /api/registry/...`) |
+//! | read | `read` | `GET /api/traces`, `GET /api/traces/{id}`, `GET /api/traces/compare`, `GET /api/traces/stats`, `GET /api/redi/health`, datasets: list, get, export, the built-in Schema Registry (`GET /api/registry/...`) |
 //! | admin | `admin` | `DELETE /api/traces/{id}`, bulk deletes (`/api/deletions`), `GET /api/audit`, datasets: create, build (original), delete |
 //! | any key | any valid key | `GET /api/health` |
 //! | open | none | `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the UI |
@@ -25,7 +25,7 @@ use crate::compat::{self, redi};
 use crate::governance::{audit, deletions, erase};
 use crate::http::auth::{enforce, ApiKeys, Requirement, Scope};
 use crate::http::{cors, error, health, metrics, openapi, pipeline_status, ui};
-use crate::traces::{read, write};
+use crate::traces::{read, stats, write};
 use crate::{datasets, otlp, registry, scores, AppState};
 
 /// The documented scope of every `/api` route (`None`: any valid key). The README's
@@ -49,6 +49,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Option<Scope>)] = &[
     ("POST", "/api/scores/batch", Some(Scope::Ingest)),
     ("POST", "/api/traces/{id}/score", Some(Scope::Ingest)),
     ("GET", "/api/traces/compare", Some(Scope::Read)),
+    ("GET", "/api/traces/stats", Some(Scope::Read)),
     ("GET", "/api/redi/health", Some(Scope::Read)),
     ("GET", "/api/pipeline", Some(Scope::Read)),
     ("POST", "/api/datasets", Some(Scope::Admin)),
@@ -111,6 +112,7 @@ fn documented_routes(keys: &Arc<ApiKeys>) -> OpenApiRouter<Arc<AppState>> {
         .route_layer(axum::middleware::from_fn(otlp::export::status_bodies));
     let read = OpenApiRouter::new()
         .routes(routes!(read::list))
+        .routes(routes!(stats::stats))
         .routes(routes!(pipeline_status::status))
         .routes(routes!(read::get))
         .routes(routes!(compat::scores::compare))

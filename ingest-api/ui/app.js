@@ -14,6 +14,7 @@ import { showRuns, wireRuns } from './views/runs.js';
 import { refreshHealth } from './views/health.js';
 import { openSubmit, wireSubmit } from './views/submit.js';
 import { showOps } from './views/ops.js';
+import { refreshCharts } from './views/charts.js';
 
 const VIEWS = { traces: 'list-panel', trace: 'detail-panel', compare: 'compare-panel', datasets: 'datasets-panel', runs: 'runs-panel', ops: 'ops-panel' };
 const NAV = { traces: 'traces', trace: 'traces', compare: 'traces', datasets: 'datasets', runs: 'runs', ops: 'ops' };
@@ -34,7 +35,7 @@ async function route() {
     show('trace');
     // The list keeps its filters (the reader marks the search's terms); drawn when shown again.
     if (!(await openTrace(decodeURIComponent(path.slice('/trace/'.length))))) show('traces');
-    showList(filters);
+    showList(filters, false);
     return;
   }
   reader.current = null;
@@ -70,9 +71,13 @@ function onKey(e) {
 
 function setAutoRefresh() {
   clearInterval(timer);
+  let ticks = 0;
   if ($('auto-refresh').checked) {
     timer = setInterval(() => {
-      if (list.page === 0 && document.body.dataset.view === 'traces') refreshList();
+      const onList = document.body.dataset.view === 'traces';
+      if (list.page === 0 && onList) refreshList();
+      // The charts cost more (up to a sample of 25,000 rows): every tenth tick.
+      if (++ticks % 10 === 0 && onList && $('charts-panel').open) refreshCharts(currentFilters());
       refreshHealth();
     }, 3000);
   }

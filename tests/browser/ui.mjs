@@ -3,8 +3,9 @@
 // the score, compare it with another trace (every view with its own URL, the back button
 // working); save a dataset and download it; follow an agent run sent through the OTLP intake
 // into the runs view; watch the operations view; read a 200-step trace whose text tries HTML and script injection; show a
-// validation error. Then every view at 1280×800 and 1920×1080: nothing cut (scrollWidth),
-// axe-core without serious violations, a screenshot each. Last, delete the trace.
+// validation error. Then every view at 1280×800 and 1920×1080 (the charts changing with a
+// filter among them): nothing cut (scrollWidth), axe-core without serious violations, a
+// screenshot each. Last, delete the trace.
 // Usage: node ui.mjs <base-url> <screenshot-dir>
 // Exits non-zero with a message on the first failed expectation.
 import { chromium } from 'playwright-core';
@@ -324,8 +325,41 @@ try {
   await page.keyboard.press('Escape');
   await page.getByTestId('submit-dialog').waitFor({ state: 'hidden' });
 
+  // Charts follow the list's filter: all traces first (the run's calls among them, a
+  // `correct` histogram from the score given above), then the run's three calls alone, added as
+  // a filter chip: the volume, the model's tokens and the summary change to them.
+  const matchedIs = (n) => page.waitForFunction((n) => {
+    const s = document.querySelector('[data-testid="charts-summary"]');
+    const v = document.querySelector('[data-testid="chart-volume"]');
+    return s?.dataset.matched === String(n) && v?.dataset.total === String(n);
+  }, n);
+  const chartsChangeWithAFilter = async () => {
+    const { all, listed } = await page.evaluate(async () => {
+      let listed = 0;
+      for (let cursor = ''; ;) {
+        const page = await (await fetch(`/api/traces?limit=100${cursor ? `&cursor=${cursor}` : ''}`)).json();
+        listed += page.data.length;
+        if (!page.pagination.next_cursor) break;
+        cursor = page.pagination.next_cursor;
+      }
+      return { all: await (await fetch('/api/traces/stats')).json(), listed };
+    });
+    expect(all.exact && all.matched === listed && listed >= 5, `the stats count what the list lists (${listed}): ${JSON.stringify(all).slice(0, 200)}`);
+    await matchedIs(all.matched);
+    expect(await page.locator('[data-testid="chart-score"][data-name="correct"]').count() === 1, 'a histogram of the correct score');
+    expect(await page.locator('[data-testid="chart-volume"] svg rect').count() === all.volume.length, 'one bar per bucket');
+    await page.getByTestId('filter-add').fill(`meta.otel.trace_id=${run.traceId}`);
+    await page.getByTestId('filter-add-button').click();
+    await matchedIs(3);
+    const model = await page.getByTestId('chart-model').allTextContents();
+    expect(model.length === 1 && model[0].includes('ui-model') && model[0].includes('33 in · 63 out · 3 traces'),
+      `tokens by model for the run's calls: ${model}`);
+    expect((await page.getByTestId('chart-scores').textContent()).includes('no scores'), 'the run has no scores');
+  };
+
   // Every view from its URL at both sizes: nothing cut, no serious accessibility problem.
   const views = [
+    ['charts', '/#/', chartsChangeWithAFilter],
     ['traces', '/#/', () => row.waitFor()],
     ['search', '/#/?q=celsius', () => row.waitFor()],
     ['reader', `/#/trace/${long.id}?q=needle`, () => page.waitForFunction(() => document.querySelectorAll('#d-steps li.step').length === 200)],

@@ -365,7 +365,74 @@ async fn filters_search_and_scores_equal_a_reference_across_pages_and_a_rebuild(
         &scores,
     )
     .await;
+    stats_equal_the_reference(&stack, &posted, &scores, &cases).await;
     a_rebuild_gives_the_same_answers_and_scores(&stack, &cases, expected_rows).await;
+}
+
+/// `GET /api/traces/stats` selects what the list selects: for no filter and every combination,
+/// the matches (all exact: far below the sampling limit), the hours they fall in, and each score
+/// name's count, range and bins equal the reference.
+async fn stats_equal_the_reference(
+    stack: &Stack,
+    posted: &[Posted],
+    scores: &Scores,
+    cases: &[Vec<Filter>],
+) {
+    let no_filter: Vec<Filter> = Vec::new();
+    for filters in std::iter::once(&no_filter).chain(cases) {
+        let query = query_of(filters);
+        let want = expected(posted, scores, filters);
+        let (status, stats) = stack.get(&format!("/api/traces/stats?{query}")).await;
+        assert_eq!(status, 200, "{query}: {stats}");
+        assert_eq!(stats["exact"], true, "{query}");
+        assert_eq!(stats["matched"], want.len(), "{query}: {stats}");
+        let in_buckets: i64 = stats["volume"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(in_buckets, want.len() as i64, "{query}: {stats}");
+        let mut by_name: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for id in &want {
+            for (name, v) in scores.get(id).into_iter().flatten() {
+                by_name.entry(name.clone()).or_default().push(*v);
+            }
+        }
+        let charted: BTreeMap<String, (i64, f64, f64, i64)> = stats["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let binned = h["bins"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b["count"].as_i64().unwrap())
+                    .sum();
+                let name = h["name"].as_str().unwrap().to_owned();
+                let count = h["count"].as_i64().unwrap();
+                (
+                    name,
+                    (
+                        count,
+                        h["min"].as_f64().unwrap(),
+                        h["max"].as_f64().unwrap(),
+                        binned,
+                    ),
+                )
+            })
+            .collect();
+        let reference: BTreeMap<String, (i64, f64, f64, i64)> = by_name
+            .into_iter()
+            .map(|(name, vs)| {
+                let lo = vs.iter().copied().fold(f64::MAX, f64::min);
+                let hi = vs.iter().copied().fold(f64::MIN, f64::max);
+                (name, (vs.len() as i64, lo, hi, vs.len() as i64))
+            })
+            .collect();
+        assert_eq!(charted, reference, "{query}");
+    }
 }
 
 /// 160 random traces; most get scores, some are overwritten or retracted. Returns what was

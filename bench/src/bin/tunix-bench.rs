@@ -94,6 +94,9 @@ enum Command {
         /// Keep the loaded database afterwards (to measure it again with --reuse-database).
         #[arg(long)]
         keep_database: bool,
+        /// Only the queries whose name starts with this (e.g. `stats`, `page 1`).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Dataset creation and JSONL/Parquet export rates and ingest-api's RSS, next to a COPY of
     /// the same rows (needs `cargo build --release --bins`).
@@ -312,6 +315,7 @@ async fn main() -> anyhow::Result<()> {
             samples,
             reuse_database,
             keep_database,
+            only,
         } => {
             suites::read(
                 &env,
@@ -319,6 +323,7 @@ async fn main() -> anyhow::Result<()> {
                 samples,
                 reuse_database.as_deref(),
                 keep_database,
+                only.as_deref(),
             )
             .await?;
         }

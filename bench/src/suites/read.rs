@@ -1,8 +1,9 @@
 //! `tunix-bench read`: read latency at depth over a view of many rows: page 1, offset and
-//! cursor pages deep in the view, filtered pages (meta, tag, text, scores) and GET by id, against
-//! ingest-api running in this process over loopback HTTP.
+//! cursor pages deep in the view, filtered pages (meta, tag, text, scores), GET by id and the
+//! charts' statistics (`GET /api/traces/stats`), against ingest-api running in this process over
+//! loopback HTTP.
 //!
-//! Run: `target/release/tunix-bench read --rows 1000000`
+//! Run: `target/release/tunix-bench read --rows 1000000` (`--only stats` for the statistics)
 
 use std::time::Instant;
 
@@ -35,13 +36,18 @@ pub mod spread {
     pub const RARE_CJK: &str = "数学";
     /// 1 in this many traces has the rare terms.
     pub const RARE_EVERY: i64 = 10_000;
+    /// Distinct models (`meta.gen_ai.request.model`); every trace names one.
+    pub const MODELS: i64 = 4;
+    /// Distinct token counts (`meta.gen_ai.usage.input_tokens` and `output_tokens`); every trace
+    /// carries both, as OTLP traces do.
+    pub const TOKEN_COUNTS: i64 = 50;
 }
 
 /// Fills `traces`, `trace_list_v1` and `trace_scores_v1` with `rows` synthetic rows spread over
 /// 30 days. List rows are written in time order, as the projector writes them (traces arrive
 /// roughly in `created_at` order), so the time index and the table agree. Every list row gets the facets and search terms the projector would compute for one
-/// real trace, plus: `meta.run` (one of [`spread::RUNS`]), two tags, common and rare words and
-/// CJK pairs; 80% of traces have a `correct` score (0 or 1), 50% a `quality` score in [0, 1).
+/// real trace, plus: `meta.run` (one of [`spread::RUNS`]), two tags, a model and input and output
+/// token counts (as an OTLP trace's `meta.gen_ai`), common and rare words and CJK pairs; 80% of traces have a `correct` score (0 or 1), 50% a `quality` score in [0, 1).
 pub(crate) async fn load_read_rows(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
     use spread::*;
     let root = find_root(&std::env::current_dir()?);
@@ -54,6 +60,24 @@ pub(crate) async fn load_read_rows(pool: &PgPool, rows: i64) -> anyhow::Result<(
     let tags: Vec<String> = (0..TAGS)
         .map(|t| tunix_schemas::facets::facets(&format!(r#"{{"tags": ["t{t}"]}}"#))[0].clone())
         .collect();
+    let models: Vec<String> = (0..MODELS)
+        .map(|m| {
+            let meta = format!(r#"{{"gen_ai": {{"request": {{"model": "model-{m}"}}}}}}"#);
+            tunix_schemas::facets::facets(&meta)[0].clone()
+        })
+        .collect();
+    let usage = |kind: &str, scale: i64| -> Vec<String> {
+        (0..TOKEN_COUNTS)
+            .map(|n| {
+                let meta = format!(
+                    r#"{{"gen_ai": {{"usage": {{"{kind}": {}}}}}}}"#,
+                    (n + 1) * scale
+                );
+                tunix_schemas::facets::facets(&meta)[0].clone()
+            })
+            .collect()
+    };
+    let (input_tokens, output_tokens) = (usage("input_tokens", 40), usage("output_tokens", 10));
     let started = Instant::now();
     eprintln!("loading {rows} rows into traces, trace_list_v1 and trace_scores_v1...");
     // No secondary indexes while loading: build them afterwards, as a rebuild does.
@@ -92,7 +116,8 @@ pub(crate) async fn load_read_rows(pool: &PgPool, rows: i64) -> anyhow::Result<(
     sqlx::query(&format!(
         "INSERT INTO trace_list_v1 (id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search)
          SELECT id, created_at, trace_version, $1, $2, $3,
-                ARRAY[($4::text[])[g % {RUNS} + 1], ($5::text[])[g % {TAGS} + 1], ($5::text[])[(g / 7) % {TAGS} + 1]],
+                ARRAY[($4::text[])[g % {RUNS} + 1], ($5::text[])[g % {TAGS} + 1], ($5::text[])[(g / 7) % {TAGS} + 1],
+                      ($7::text[])[g % {MODELS} + 1], ($8::text[])[g % {TOKEN_COUNTS} + 1], ($9::text[])[(g / 3) % {TOKEN_COUNTS} + 1]],
                 $6::tsvector
                   || CASE WHEN g % 2 = 0 THEN '{COMMON_WORD} {COMMON_CJK}'::tsvector ELSE ''::tsvector END
                   || CASE WHEN g % {RARE_EVERY} = 17 THEN '{RARE_WORD} {RARE_CJK}'::tsvector ELSE ''::tsvector END
@@ -105,6 +130,9 @@ pub(crate) async fn load_read_rows(pool: &PgPool, rows: i64) -> anyhow::Result<(
     .bind(&runs)
     .bind(&tags)
     .bind(&base.search)
+    .bind(&models)
+    .bind(&input_tokens)
+    .bind(&output_tokens)
     .execute(pool)
     .await?;
     eprintln!("  list rows ({:.0}s)", started.elapsed().as_secs_f64());
@@ -141,6 +169,7 @@ pub async fn read(
     samples: usize,
     reuse: Option<&str>,
     keep: bool,
+    only: Option<&str>,
 ) -> anyhow::Result<()> {
     let (url, pool) = match reuse {
         Some(name) => {
@@ -272,7 +301,44 @@ pub async fn read(
             Box::new(move |_| deep_path.clone()),
         ));
     }
-    println!("view: {rows} rows; {samples} samples per query (30 for the deep offset page), measured over loopback HTTP against ingest-api (server time + ~0.1 ms)\n");
+    // The charts' statistics (`GET /api/traces/stats`): exact up to 25,000 matches, a sample
+    // of ~25,000 rows above.
+    let last_day = chrono::Utc::now() - chrono::Duration::days(1);
+    let stats: Vec<(String, String)> = vec![
+        ("no filter (sampled)".into(), String::new()),
+        (format!("tag (1 in {}, sampled)", TAGS / 2), "tag=t3".into()),
+        (
+            format!("meta filter (1 in {RUNS}, exact below {})", rows / RUNS + 1),
+            "meta.run=417".into(),
+        ),
+        (
+            format!("text, rare word (1 in {RARE_EVERY}, exact)"),
+            format!("q={RARE_WORD}"),
+        ),
+        (
+            "score range (quality ≥ 0.95, 1 in 40)".into(),
+            "score.quality=gte:0.95".into(),
+        ),
+        (
+            "score range (quality ≥ 0.999, 1 in 2,000)".into(),
+            "score.quality=gte:0.999".into(),
+        ),
+        (
+            "version + last day (1 in 150)".into(),
+            format!(
+                "trace_version=v3&created_after={}",
+                last_day.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+        ),
+    ];
+    for (name, f) in stats {
+        let path = format!("/api/traces/stats?{f}");
+        queries.push((format!("stats: {name}"), Box::new(move |_| path.clone())));
+    }
+    if let Some(prefix) = only {
+        queries.retain(|(name, _)| name.starts_with(prefix));
+    }
+    println!("view: {rows} rows; {samples} samples per query (30 for the deep offset page and the statistics), measured over loopback HTTP against ingest-api (server time + ~0.1 ms)\n");
     println!("| query | p50 ms | p99 ms | max ms | non-200 answers |");
     println!("| --- | ---: | ---: | ---: | --- |");
     for (name, path) in queries {
@@ -282,7 +348,7 @@ pub async fn read(
             client.get(&path(i)).await?;
         }
         // Deep offset pages take long by design (the point of keyset paging): fewer samples.
-        let n = if name.starts_with("offset") {
+        let n = if name.starts_with("offset") || name.starts_with("stats") {
             samples.min(30)
         } else {
             samples

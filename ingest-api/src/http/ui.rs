@@ -15,6 +15,7 @@ const EXAMPLE: &str = include_str!("../../../testdata/example-temperature.json")
 /// `ui/views/` (a test keeps this list and the directories equal).
 pub const MODULES: &[(&str, &str, &str)] = &[
     ("lib", "api.js", include_str!("../../ui/lib/api.js")),
+    ("lib", "chart.js", include_str!("../../ui/lib/chart.js")),
     ("lib", "dom.js", include_str!("../../ui/lib/dom.js")),
     (
         "lib",
@@ -27,6 +28,11 @@ pub const MODULES: &[(&str, &str, &str)] = &[
         include_str!("../../ui/lib/markdown.js"),
     ),
     ("lib", "route.js", include_str!("../../ui/lib/route.js")),
+    (
+        "views",
+        "charts.js",
+        include_str!("../../ui/views/charts.js"),
+    ),
     (
         "views",
         "compare.js",

@@ -1,6 +1,7 @@
 //! The SQL the list filter selects with: the list page (one statement, or for selective filters a
-//! bounded window first and, only when it is sparse, the rest), a dataset's members, and the pages of a bulk delete. One builder, so the
-//! list, datasets and governance select exactly the same traces for the same filter. This is
+//! bounded window first and, only when it is sparse, the rest), a dataset's members, the pages of
+//! a bulk delete, and (through [`ListQuery::push_matches`]) the statistics. One builder, so the
+//! list, datasets, governance and the charts select exactly the same traces for the same filter. This is
 //! SQL built at run time on purpose: the filters vary per request, and the list tables are
 //! versioned (`trace_list_vN`).
 //!
@@ -100,6 +101,58 @@ impl ListQuery {
     fn push_selective_filters<'a>(&'a self, b: &mut QueryBuilder<'a, Postgres>) {
         self.push_gin_filters(b);
         self.push_score_filters(b, None);
+    }
+
+    /// `SELECT <columns> FROM ... WHERE ...`: every trace the filters match (no order, no
+    /// cursor), as list rows named `l`, read from the index that narrows them most: the GIN
+    /// indexes for metadata and text (the planner picks or intersects), else the first score
+    /// condition's `(name, value)` index, else the list itself (time and version conditions use
+    /// their B-tree). What the statistics (`traces::stats`) aggregate over. `from` is the list
+    /// view (`trace_list l`) or, to sample it, a version's table with its `TABLESAMPLE` clause
+    /// (`trace_list_v1 l TABLESAMPLE ...`); a sample is always read from the list side.
+    pub(super) fn push_matches<'a>(
+        &'a self,
+        b: &mut QueryBuilder<'a, Postgres>,
+        columns: &str,
+        from: &str,
+        sampled: bool,
+    ) {
+        let score_driver = self
+            .scores
+            .iter()
+            .position(|(_, c)| !matches!(c, ScoreCondition::Missing));
+        let by_gin = !self.meta.is_empty() || self.q.is_some();
+        b.push("SELECT ").push(columns);
+        let skip = match score_driver {
+            Some(n) if !by_gin && !sampled => {
+                let (name, cond) = &self.scores[n];
+                // The score's rows first (`OFFSET 0` keeps the planner from reordering the
+                // join), then each one's list row by its key.
+                b.push(" FROM (SELECT s.trace_id FROM trace_scores s WHERE s.name = ")
+                    .push_bind(pg_text::encode(name).into_owned());
+                if let ScoreCondition::Compare(op, v) = cond {
+                    b.push(" AND s.value ").push(*op).push(" ").push_bind(*v);
+                }
+                b.push(" OFFSET 0) s JOIN ")
+                    .push(from)
+                    .push(" ON l.id = s.trace_id WHERE true");
+                Some(n)
+            }
+            _ => {
+                b.push(" FROM ").push(from).push(" WHERE true");
+                None
+            }
+        };
+        // Driven by a score's index, the version and time conditions are checked per candidate
+        // (see `sparse_sql`): their B-tree range can hold far more rows than the score's.
+        let how = if skip.is_some() {
+            Indexable::No
+        } else {
+            Indexable::Yes
+        };
+        self.push_time_filters(b, how);
+        self.push_gin_filters(b);
+        self.push_score_filters(b, skip);
     }
 
     fn push_key_bound<'a>(

@@ -14,4 +14,5 @@ mod schema_registry;
 mod scores;
 mod seed;
 mod shutdown;
+mod stats;
 mod trust;

@@ -46,6 +46,7 @@ async fn openapi_lists_every_served_route() {
         ("GET", "/api/registry/subjects/{subject}/versions/{version}"),
         ("GET", "/api/traces"),
         ("GET", "/api/traces/compare"),
+        ("GET", "/api/traces/stats"),
         ("GET", "/api/traces/{id}"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),

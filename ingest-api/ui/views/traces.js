@@ -1,9 +1,10 @@
-// Traces: the search, filters and chips, the list (full width: created, version, steps, model,
+// Traces: the search, filters and chips, the charts (views/charts.js), the list (full width: created, version, steps, model,
 // tags, prompt, scores, size), paging, picking two to compare, and saving the search as a
 // dataset. Keyboard: j/k move, Enter opens, / focuses the search.
 import { $, el, fmtBytes, fmtTime } from '../lib/dom.js';
 import { api, describeError } from '../lib/api.js';
 import { go, currentFilters, isChip } from '../lib/route.js';
+import { refreshCharts } from './charts.js';
 
 export const list = {
   cursors: [null], page: 0, nextCursor: null, key: null, picked: [],
@@ -187,8 +188,11 @@ export function listKey(e) {
   return false;
 }
 
-export function showList(filters) {
+// Shows the list for `filters`; with `charts`, redraws the charts too (the reader shows the list
+// behind it without them: a chart costs more than a page).
+export function showList(filters, charts = true) {
   showFilters(filters);
+  if (charts && $('charts-panel').open) refreshCharts(filters);
   const key = filters.toString();
   if (key !== list.key) {
     list.key = key;
@@ -246,6 +250,12 @@ async function saveDataset(ev) {
 }
 
 export function wireTraces() {
+  // The charts stay open or closed as the user left them.
+  $('charts-panel').open = localStorage.getItem('tunix-charts') !== 'closed';
+  $('charts-panel').addEventListener('toggle', () => {
+    localStorage.setItem('tunix-charts', $('charts-panel').open ? 'open' : 'closed');
+    if ($('charts-panel').open) refreshCharts(currentFilters());
+  });
   $('fetch').addEventListener('click', fetchById);
   $('fetch-id').addEventListener('keydown', (e) => { if (e.key === 'Enter') fetchById(); });
   $('search-form').addEventListener('submit', applyFilters);
