@@ -18,7 +18,7 @@
 //! Token usage comes from `meta.gen_ai.usage.input_tokens` and `output_tokens` (what the OTLP
 //! intake writes; any producer may send them) and the model from the list's precedence
 //! (`gen_ai.request.model`, `gen_ai.response.model`, `model`), all read from the facets (numbers
-//! in their canonical form; a negative or astronomically large count is ignored).
+//! in their canonical form; a negative count, or one of 10^13 or more, is ignored).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -152,7 +152,7 @@ pub struct ModelUsage {
     path = "/api/traces/stats",
     tag = "read",
     summary = "Statistics of the traces a list filter matches, for charts",
-    description = "Takes the list's filters (paging parameters are ignored) and `bucket` (`hour`, `day`, or `auto`: hours when the matches span at most 72 h). Exact when at most 25,000 traces match; beyond, estimated from a sample of about 25,000 rows (`exact: false`, `sample_percent`), so the cost stays bounded at any size.",
+    description = "Takes the list's filters (limit, offset and cursor are validated as for the list, then ignored) and `bucket` (`hour`, `day`, or `auto`: hours when the matches span at most 72 h). Exact when at most 25,000 traces match; beyond, estimated from a sample of about 25,000 rows (`exact: false`, `sample_percent`), so the cost stays bounded at any size.",
     params(
         ListQuery,
         ("bucket" = Option<String>, Query, description = "hour, day or auto (default)"),
@@ -294,10 +294,16 @@ struct StatsRow {
     a: Option<f64>,
     b: Option<f64>,
     c: Option<f64>,
+    /// A score's bin edges (`s` rows): the lower edge of each bin, in order.
+    edges: Option<Vec<f64>>,
 }
 
 /// The aggregate statement (see the module docs): matches materialized once, then grouped into
-/// hours, models, score summaries and score bins.
+/// hours, models, score summaries and score bins. Any finite score aggregates: the mean is taken
+/// in numeric through text (a float8 avg overflows on its sum of squares near the ends of the
+/// range, and float8 -> numeric keeps only 15 digits), and the bins' edges are convex
+/// combinations of min and max, returned with the summary so that a bin's range filter selects
+/// exactly its values.
 fn aggregate_sql<'a>(q: &'a ListQuery, sample: Option<&Sample>) -> QueryBuilder<'a, Postgres> {
     let mut b = QueryBuilder::new("WITH m AS MATERIALIZED (");
     let columns = "l.id, l.created_at, l.facets";
@@ -319,27 +325,32 @@ fn aggregate_sql<'a>(q: &'a ListQuery, sample: Option<&Sample>) -> QueryBuilder<
         let at = prefix.chars().count() + 1;
         format!(
             "sum(substr(f, {at})::numeric) FILTER (WHERE starts_with(f, '{prefix}') \
-             AND substr(f, {at}) ~ '^([0-9](\\.[0-9]+)?e[0-9]{{1,2}}|0)$')"
+             AND substr(f, {at}) ~ '^([0-9](\\.[0-9]+)?e([0-9]|1[0-2])|0)$')"
         )
     };
-    let value = format!("substr(f, strpos(f, '{SEPARATOR}s:') + 3)");
+    // Byte order, as the facets are stored: with several values under one key, the list's
+    // `model` (the first facet) and this one agree.
+    let value = format!("substr(f, strpos(f, '{SEPARATOR}s:') + 3) COLLATE \"C\"");
     b.push(format_args!(
         "), sc AS MATERIALIZED (SELECT s.name, s.value FROM m CROSS JOIN LATERAL \
              (SELECT s.name, s.value FROM trace_scores s WHERE s.trace_id = m.id OFFSET 0) s), \
-         names AS (SELECT name, count(*) AS n, min(value) AS lo, max(value) AS hi, avg(value) AS mean \
-             FROM sc GROUP BY name ORDER BY count(*) DESC, name LIMIT {names}) \
+         names AS (SELECT name, count(*) AS n, min(value) AS lo, max(value) AS hi, \
+                 avg(value::text::numeric)::float8 AS mean \
+             FROM sc GROUP BY name ORDER BY count(*) DESC, name LIMIT {names}), \
+         bounds AS (SELECT names.*, CASE WHEN hi > lo THEN ARRAY(SELECT lo * (1 - k / {bins}.0::float8) + hi * (k / {bins}.0::float8) \
+                 FROM generate_series(0, {bins} - 1) AS k) ELSE ARRAY[lo] END AS edges FROM names) \
          SELECT 'v' AS part, NULL::text AS label, date_bin('1 hour', m.created_at, '2000-01-01 00:00:00+00') AS at, \
-             count(*) AS n, NULL::float8 AS a, NULL::float8 AS b, NULL::float8 AS c FROM m GROUP BY 3 \
-         UNION ALL SELECT 'm', u.model, NULL, count(*), sum(u.input)::float8, sum(u.output)::float8, NULL \
+             count(*) AS n, NULL::float8 AS a, NULL::float8 AS b, NULL::float8 AS c, NULL::float8[] AS edges \
+             FROM m GROUP BY 3 \
+         UNION ALL SELECT 'm', u.model, NULL, count(*), sum(u.input)::float8, sum(u.output)::float8, NULL, NULL \
              FROM m CROSS JOIN LATERAL (SELECT \
                  coalesce(min({value}) FILTER (WHERE {req}), min({value}) FILTER (WHERE {resp}), \
                           min({value}) FILTER (WHERE {plain})) AS model, \
                  {input} AS input, {output} AS output \
                  FROM unnest(m.facets) f) u GROUP BY u.model \
-         UNION ALL SELECT 's', name, NULL, n, lo, hi, mean FROM names \
-         UNION ALL SELECT 'h', n.name, NULL, count(*), \
-             (CASE WHEN n.hi > n.lo THEN least(width_bucket(sc.value, n.lo, n.hi, {bins}), {bins}) ELSE 1 END)::float8, \
-             NULL, NULL FROM sc JOIN names n USING (name) GROUP BY 2, 5",
+         UNION ALL SELECT 's', name, NULL, n, lo, hi, mean, edges FROM bounds \
+         UNION ALL SELECT 'h', b.name, NULL, count(*), width_bucket(sc.value, b.edges)::float8, NULL, NULL, NULL \
+             FROM sc JOIN bounds b USING (name) GROUP BY 2, 5",
         names = MAX_SCORE_NAMES + 1,
         req = model("gen_ai.request.model"),
         resp = model("gen_ai.response.model"),
@@ -349,6 +360,16 @@ fn aggregate_sql<'a>(q: &'a ListQuery, sample: Option<&Sample>) -> QueryBuilder<
         bins = SCORE_BINS,
     ));
     b
+}
+
+/// One score name's summary row.
+struct Summary {
+    name: String,
+    n: i64,
+    lo: f64,
+    hi: f64,
+    mean: f64,
+    edges: Vec<f64>,
 }
 
 /// Builds the answer from the aggregate's rows.
@@ -376,7 +397,14 @@ fn assemble(
                 input_tokens: scale(r.a.unwrap_or(0.0)),
                 output_tokens: scale(r.b.unwrap_or(0.0)),
             }),
-            "s" => summaries.push((r.label.unwrap_or_default(), r.n, r.a, r.b, r.c)),
+            "s" => summaries.push(Summary {
+                name: r.label.unwrap_or_default(),
+                n: r.n,
+                lo: r.a.unwrap_or(0.0),
+                hi: r.b.unwrap_or(0.0),
+                mean: r.c.unwrap_or(0.0),
+                edges: r.edges.unwrap_or_default(),
+            }),
             "h" => {
                 *bins
                     .entry(r.label.unwrap_or_default())
@@ -388,7 +416,12 @@ fn assemble(
         }
     }
     let matched_in_rows: i64 = hours.values().sum();
-    let matched = scale(matched_in_rows as f64);
+    // A sample of a filter whose matches cluster in time can hold few or none of them; the
+    // count taken before sampling proved more than EXACT_MAX.
+    let matched = match sample {
+        Some(_) => scale(matched_in_rows as f64).max(EXACT_MAX + 1),
+        None => matched_in_rows,
+    };
     let span = match (hours.keys().next(), hours.keys().next_back()) {
         (Some(first), Some(last)) => *last - *first,
         _ => Duration::zero(),
@@ -401,52 +434,36 @@ fn assemble(
     let volume = fill_buckets(&hours, bucket, |n| scale(n as f64))?;
 
     // Most frequent first (the statement's order is lost in the UNION).
-    summaries.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    summaries.sort_by(|x, y| y.n.cmp(&x.n).then_with(|| x.name.cmp(&y.name)));
     let scores_truncated = summaries.len() > MAX_SCORE_NAMES;
     summaries.truncate(MAX_SCORE_NAMES);
     let scores = summaries
         .into_iter()
-        .map(|(name, n, lo, hi, mean)| {
-            let (lo, hi) = (lo.unwrap_or(0.0), hi.unwrap_or(0.0));
-            let counts = bins.remove(&name).unwrap_or_default();
-            let width = if hi > lo {
-                (hi - lo) / SCORE_BINS as f64
-            } else {
-                0.0
-            };
-            let bins = if hi > lo {
-                (1..=SCORE_BINS)
-                    .map(|i| ScoreBin {
-                        from: lo + width * (i - 1) as f64,
-                        to: if i == SCORE_BINS {
-                            hi
-                        } else {
-                            lo + width * i as f64
-                        },
-                        count: scale(*counts.get(&i).unwrap_or(&0) as f64),
-                    })
-                    .collect()
-            } else {
-                vec![ScoreBin {
-                    from: lo,
-                    to: hi,
-                    count: scale(n as f64),
-                }]
-            };
+        .map(|h| {
+            let counts = bins.remove(&h.name).unwrap_or_default();
+            // The statement's own edges, so that a bin's range is exactly what `score.<name>=
+            // gte:<from>&score.<name>=lt:<to>` selects (the last bin: `lte:<max>`).
+            let bins = (0..h.edges.len())
+                .map(|i| ScoreBin {
+                    from: h.edges[i],
+                    to: h.edges.get(i + 1).copied().unwrap_or(h.hi),
+                    count: scale(*counts.get(&(i as i32 + 1)).unwrap_or(&0) as f64),
+                })
+                .collect();
             ScoreHistogram {
-                name: text(name),
-                count: scale(n as f64),
-                min: lo,
-                max: hi,
-                mean: mean.unwrap_or(lo),
+                name: text(h.name),
+                count: scale(h.n as f64),
+                min: h.lo,
+                max: h.hi,
+                mean: h.mean,
                 bins,
             }
         })
         .collect();
 
     models.sort_by(|x, y| {
-        (y.input_tokens + y.output_tokens)
-            .cmp(&(x.input_tokens + x.output_tokens))
+        (y.input_tokens.saturating_add(y.output_tokens))
+            .cmp(&(x.input_tokens.saturating_add(x.output_tokens)))
             .then(y.traces.cmp(&x.traces))
             .then_with(|| x.model.cmp(&y.model))
     });
@@ -557,6 +574,19 @@ mod tests {
         );
         assert_eq!(parse_bucket(Some("bucket=day")).unwrap(), Some(Bucket::Day));
         assert!(parse_bucket(Some("bucket=week")).is_err());
+    }
+
+    #[test]
+    fn a_sample_that_holds_no_match_still_reports_more_than_the_exact_limit() {
+        let s = Sample {
+            table: "trace_list_v1".into(),
+            percent: 0.25,
+        };
+        let stats = assemble(Vec::new(), Some(&s), None).unwrap();
+        assert_eq!(stats.matched, EXACT_MAX + 1);
+        assert!(!stats.exact && stats.volume.is_empty());
+        let exact = assemble(Vec::new(), None, None).unwrap();
+        assert_eq!((exact.matched, exact.exact), (0, true));
     }
 
     #[test]

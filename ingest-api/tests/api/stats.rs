@@ -1,5 +1,5 @@
 //! `GET /api/traces/stats` against the real Postgres, over list rows written straight into the
-//! read model (the pipeline's end-to-end test is `tests/tests/stats.rs`): exact below the
+//! read model (through the real pipeline: `tests/tests/find_and_judge.rs`): exact below the
 //! limit, estimated from a sample above it, and its parameter errors.
 
 use std::collections::BTreeMap;
@@ -256,5 +256,94 @@ async fn stats_refuse_an_unknown_bucket_and_too_many_buckets() {
     assert_eq!(
         body["detail"][0]["loc"],
         serde_json::json!(["query", "score.x"])
+    );
+}
+
+/// A histogram bin selects what its range filter selects, values on an edge included (the
+/// edges are the statement's own), and no finite score breaks the aggregate: values near the
+/// ends of the float range neither overflow the mean nor the bins.
+#[tokio::test(flavor = "multi_thread")]
+async fn score_bins_equal_their_range_filters_and_extreme_values_aggregate() {
+    let db = TestDb::new().await;
+    let edge = [0.0, 0.15, 0.15, 0.35, 0.7, 0.95, 1.0];
+    let huge = [-1e300, 0.0, 1e300, f64::MAX];
+    sqlx::query(
+        "WITH l AS (
+             INSERT INTO trace_list_v1 (id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search)
+             SELECT gen_random_uuid(), now(), 'v', 1, g::text, 1, '{}', '' FROM generate_series(1, 7) AS g
+             RETURNING id, prompt_preview::int AS g)
+         INSERT INTO trace_scores_v1 (trace_id, name, value, source, recorded_at)
+         SELECT id, 'edge', ($1::float8[])[g], 't', now() FROM l
+         UNION ALL SELECT id, 'huge', ($2::float8[])[g], 't', now() FROM l WHERE g <= cardinality($2::float8[])",
+    )
+    .bind(&edge[..])
+    .bind(&huge[..])
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // Token counts: below 10^13 summed, at or above it (or negative) ignored.
+    let big: Vec<String> = ["9.99e12", "1e13", "-5"]
+        .iter()
+        .map(|n| {
+            let meta = format!(r#"{{"gen_ai": {{"request": {{"model": "m-big"}}, "usage": {{"input_tokens": {n}}}}}}}"#);
+            facets(&meta).join("\u{1}")
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO trace_list_v1 (id, created_at, trace_version, step_count, prompt_preview, payload_bytes, facets, search)
+         SELECT gen_random_uuid(), now(), 'v', 1, 'big', 1, string_to_array(f, chr(1)), '' FROM unnest($1::text[]) AS f",
+    )
+    .bind(&big)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let api = TestApi::start_on(TestTopic::new(1).await, db, |_| {}).await;
+    let (status, stats) = api.get("/api/traces/stats").await;
+    assert_eq!(status, 200, "{stats}");
+    let histogram = |name: &str| {
+        stats["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {stats}"))
+            .clone()
+    };
+    let h = histogram("huge");
+    assert_eq!(
+        (h["min"].as_f64(), h["max"].as_f64()),
+        (Some(-1e300), Some(f64::MAX))
+    );
+    assert!(h["mean"].as_f64().unwrap().is_finite(), "{h}");
+    let binned: i64 = h["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(binned, huge.len() as i64, "{h}");
+
+    let big = models_of(&stats)[&Some("m-big".to_owned())];
+    assert_eq!(big, (3, 9_990_000_000_000, 0), "{stats}");
+
+    let h = histogram("edge");
+    let mean = edge.iter().sum::<f64>() / edge.len() as f64;
+    assert!((h["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{h}");
+    let bins = h["bins"].as_array().unwrap();
+    let mut nonempty = 0;
+    for (i, bin) in bins.iter().enumerate() {
+        let upper = if i + 1 == bins.len() { "lte" } else { "lt" };
+        let path = format!(
+            "/api/traces/stats?score.edge=gte:{}&score.edge={upper}:{}",
+            bin["from"], bin["to"]
+        );
+        let (status, within) = api.get(&path).await;
+        assert_eq!(status, 200, "{within}");
+        assert_eq!(within["matched"], bin["count"], "{path}: {bin}");
+        nonempty += (bin["count"].as_i64().unwrap() > 0) as usize;
+    }
+    assert_eq!(
+        nonempty, 5,
+        "0 | 0.15 twice | 0.35 | 0.7 | 0.95 and 1 (the last bin includes the maximum): {h}"
     );
 }

@@ -21,13 +21,14 @@ export function fmtCount(n) {
   return String(Math.round(n));
 }
 
-// A bucket start as shown under the axis: "12-06 14:00" for hours, "2026-12-06" for days (local
-// time, like the list's created column).
+// A bucket start as shown under the axis: "12-06 14:00" for hours, "2026-12-06" for days. In
+// UTC, like the buckets themselves (a local label would put a UTC day on the previous date west
+// of Greenwich, and an hour at :30 in some zones); the chart's title says so.
 export function bucketLabel(iso, bucket) {
   const d = new Date(iso);
   const p = (n) => String(n).padStart(2, '0');
-  const day = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
-  return bucket === 'hour' ? `${day.slice(5)} ${p(d.getHours())}:00` : day;
+  const day = `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())}`;
+  return bucket === 'hour' ? `${day.slice(5)} ${p(d.getUTCHours())}:00` : day;
 }
 
 // Bar rectangles for `values` in a `width` × `height` plot: equal slots of at most an eighth of

@@ -27,8 +27,8 @@ test('bars share the width, scale to the maximum, and a small value stays visibl
   assert.deepEqual(barLayout([], 100, 10), []);
 });
 
-test('bucket labels: hours with the time, days as dates', () => {
-  const t = new Date(2026, 11, 6, 14, 0, 0).toISOString();
-  assert.equal(bucketLabel(t, 'hour'), '12-06 14:00');
-  assert.equal(bucketLabel(t, 'day'), '2026-12-06');
+test('bucket labels: hours with the time, days as dates, both in UTC like the buckets', () => {
+  assert.equal(bucketLabel('2026-12-06T14:00:00.000000Z', 'hour'), '12-06 14:00');
+  assert.equal(bucketLabel('2026-12-06T00:00:00.000000Z', 'day'), '2026-12-06');
+  assert.equal(bucketLabel('2026-12-31T23:00:00Z', 'hour'), '12-31 23:00');
 });

@@ -10,10 +10,15 @@ import { svgBars, fmtCount, bucketLabel } from '../lib/chart.js';
 
 const charts = { seq: 0 };  // the newest request: only it may draw
 
+// The current filters and `extra` ones; a time bound only ever narrows (a bucket the current
+// bounds cut keeps them).
 function narrowed(extra) {
   const p = currentFilters();
   for (const [k, v] of extra) {
-    if (k === 'created_after' || k === 'created_before') p.set(k, v); else p.append(k, v);
+    const had = p.get(k);
+    if (k === 'created_after') p.set(k, had && Date.parse(had) > Date.parse(v) ? had : v);
+    else if (k === 'created_before') p.set(k, had && Date.parse(had) < Date.parse(v) ? had : v);
+    else p.append(k, v);
   }
   return p;
 }
@@ -30,10 +35,14 @@ function volumeCard(s) {
   const total = s.volume.reduce((n, b) => n + b.count, 0);
   const max = Math.max(0, ...s.volume.map((b) => b.count));
   const bars = s.volume.map((b) => ({ value: b.count, title: `${bucketLabel(b.start, s.bucket)}: ${b.count.toLocaleString()} traces` }));
-  const c = card('chart-volume', `Traces per ${unit}`);
+  const c = card('chart-volume', `Traces per ${unit} (UTC)`);
   c.dataset.total = String(total);
   c.dataset.buckets = String(s.volume.length);
-  if (!s.volume.length) { c.append(el('p', { className: 'muted', textContent: 'nothing matches' })); return c; }
+  if (!s.volume.length) {
+    const why = s.exact ? 'nothing matches' : 'the sample holds none of the matches: narrow the filter (up to 25,000 matches are charted exactly)';
+    c.append(el('p', { className: 'muted', textContent: why }));
+    return c;
+  }
   c.append(
     el('div', { className: 'chart-max muted', textContent: `max ${fmtCount(max)} per ${unit}` }),
     svgBars(bars, {
