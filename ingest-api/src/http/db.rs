@@ -50,6 +50,23 @@ pub(crate) fn db_error(state: &AppState, e: &sqlx::Error) -> ApiError {
     }
 }
 
+/// For the rest of the transaction `tx`, plans read candidates from their indexes one by one:
+/// no sequential scans, no hash or merge joins. For statements known to touch few rows (a sparse
+/// list page's rest, the charts' bounded matches), where a floored or sampled estimate could
+/// make the planner read the whole list instead.
+pub(crate) async fn read_from_indexes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT set_config('enable_seqscan', 'off', true) AS seqscan,
+                set_config('enable_hashjoin', 'off', true) AS hashjoin,
+                set_config('enable_mergejoin', 'off', true) AS mergejoin"
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Runs a read query within [`QUERY_TIMEOUT`], mapping its failure with [`db_error`].
 pub(crate) async fn bounded<T>(
     state: &AppState,

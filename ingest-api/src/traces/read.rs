@@ -332,13 +332,7 @@ async fn page_on(conn: &mut PgConnection, q: &ListQuery) -> Result<Vec<ListRow>,
         // never right here, though a floored estimate (a prefix query's, say) can make the
         // planner believe otherwise.
         let mut tx = conn.begin().await?;
-        sqlx::query!(
-            "SELECT set_config('enable_seqscan', 'off', true) AS seqscan,
-                            set_config('enable_hashjoin', 'off', true) AS hashjoin,
-                            set_config('enable_mergejoin', 'off', true) AS mergejoin"
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        crate::http::db::read_from_indexes(&mut tx).await?;
         let more: Vec<ListRow> = q
             .sparse_sql(after, take)
             .build_query_as()
