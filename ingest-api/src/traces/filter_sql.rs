@@ -117,22 +117,13 @@ impl ListQuery {
         from: &str,
         sampled: bool,
     ) {
-        let score_driver = self
-            .scores
-            .iter()
-            .position(|(_, c)| !matches!(c, ScoreCondition::Missing));
-        let by_gin = !self.meta.is_empty() || self.q.is_some();
         b.push("SELECT ").push(columns);
-        let skip = match score_driver {
-            Some(n) if !by_gin && !sampled => {
-                let (name, cond) = &self.scores[n];
+        let skip = match self.score_driver() {
+            Some(n) if !self.has_gin_filters() && !sampled => {
                 // The score's rows first (`OFFSET 0` keeps the planner from reordering the
                 // join), then each one's list row by its key.
-                b.push(" FROM (SELECT s.trace_id FROM trace_scores s WHERE s.name = ")
-                    .push_bind(pg_text::encode(name).into_owned());
-                if let ScoreCondition::Compare(op, v) = cond {
-                    b.push(" AND s.value ").push(*op).push(" ").push_bind(*v);
-                }
+                b.push(" FROM (SELECT s.trace_id FROM trace_scores s WHERE ");
+                self.push_score_driver(b, n);
                 b.push(" OFFSET 0) s JOIN ")
                     .push(from)
                     .push(" ON l.id = s.trace_id WHERE true");
@@ -153,6 +144,29 @@ impl ListQuery {
         self.push_time_filters(b, how);
         self.push_gin_filters(b);
         self.push_score_filters(b, skip);
+    }
+
+    /// Whether a metadata or text filter is given (their GIN indexes can start a read).
+    fn has_gin_filters(&self) -> bool {
+        !self.meta.is_empty() || self.q.is_some()
+    }
+
+    /// The score condition a read can start from, on the scores table's `(name, value)` index:
+    /// the first that is not `missing` (absence cannot be indexed).
+    fn score_driver(&self) -> Option<usize> {
+        self.scores
+            .iter()
+            .position(|(_, c)| !matches!(c, ScoreCondition::Missing))
+    }
+
+    /// `s.name = $n [AND s.value <op> $v]`: score condition `n` on the scores table `s`.
+    fn push_score_driver<'a>(&'a self, b: &mut QueryBuilder<'a, Postgres>, n: usize) {
+        let (name, cond) = &self.scores[n];
+        b.push("s.name = ")
+            .push_bind(pg_text::encode(name).into_owned());
+        if let ScoreCondition::Compare(op, v) = cond {
+            b.push(" AND s.value ").push(*op).push(" ").push_bind(*v);
+        }
     }
 
     fn push_key_bound<'a>(
@@ -316,12 +330,9 @@ impl ListQuery {
     ) -> QueryBuilder<'_, Postgres> {
         const COLUMNS: &str =
             "l.id, l.created_at, l.trace_version, l.step_count, l.prompt_preview, l.payload_bytes";
-        let score_driver = self
-            .scores
-            .iter()
-            .position(|(_, c)| !matches!(c, ScoreCondition::Missing));
+        let score_driver = self.score_driver();
         let mut b = QueryBuilder::new(WITH_SCORES_PREFIX);
-        let by_gin = !self.meta.is_empty() || self.q.is_some();
+        let by_gin = self.has_gin_filters();
         if !by_gin && score_driver.is_none() {
             b.push("SELECT ")
                 .push(COLUMNS)
@@ -341,12 +352,8 @@ impl ListQuery {
             None
         } else {
             let n = score_driver.expect("a score driver when there is no GIN filter");
-            let (name, cond) = &self.scores[n];
-            b.push(" FROM trace_scores s JOIN trace_list l ON l.id = s.trace_id WHERE s.name = ")
-                .push_bind(pg_text::encode(name).into_owned());
-            if let ScoreCondition::Compare(op, v) = cond {
-                b.push(" AND s.value ").push(*op).push(" ").push_bind(*v);
-            }
+            b.push(" FROM trace_scores s JOIN trace_list l ON l.id = s.trace_id WHERE ");
+            self.push_score_driver(&mut b, n);
             Some(n)
         };
         self.push_time_filters(&mut b, Indexable::No);
